@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install torchlm into ./.venv. `bash scripts/install.sh test` adds the test extras.
+# PyTorch 2.13.0 (CPU build, from this machine's local disk) is installed first when torch is
+# missing: a bare `torch` requirement would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+py=.venv/bin/python
+$py -c "import torch" 2>/dev/null || $py -m pip install -q torch==2.13.0
+extra=""
+[ "${1:-}" = "test" ] && extra="[test]"
+$py -m pip install -q -e ".${extra}"

@@ -1,0 +1,259 @@
+"""Model frame and design matrix: formula + data -> response, design, weights, offset (R's model.frame/model.matrix)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, ModelSpec, model_matrix
+from formulaic.errors import FactorEvaluationError, FormulaSyntaxError
+
+from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+
+NA_ACTIONS = ("omit", "fail")
+
+
+@dataclass
+class Design:
+    """Everything a fitter needs, for the rows actually used (after subset and NA removal).
+
+    Parameters
+    ----------
+    X : (n, p) float64 design matrix.
+    y : (n,) response.
+    names : column names of X (formulaic's term names).
+    weights, offset : (n,) arrays or None.
+    index : row labels of the used rows in the user's data.
+    n_dropped : rows removed because of missing values.
+    spec : formulaic ModelSpec of the right-hand side, reused for predict(newdata).
+    assign : for each column of X, the label of the term it belongs to.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    names: list[str]
+    response: str
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    index: pd.Index
+    n_dropped: int
+    spec: ModelSpec
+    formula: str
+    has_intercept: bool
+    assign: list[str]
+    offset_column: str | None = None
+    weights_column: str | None = None
+    frame_info: dict[str, Any] = field(default_factory=dict)
+
+
+def as_frame(data) -> pd.DataFrame:
+    """The user's data as a DataFrame (never modified; dicts of arrays accepted)."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, dict):
+        try:
+            return pd.DataFrame(data)
+        except ValueError as e:
+            raise DataError(f"cannot turn data (a dict) into a table: {e}") from None
+    raise DataError(f"data must be a pandas DataFrame or a dict of arrays, not {type(data).__name__}")
+
+
+def parse_formula(formula: str) -> Formula:
+    """Parse with formulaic; a syntax error becomes a FormulaError naming the formula."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string like 'y ~ x', not {type(formula).__name__}")
+    try:
+        f = Formula(formula)
+    except FormulaSyntaxError as e:
+        msg = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(e)).strip().splitlines()[0]
+        raise FormulaError(f"cannot parse formula {formula!r}: {msg}") from None
+    if not hasattr(f, "lhs") or len(f.lhs) == 0:
+        raise FormulaError(f"formula {formula!r} has no response: write it as 'y ~ x'")
+    return f
+
+
+def _column_or_array(value, frame: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    """weights=/offset= given as a column name or an array -> float array of len(frame)."""
+    if value is None:
+        return None, None
+    name = None
+    if isinstance(value, str):
+        if value not in frame.columns:
+            raise UnknownVariableError(f"{what}={value!r} is not a column of data (columns: {_cols(frame)})")
+        name, value = value, frame[value]
+    arr = np.asarray(value)
+    if arr.ndim != 1 or len(arr) != len(frame):
+        raise DataError(f"{what} must be one value per row of data ({len(frame)}), got shape {arr.shape}")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        try:
+            arr = pd.to_numeric(pd.Series(arr), errors="raise").to_numpy()
+        except (ValueError, TypeError):
+            raise DataError(f"{what} must be numeric; got values of type {arr.dtype}") from None
+    return arr.astype(np.float64), name
+
+
+def _cols(frame: pd.DataFrame, k: int = 12) -> str:
+    cols = [str(c) for c in frame.columns]
+    return ", ".join(cols[:k]) + (", ..." if len(cols) > k else "")
+
+
+def _subset_mask(subset, frame: pd.DataFrame) -> np.ndarray:
+    if isinstance(subset, str):
+        try:
+            mask = frame.eval(subset)
+        except Exception as e:  # pandas raises many kinds here
+            raise ModelInputError(f"cannot evaluate subset={subset!r}: {e}") from None
+    else:
+        mask = subset
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (len(frame),):
+        raise ModelInputError(f"subset must be a boolean mask with one value per row ({len(frame)}) or a query string")
+    return mask
+
+
+def _materialize(formula: str, frame: pd.DataFrame, na_action: str):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return model_matrix(formula, frame, na_action=na_action)
+    except FactorEvaluationError as e:
+        m = re.search(r"`([^`]+)` is not present", str(e))
+        if m:
+            raise UnknownVariableError(
+                f"formula {formula!r} uses {m.group(1)!r}, which is not a column of data (columns: {_cols(frame)})"
+            ) from None
+        raise FormulaError(f"cannot evaluate a term of {formula!r}: {e}") from None
+    except ValueError as e:
+        if "missing" in str(e).lower() or "null" in str(e).lower() or "nan" in str(e).lower():
+            raise DataError(f"missing values in the variables of {formula!r} and na_action='fail'") from None
+        raise
+
+
+def _numeric_response(lhs: pd.DataFrame, formula: str, frame: pd.DataFrame, allow_factor: bool) -> tuple[np.ndarray, str]:
+    names = list(lhs.columns)
+    if len(names) != 1:
+        base = names[0].split("[")[0]
+        if allow_factor and len(names) == 2:
+            # a two-level factor: R's glm takes the first level as failure, the second as success
+            return np.asarray(lhs.iloc[:, 1], dtype=np.float64), base
+        dtype = frame[base].dtype if base in frame.columns else "non-numeric"
+        raise DataError(
+            f"response {base!r} is not numeric (dtype {dtype}, {len(names)} levels); "
+            "lm needs a numeric response"
+        )
+    col = lhs.iloc[:, 0]
+    if col.dtype == bool:
+        col = col.astype(np.float64)
+    if not np.issubdtype(col.dtype, np.number):
+        raise DataError(f"response {names[0]!r} is not numeric (dtype {col.dtype})")
+    return np.asarray(col, dtype=np.float64), names[0]
+
+
+def _term_assign(spec: ModelSpec) -> list[str]:
+    out = []
+    for st in spec.structure:
+        out += [str(st.term)] * len(st.columns)
+    return out
+
+
+def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
+                 na_action: str = "omit", allow_factor_response: bool = False) -> Design:
+    """Model frame + design matrix with R's semantics (subset, then NA omission over every variable used).
+
+    Parameters
+    ----------
+    formula : formulaic formula with a response, e.g. ``"mpg ~ wt + C(cyl)"``.
+    data : DataFrame or dict of arrays; never modified.
+    weights, offset : column name or array (one value per row of data).
+    subset : boolean mask or query string, applied before NA removal.
+    na_action : "omit" (drop incomplete rows, as R's na.omit) or "fail".
+    """
+    if na_action not in NA_ACTIONS:
+        raise ModelInputError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
+    frame = as_frame(data)
+    labels = frame.index
+    parse_formula(formula)
+    w, wname = _column_or_array(weights, frame, "weights")
+    off, oname = _column_or_array(offset, frame, "offset")
+    keep = np.ones(len(frame), dtype=bool)
+    if subset is not None:
+        keep &= _subset_mask(subset, frame)
+    n_subset = int(keep.sum())
+    for arr, what in ((w, "weights"), (off, "offset")):
+        if arr is None:
+            continue
+        if np.isinf(arr).any():
+            raise DataError(f"{what} contain non-finite values (Inf)")
+        if np.isnan(arr[keep]).any() and na_action == "fail":
+            raise DataError(f"{what} contain missing values and na_action='fail'")
+        keep &= ~np.isnan(arr)
+    if w is not None and (w[keep] < 0).any():
+        raise DataError("weights must be non-negative; found negative weights")
+    work = frame.loc[keep] if not keep.all() else frame
+    work = work.reset_index(drop=True)  # positions, so formulaic's kept index maps back
+    pos_all = np.flatnonzero(keep)
+    fa = "drop" if na_action == "omit" else "raise"
+    if len(work) == 0:
+        raise DataError("no observations: the subset (or missing weights/offset) leaves no rows")
+    mm = _materialize(formula, work, fa)
+    kept = np.asarray(mm.rhs.index, dtype=np.int64)
+    if len(kept) < len(work) and mm.model_spec.rhs.transform_state:
+        # stateful transforms (poly, scale, center) must be learned on the complete rows only, as in R
+        work = work.iloc[kept].reset_index(drop=True)
+        pos_all, kept = pos_all[kept], None
+        mm = _materialize(formula, work, "raise")
+        kept = np.arange(len(work))
+    if len(kept) == 0:
+        used = sorted(mm.model_spec.required_variables) if hasattr(mm.model_spec, "required_variables") else []
+        all_na = [v for v in used if v in work.columns and work[v].isna().all()]
+        hint = f" (all values of {', '.join(map(repr, all_na))} are missing)" if all_na else ""
+        raise DataError(f"no observations left after removing rows with missing values{hint}")
+    y, response = _numeric_response(mm.lhs, formula, work, allow_factor_response)
+    Xdf = mm.rhs
+    X = np.asarray(Xdf.to_numpy(dtype=np.float64))
+    names = [str(c) for c in Xdf.columns]
+    rows = pos_all[kept]
+    w = None if w is None else w[rows]
+    off = None if off is None else off[rows]
+    bad = [n for n, ok in zip(names, np.isfinite(X).all(axis=0)) if not ok]
+    if bad:
+        raise DataError(f"non-finite values (Inf or NaN) in model column(s) {', '.join(bad)}")
+    if not np.isfinite(y).all():
+        raise DataError(f"non-finite values (Inf) in the response {response!r}")
+    spec = mm.model_spec.rhs
+    return Design(
+        X=X, y=y, names=names, response=response, weights=w, offset=off,
+        index=labels[rows], n_dropped=n_subset - len(rows),
+        spec=spec, formula=formula, has_intercept="Intercept" in names,
+        assign=_term_assign(spec), offset_column=oname, weights_column=wname,
+    )
+
+
+def newdata_matrix(design: Design, newdata) -> np.ndarray:
+    """Design matrix for new rows, rebuilt from the fitted ModelSpec (levels, poly/scale state kept).
+
+    Rows with missing predictors give NaN rows (R's na.pass); a factor level not seen in fitting is an error.
+    """
+    frame = as_frame(newdata)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Xdf = design.spec.get_model_matrix(frame, na_action="ignore")
+    except FactorEvaluationError as e:
+        m = re.search(r"`([^`]+)` is not present", str(e))
+        name = m.group(1) if m else str(e)
+        raise UnknownVariableError(f"newdata has no column {name!r} needed by the model") from None
+    for w in caught:
+        msg = str(w.message)
+        if "not seen in original dataset" in msg or "outside of the nominated levels" in msg:
+            lv = re.search(r"\{[^}]*\}", msg)
+            raise DataError(f"newdata has factor level(s) {lv.group(0) if lv else ''} not seen when fitting") from None
+    X = np.asarray(Xdf.to_numpy(dtype=np.float64))
+    cols = [str(c) for c in Xdf.columns]
+    if cols != design.names:
+        raise DataError(f"newdata gives design columns {cols}, the fit has {design.names}")
+    return X

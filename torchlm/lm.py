@@ -1,0 +1,50 @@
+"""tl.lm(): formula -> design -> QR fit -> LinearModelResult."""
+
+from __future__ import annotations
+
+from .design import build_design
+from .errors import DataError
+from .fit import linear_chunks, qr_solve, resolve_device_dtype
+from .results import LinearModelResult
+
+
+def _call_string(formula, weights, offset, subset, fn="lm") -> str:
+    parts = [f"formula = {formula}"]
+    for k, v in (("weights", weights), ("offset", offset), ("subset", subset)):
+        if isinstance(v, str):
+            parts.append(f"{k} = {v}")
+        elif v is not None:
+            parts.append(f"{k} = <array>")
+    return f"{fn}(" + ", ".join(parts) + ")"
+
+
+def lm(formula: str, data, *, weights=None, offset=None, subset=None, na_action: str = "omit",
+       tol: float = 1e-7, device=None, dtype=None) -> LinearModelResult:
+    """Fit a linear model by least squares, as R's lm().
+
+    Parameters
+    ----------
+    formula : formulaic formula, e.g. ``"mpg ~ wt + C(cyl)"``.
+    data : pandas DataFrame (or dict of arrays); not modified.
+    weights : prior weights (column name or array); zero weights drop out of the residual df.
+    offset : known component of the linear predictor (column name or array).
+    subset : boolean mask or query string selecting rows.
+    na_action : "omit" drops rows with a missing value in any variable used; "fail" raises.
+    tol : R's rank-detection tolerance (lm.fit's tol): columns whose residual norm, after
+        the earlier columns, is below tol times their norm are aliased (coefficient NaN).
+    device : torch device ("cpu", "cuda", "cuda:1"); default cpu.
+    dtype : torch.float64 (default) or torch.float32 (warns: digits are lost).
+    """
+    dev, dt = resolve_device_dtype(device, dtype)
+    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)
+    n, p = design.X.shape
+    n_used = n if design.weights is None else int((design.weights != 0).sum())
+    if n_used <= p:
+        raise DataError(
+            f"{n_used} observations for {p} coefficients: need more observations than coefficients "
+            "to estimate the residual variance"
+        )
+    chunks = linear_chunks(design.X, design.y, design.weights, design.offset, dev, dt)
+    qr = qr_solve(chunks, p, tol, dev, dt)
+    return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,
+                             call=_call_string(formula, weights, offset, subset))

@@ -1,0 +1,252 @@
+"""Fitted linear model: estimates, covariance, tests, intervals and predictions with R's definitions."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import namedtuple
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from .design import Design, newdata_matrix
+from .fit import QRFit, linear_chunks, r_inverse_cov
+from .inference import objective_hessian
+
+FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
+
+VCOV_TYPES = ("const",)
+
+
+def confint_labels(level: float) -> list[str]:
+    """R's column names for an interval: '2.5 %', '97.5 %'."""
+    a = (1 - level) / 2
+    return [f"{100 * q:.3g} %" for q in (a, 1 - a)]
+
+
+class LinearModelResult:
+    """A fitted linear model (what R's lm() returns), from tl.lm().
+
+    Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,
+    n_dropped_na, call. Methods follow R: coef(), vcov(), confint(), summary(), predict(),
+    fitted(), residuals(), hessian(), loglik(), aic(), bic().
+    """
+
+    def __init__(self, design: Design, qr: QRFit, *, device, dtype, tol: float, call: str):
+        self.design = design
+        self.call = call
+        self.tol = tol
+        self.device, self.dtype = device, dtype
+        self._qr = qr
+        d = design
+        self.names = list(d.names)
+        self.rank = qr.rank
+        self.aliased = pd.Series(np.isnan(qr.coef), index=self.names)
+        beta = np.where(np.isnan(qr.coef), 0.0, qr.coef)
+        eta = d.X @ beta
+        self._fitted = eta if d.offset is None else eta + d.offset
+        self._resid = d.y - self._fitted
+        w = d.weights
+        self._w_used = np.ones(len(d.y), dtype=bool) if w is None else w != 0
+        self.nobs = int(self._w_used.sum())
+        self.df_residual = self.nobs - self.rank
+        self.deviance = qr.rss
+        self.sigma = math.sqrt(self.deviance / self.df_residual) if self.df_residual > 0 else float("nan")
+        self.n_dropped_na = d.n_dropped
+        self._r2()
+
+    # --- estimates -------------------------------------------------------------------------
+    def coef(self) -> pd.Series:
+        """Estimates by term name; aliased (non-estimable) terms are NaN, as R's NA."""
+        return pd.Series(self._qr.coef, index=self.names, name="Estimate")
+
+    @property
+    def estimable(self) -> list[str]:
+        """Names of the non-aliased coefficients, in formula order."""
+        return [n for n, a in zip(self.names, self.aliased) if not a]
+
+    def _chunks(self):
+        d = self.design
+        return linear_chunks(d.X, d.y, d.weights, d.offset, self.device, self.dtype)
+
+    def hessian(self) -> pd.DataFrame:
+        """Hessian of the objective 0.5 * sum(w * (y - fitted)^2) at the estimate, by autograd (X^T W X)."""
+        beta = torch.as_tensor(np.nan_to_num(self._qr.coef), dtype=self.dtype, device=self.device)
+        H = objective_hessian(self._chunks(), beta)
+        return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
+
+    def _unscaled(self) -> np.ndarray:
+        """(J^T J)^{-1} over the estimable coefficients in formula order, from the QR factor of the Jacobian."""
+        C = r_inverse_cov(self._qr.R).cpu().double().numpy()
+        est = self._qr.pivot[: self.rank]
+        order = np.argsort(est)
+        return C[np.ix_(order, order)]
+
+    def vcov(self, type: str = "const") -> pd.DataFrame:
+        """Covariance of the estimable coefficients: sigma^2 (X^T W X)^{-1} (R's vcov(lm)); aliased terms left out.
+
+        Parameters
+        ----------
+        type : "const" (the classical covariance). Robust types are not available yet.
+        """
+        if type not in VCOV_TYPES:
+            raise ValueError(f"vcov type {type!r} is not available; supported: {VCOV_TYPES}")
+        V = self.sigma**2 * self._unscaled()
+        names = self.estimable
+        return pd.DataFrame(V, index=names, columns=names)
+
+    def std_errors(self) -> pd.Series:
+        """Standard errors (NaN for aliased terms)."""
+        se = pd.Series(np.nan, index=self.names)
+        se[self.estimable] = np.sqrt(np.diag(self.vcov().to_numpy()))
+        return se
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """t-based confidence intervals (R's confint.lm); aliased terms are NaN."""
+        b, se = self.coef(), self.std_errors()
+        q = stats.t.ppf(1 - (1 - level) / 2, self.df_residual)
+        lo, hi = confint_labels(level)
+        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
+
+    # --- fit statistics --------------------------------------------------------------------
+    def _r2(self):
+        d = self.design
+        f = self._fitted if d.offset is None else self._fitted - d.offset
+        u = self._w_used
+        w = np.ones(len(f)) if d.weights is None else d.weights
+        f, w = f[u], w[u]
+        if d.has_intercept:
+            m = np.sum(w * f) / np.sum(w)
+            mss = float(np.sum(w * (f - m) ** 2))
+        else:
+            mss = float(np.sum(w * f**2))
+        rss = self.deviance
+        df_int = 1 if d.has_intercept else 0
+        self.fstatistic = None
+        if self.rank != df_int:
+            self.r_squared = mss / (mss + rss)
+            self.adj_r_squared = 1 - (1 - self.r_squared) * ((self.nobs - df_int) / self.df_residual)
+            numdf = self.rank - df_int
+            value = np.float64(mss / numdf) / np.float64(rss / self.df_residual)
+            self.fstatistic = FStatistic(float(value), float(numdf), float(self.df_residual))
+        else:
+            self.r_squared = self.adj_r_squared = 0.0
+
+    def loglik(self) -> float:
+        """Gaussian log-likelihood as R's logLik.lm (prior weights; zero weights excluded)."""
+        u = self._w_used
+        w = np.ones(u.sum()) if self.design.weights is None else self.design.weights[u]
+        N = len(w)
+        return float(0.5 * (np.sum(np.log(w)) - N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(self.deviance))))
+
+    @property
+    def df_loglik(self) -> int:
+        """Parameters counted by AIC/BIC: the coefficients plus sigma."""
+        return self.rank + 1
+
+    def aic(self) -> float:
+        """R's AIC: -2 logLik + 2 (rank + 1)."""
+        return -2 * self.loglik() + 2 * self.df_loglik
+
+    def bic(self) -> float:
+        """R's BIC: -2 logLik + log(nobs) (rank + 1)."""
+        return -2 * self.loglik() + math.log(self.nobs) * self.df_loglik
+
+    # --- observations ----------------------------------------------------------------------
+    def fitted(self) -> pd.Series:
+        """Fitted values for the rows used (offset included)."""
+        return pd.Series(self._fitted, index=self.design.index, name="fitted")
+
+    def residuals(self, type: str = "response") -> pd.Series:
+        """Residuals: "response"/"working" (y - fitted) or "pearson"/"deviance" (sqrt(w) times those)."""
+        if type in ("response", "working"):
+            r = self._resid
+        elif type in ("pearson", "deviance"):
+            r = self._resid if self.design.weights is None else np.sqrt(self.design.weights) * self._resid
+        else:
+            raise ValueError(f"residual type must be response, working, pearson or deviance, not {type!r}")
+        return pd.Series(r, index=self.design.index, name="residuals")
+
+    def predict(self, newdata=None, *, se_fit: bool = False, interval: str | None = None,
+                level: float = 0.95, type: str = "response", offset=None):
+        """Predictions (R's predict.lm).
+
+        Parameters
+        ----------
+        newdata : DataFrame of new rows; None predicts the rows used in fitting.
+        se_fit : also return standard errors of the fitted means.
+        interval : None, "confidence" or "prediction".
+        level : interval coverage.
+        offset : offset for newdata when the model was fitted with an offset array.
+
+        Returns a Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
+        """
+        if type not in ("response", "link"):
+            raise ValueError(f"predict type must be 'response' for a linear model, not {type!r}")
+        if interval not in (None, "none", "confidence", "prediction"):
+            raise ValueError(f"interval must be None, 'confidence' or 'prediction', not {interval!r}")
+        interval = None if interval == "none" else interval
+        d = self.design
+        if newdata is None:
+            X, off, index = d.X, d.offset, d.index
+        else:
+            X = newdata_matrix(d, newdata)
+            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
+            off = self._new_offset(newdata, offset, len(X))
+            if self.rank < len(self.names):
+                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
+        est = self._qr.pivot[: self.rank]
+        beta = self._qr.coef[est]
+        fit = X[:, est] @ beta
+        if off is not None:
+            fit = fit + off
+        if not se_fit and interval is None:
+            return pd.Series(fit, index=index, name="fit")
+        res_var = self.sigma**2
+        # X R^{-1}: rows' standard errors without forming (X^T X)^{-1} or the hat matrix
+        R = self._qr.R.cpu().double()
+        XRinv = torch.linalg.solve_triangular(R, torch.as_tensor(X[:, est]), upper=True, left=False).numpy()
+        ip = res_var * np.sum(XRinv**2, axis=1)
+        out = pd.DataFrame({"fit": fit}, index=index)
+        if se_fit:
+            out["se_fit"] = np.sqrt(ip)
+        if interval is not None:
+            if interval == "prediction":
+                pw = 1.0
+                if newdata is None:
+                    warnings.warn("predictions on current data refer to _future_ responses", stacklevel=2)
+                    if d.weights is not None:
+                        pw = d.weights
+                elif d.weights is not None:
+                    warnings.warn("assuming constant prediction variance even though model fit is weighted",
+                                  stacklevel=2)
+                width = np.sqrt(ip + res_var / pw)
+            else:
+                width = np.sqrt(ip)
+            q = stats.t.ppf(1 - (1 - level) / 2, self.df_residual)
+            out["lwr"] = fit - q * width
+            out["upr"] = fit + q * width
+        return out
+
+    def _new_offset(self, newdata, offset, n):
+        d = self.design
+        if offset is not None:
+            return np.asarray(offset, dtype=float)
+        if d.offset is None:
+            return None
+        if d.offset_column is not None and d.offset_column in getattr(newdata, "columns", []):
+            return np.asarray(newdata[d.offset_column], dtype=float)
+        raise ValueError("the model has an offset: pass offset= (one value per row of newdata)")
+
+    # --- presentation ----------------------------------------------------------------------
+    def summary(self):
+        """R-style summary (print it, or read .coefficients)."""
+        from .summary import LMSummary
+
+        return LMSummary(self)
+
+    def __repr__(self) -> str:
+        coefs = self.coef()
+        return f"<LinearModelResult {self.design.formula!r}: n={self.nobs}, rank={self.rank}>\n{coefs.to_string()}"

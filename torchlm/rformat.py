@@ -1,0 +1,208 @@
+"""R's number formatting (format, formatC, format.pval, printCoefmat), for R-identical printouts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_EPS = float(np.finfo(float).eps)
+
+
+def _sci_parts(x: float, digits: int) -> tuple[int, int, int]:
+    """(negative, power of ten, significant digits) of x shown with `digits` significant digits."""
+    if x == 0:
+        return 0, 0, 1
+    mant, exp = ("%.*e" % (digits - 1, abs(x))).split("e")
+    mant = mant.replace(".", "").rstrip("0")
+    return int(x < 0), int(exp), max(1, len(mant))
+
+
+def _layout(values, digits: int):
+    """R's formatReal: (fixed?, decimals or mantissa digits, width) for a common format."""
+    fin = [v for v in values if math.isfinite(v)]
+    if not fin:
+        return True, 0, 0
+    neg = rgt = 0
+    mxsl = mxe = mxns = -10**9
+    mne = 10**9
+    for v in fin:
+        n, kp, nsig = _sci_parts(v, digits)
+        left = kp + 1
+        sleft = n + (1 if left <= 0 else left)
+        rgt = max(rgt, nsig - left)
+        mxsl = max(mxsl, sleft)
+        mxns = max(mxns, nsig)
+        mxe, mne = max(mxe, kp), min(mne, kp)
+        neg = neg or n
+    rgt = max(rgt, 0)
+    w_fixed = mxsl + rgt + (rgt != 0)
+    e_digits = 2 if (mxe >= 100 or mne <= -99) else 1
+    d = mxns - 1
+    w_sci = neg + (d > 0) + d + 4 + e_digits
+    if w_fixed <= w_sci:
+        return True, rgt, w_fixed
+    return False, d, w_sci
+
+
+def _one(v: float, fixed: bool, d: int, na: str = "NA") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return na
+    if math.isinf(v):
+        return "Inf" if v > 0 else "-Inf"
+    if fixed:
+        return "%.*f" % (d, v)
+    return "%.*e" % (d, v)
+
+
+def format_num(values, digits: int = 7, na: str = "NA") -> list[str]:
+    """R's format(x, digits=) for a numeric vector: one common layout, right-justified."""
+    vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(values)]
+    fixed, d, _ = _layout(vals, digits)
+    out = [_one(v, fixed, d, na) for v in vals]
+    width = max(len(s) for s in out) if out else 0
+    return [s.rjust(width) for s in out]
+
+
+def format_scalar(x: float, digits: int = 7) -> str:
+    """R's format(x, digits=) of one number."""
+    return format_num([x], digits)[0]
+
+
+def format_c(x: float, digits: int = 4) -> str:
+    """R's formatC(x, digits=): C's %.<digits>g, right-justified to digits + 1 characters."""
+    return ("%.*g" % (digits, x)).rjust(digits + 1)
+
+
+def signif(x: float, digits: int) -> float:
+    """R's signif()."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return float("%.*e" % (digits - 1, x))
+
+
+def format_pval(pv, digits: int, eps: float = _EPS) -> list[str]:
+    """R's format.pval()."""
+    pv = [float(p) for p in np.atleast_1d(pv)]
+    out = [""] * len(pv)
+    small = [p < eps for p in pv]
+    rest = [i for i, s in enumerate(small) if not s and not math.isnan(pv[i])]
+    expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
+    fixp = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
+    expp = [i for i in rest if i not in fixp]
+    for group in (fixp, expp):
+        if group:
+            for i, s in zip(group, format_num([pv[i] for i in group], digits)):
+                out[i] = s.strip()
+    for i, p in enumerate(pv):
+        if math.isnan(p):
+            out[i] = "NA"
+    if any(small):
+        d = max(1, digits - 2)
+        if rest:
+            nc = max(len(out[i]) for i in rest)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if (d == 1 and nc <= 6) else " "
+        else:
+            sep = "" if d == 1 else " "
+        for i, s in enumerate(small):
+            if s:
+                out[i] = "<" + sep + format_scalar(eps, d)
+    return out
+
+
+def zapsmall(x, digits: int) -> np.ndarray:
+    """R's zapsmall() (R 4.2: round(x, digits - log10(max|x|)), the digits rounded half up)."""
+    x = np.asarray(x, dtype=float)
+    mx = np.nanmax(np.abs(x)) if x.size else 0.0
+    nd = max(0.0, digits - math.log10(mx)) if mx > 0 else digits
+    return np.round(x, int(math.floor(nd + 0.5)))
+
+
+def print_named(values, names, digits: int) -> str:
+    """R's print() of a named numeric vector (one row; fields of common width)."""
+    cells = format_num(values, digits)
+    width = max([len(c) for c in cells] + [len(str(n)) for n in names])
+    head = "".join(str(n).rjust(width) + " " for n in names)
+    body = "".join(c.rjust(width) + " " for c in cells)
+    return head + "\n" + body
+
+
+def signif_stars(p: float) -> str:
+    """R's significance symbol for a p-value."""
+    if math.isnan(p):
+        return ""
+    for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p <= cut:
+            return sym
+    return " "
+
+
+SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
+
+
+def coef_table_cells(table: np.ndarray, digits: int = 4, stars: bool = True):
+    """R's printCoefmat for (Estimate, SE, statistic, p-value) rows: (cells, star column or None).
+
+    Rows of all-NaN are aliased coefficients and print as NA.
+    """
+    m = np.asarray(table, dtype=float)
+    nrow = m.shape[0]
+    cells = [[""] * 4 for _ in range(nrow)]
+    dig_tst = max(1, min(5, digits - 1))
+    cs = m[:, :2]
+    acs = np.abs(cs[np.isfinite(cs)])
+    acs = acs[acs != 0]
+    if np.isfinite(cs).any():
+        if acs.size:
+            digmin = 1 + np.floor(np.log10([acs.min(), acs.max()]))
+        else:
+            digmin = np.array([1.0, 1.0])
+        nd = int(max(1, *(digits - digmin)))
+        flat = format_num(np.round(cs, nd).ravel(order="F"), digits)
+        for k, s in enumerate(flat):
+            cells[k % nrow][k // nrow] = s
+    tcol = format_num(np.round(m[:, 2], dig_tst), digits)
+    for i in range(nrow):
+        cells[i][2] = tcol[i]
+    # a nonzero estimate or SE that rounded to zero is shown with digits - 1 significant digits
+    for j in (0, 1):
+        for i in range(nrow):
+            v = m[i, j]
+            if np.isfinite(v) and v != 0 and float(cells[i][j]) == 0:
+                cells[i][j] = format_scalar(v, max(1, digits - 1))
+    pv = m[:, 3]
+    ok = np.isfinite(pv)
+    if ok.any():
+        for i, s in zip(np.flatnonzero(ok), format_pval(pv[ok], dig_tst)):
+            cells[i][3] = s
+    for i in range(nrow):
+        for j in range(4):
+            if np.isnan(m[i, j]):
+                cells[i][j] = "NA"
+    star_col = None
+    if stars and ok.any() and (pv[ok] < 0.1).any():
+        syms = [signif_stars(p) if np.isfinite(p) else "" for p in pv]
+        w = max(len(s) for s in syms)
+        star_col = [s.ljust(w) for s in syms]
+    return cells, star_col
+
+
+def render_matrix(rownames, colnames, cells, extra_col=None) -> list[str]:
+    """R's print of a character matrix: row names left-justified, cells right-justified."""
+    cols = [list(c) for c in zip(*cells)] if cells else [[] for _ in colnames]
+    heads = list(colnames)
+    if extra_col is not None:
+        cols.append(extra_col)
+        heads.append("")
+    rw = max(len(str(r)) for r in rownames) if rownames else 0
+    widths = [max([len(h)] + [len(x) for x in col]) for h, col in zip(heads, cols)]
+    lines = [" " * rw + "".join(" " + h.rjust(w) for h, w in zip(heads, widths))]
+    for i, r in enumerate(rownames):
+        row = str(r).ljust(rw)
+        for k, (col, w) in enumerate(zip(cols, widths)):
+            s = col[i]
+            row += " " + (s.ljust(w) if (extra_col is not None and k == len(cols) - 1) else s.rjust(w))
+        lines.append(row)
+    return lines

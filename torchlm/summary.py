@@ -1,0 +1,108 @@
+"""R-style summaries: the text of R's print(summary(lm(...))) and an HTML table for notebooks."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import rformat as rf
+
+DIGITS = 4  # R: max(3, getOption("digits") - 3)
+
+
+class LMSummary:
+    """Summary of a linear model, as R's summary.lm.
+
+    Attributes
+    ----------
+    coefficients : DataFrame with columns Estimate, Std. Error, t value, Pr(>|t|) (estimable terms).
+    sigma, r_squared, adj_r_squared, fstatistic, df_residual : as on the fit.
+    """
+
+    def __init__(self, fit):
+        self.fit = fit
+        b = fit.coef()[fit.estimable]
+        se = fit.std_errors()[fit.estimable]
+        t = b / se
+        p = 2 * stats.t.sf(np.abs(t), fit.df_residual)
+        self.coefficients = pd.DataFrame(
+            {"Estimate": b, "Std. Error": se, "t value": t, "Pr(>|t|)": p}, index=fit.estimable
+        )
+        self.sigma = fit.sigma
+        self.r_squared = fit.r_squared
+        self.adj_r_squared = fit.adj_r_squared
+        self.fstatistic = fit.fstatistic
+        self.df_residual = fit.df_residual
+
+    def _full_table(self) -> np.ndarray:
+        tab = np.full((len(self.fit.names), 4), np.nan)
+        pos = [self.fit.names.index(n) for n in self.coefficients.index]
+        tab[pos] = self.coefficients.to_numpy()
+        return tab
+
+    def residual_lines(self) -> list[str]:
+        fit = self.fit
+        r = fit.residuals("pearson").to_numpy()
+        weighted = fit.design.weights is not None and np.ptp(fit.design.weights) > 0
+        lines = [("Weighted " if weighted else "") + "Residuals:"]
+        if fit.df_residual > 5:
+            q = rf.zapsmall(np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), DIGITS + 1)
+            lines += rf.print_named(q, ["Min", "1Q", "Median", "3Q", "Max"], DIGITS).split("\n")
+        elif fit.df_residual > 0:
+            names = [str(i) for i in fit.design.index]
+            lines += rf.print_named(r, names, DIGITS).split("\n")
+        else:
+            lines.append(f"ALL {fit.rank} residuals are 0: no residual degrees of freedom!")
+        return lines
+
+    def coefficient_lines(self) -> list[str]:
+        fit = self.fit
+        nsing = len(fit.names) - fit.rank
+        head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
+        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
+        lines = [head] + rf.render_matrix(fit.names, list(self.coefficients.columns), cells, stars)
+        if stars is not None:
+            lines += ["---", rf.SIGNIF_LEGEND]
+        return lines
+
+    def __str__(self) -> str:
+        fit = self.fit
+        out = ["", "Call:", fit.call, ""]
+        out += self.residual_lines() + [""]
+        out += self.coefficient_lines() + [""]
+        out.append(f"Residual standard error: {rf.format_scalar(rf.signif(fit.sigma, DIGITS))} "
+                   f"on {fit.df_residual} degrees of freedom")
+        if fit.n_dropped_na:
+            out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
+                       "deleted due to missingness)")
+        if fit.fstatistic is not None:
+            f = fit.fstatistic
+            pv = stats.f.sf(f.value, f.numdf, f.dendf)
+            out.append(f"Multiple R-squared:  {rf.format_c(fit.r_squared, DIGITS)},\t"
+                       f"Adjusted R-squared:  {rf.format_c(fit.adj_r_squared, DIGITS)} ")
+            out.append(f"F-statistic: {rf.format_c(f.value, DIGITS)} on {f.numdf:g} and {f.dendf:g} DF,  "
+                       f"p-value: {rf.format_pval([pv], DIGITS)[0]}")
+        out.append("")
+        return "\n".join(out)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        fit = self.fit
+        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + list(self.coefficients.columns) + [""])
+        rows = []
+        for i, name in enumerate(fit.names):
+            tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
+            st = html.escape(stars[i].strip()) if stars else ""
+            rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
+        tail = [l for l in str(self).split("\n") if l.startswith(("Residual standard", "Multiple", "F-stat", "  ("))]
+        return (
+            f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + "".join(f"<p>{html.escape(t.strip())}</p>" for t in tail)
+            + "</div>"
+        )
