@@ -12,6 +12,11 @@ from .inference import Chunks, accurate_affine, factor_jacobian, gradient, limit
 
 # about 8 MB of float64 per chunk: large enough for LAPACK's blocked QR, small enough for cache and memory
 CHUNK_ELEMENTS = 2**20
+MIN_CHUNK_ROWS = 256
+# problems up to this many design elements always get doubled-precision refinement (cheap there)
+ACCURATE_ELEMENTS = 2**22
+# larger problems are refined (in working precision) only above this condition number
+REFINE_CONDITION = 1e3
 
 
 def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
@@ -38,7 +43,7 @@ def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 def chunk_rows(n: int, p: int) -> int:
     """Rows per chunk for a p-column problem."""
-    return int(max(256, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
+    return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
 
 
 def linear_chunks(X: np.ndarray, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
@@ -49,8 +54,13 @@ def linear_chunks(X: np.ndarray, y: np.ndarray, weights, offset, device, dtype) 
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
 
     def to(a, s, e):
-        # one contiguous copy per chunk (the design may be a read-only, column-major pandas buffer)
-        return torch.from_numpy(np.array(a[s:e], dtype=np_dtype, order="C")).to(device)
+        part = a[s:e]
+        if part.dtype != np_dtype:
+            part = part.astype(np_dtype)
+        with warnings.catch_warnings():
+            # the design is often a read-only pandas buffer; torch only reads it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(part).to(device)
 
     def gen():
         for s in range(0, n, step):
@@ -91,7 +101,7 @@ class QRFit:
     R : (rank, rank) upper-triangular factor of sqrt(W) X over the estimable columns, in pivot order.
     pivot : column index (formula order) at each pivot position; the first `rank` are estimable.
     effects : Q^T sqrt(W)(y - offset) for the estimable columns (R's effects, used by anova).
-    rss : weighted residual sum of squares, from residuals evaluated in doubled precision.
+    rss : weighted residual sum of squares from residuals in doubled precision (None: not computed).
     """
 
     coef: np.ndarray
@@ -99,17 +109,18 @@ class QRFit:
     pivot: list[int]
     rank: int
     effects: np.ndarray
-    rss: float
+    rss: float | None
 
 
-def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool = True,
-             refine_steps: int = 1) -> QRFit:
+def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool = True) -> QRFit:
     """Least squares by QR of the autograd Jacobian [J | e] with dqrdc2 pivoting, plus one refinement step.
 
     The model is linear, so one Gauss-Newton step from 0 is exact up to rounding; the refinement
     re-evaluates the gradient at that solution (autograd, with residuals in doubled precision when
     ``accurate``) and corrects with the same factor (corrected semi-normal equations). On
     ill-conditioned designs this recovers the digits lost to cancellation in y - X beta.
+    Large well-conditioned problems (``accurate=False`` and condition number below
+    REFINE_CONDITION) skip it: the QR solution already has all but a few digits there.
     """
     beta0 = torch.zeros(p, device=device, dtype=dtype)
     Raug = factor_jacobian(chunks, beta0)
@@ -118,16 +129,25 @@ def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool =
     qty = M[:rank, p]
     est = pivot[:rank]
     b = torch.zeros(p, device=device, dtype=dtype)
+    rss = None
     if rank:
         b[est] = -torch.linalg.solve_triangular(R, qty.unsqueeze(1), upper=True).squeeze(1)
-        for _ in range(refine_steps):
-            g, ss = gradient(chunks, b, accurate=accurate)
+        if accurate or condition_estimate(R) > REFINE_CONDITION:
+            g, _ = gradient(chunks, b, accurate=accurate)
             z = torch.linalg.solve_triangular(R.T, g[est].unsqueeze(1), upper=False)
             b[est] -= torch.linalg.solve_triangular(R, z, upper=True).squeeze(1)
-    rss = gradient(chunks, b, accurate=accurate)[1]
+    if accurate:
+        rss = gradient(chunks, b, accurate=True)[1]
     coef = np.full(p, np.nan)
     coef[est] = b[est].cpu().double().numpy()
     return QRFit(coef=coef, R=R, pivot=pivot, rank=rank, effects=-qty.cpu().double().numpy(), rss=rss)
+
+
+def condition_estimate(R: torch.Tensor) -> float:
+    """2-norm condition number of the column-equilibrated triangular factor (cheap: R is rank x rank)."""
+    d = torch.linalg.vector_norm(R, dim=0)
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    return float(torch.linalg.cond(R / d))
 
 
 def r_inverse_cov(R: torch.Tensor) -> torch.Tensor:

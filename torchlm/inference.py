@@ -29,9 +29,14 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     for fn in chunks():
         J = jacfwd(fn)(beta)
         block = torch.cat([J, fn(beta).unsqueeze(1)], dim=1)
-        if R is not None:
-            block = torch.cat([R, block], dim=0)
-        R = torch.linalg.qr(block, mode="r").R if blocks else block
+        if R is None:
+            R = block
+        else:
+            # merge triangular factors: qr([R_prev; qr(block).R]) avoids copying R_prev into every chunk
+            Rb = torch.linalg.qr(block, mode="r").R
+            if blocks == 1:
+                R = torch.linalg.qr(R, mode="r").R
+            R = torch.linalg.qr(torch.cat([R, Rb], dim=0), mode="r").R
         blocks += 1
     if blocks == 1:
         R = householder_qr(R)

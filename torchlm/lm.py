@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .design import build_design
 from .errors import DataError
-from .fit import linear_chunks, qr_solve, resolve_device_dtype
+from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
 from .results import LinearModelResult
 
 
@@ -45,6 +45,6 @@ def lm(formula: str, data, *, weights=None, offset=None, subset=None, na_action:
             "to estimate the residual variance"
         )
     chunks = linear_chunks(design.X, design.y, design.weights, design.offset, dev, dt)
-    qr = qr_solve(chunks, p, tol, dev, dt)
+    qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS)
     return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,
                              call=_call_string(formula, weights, offset, subset))

@@ -52,7 +52,8 @@ class LinearModelResult:
         self._w_used = np.ones(len(d.y), dtype=bool) if w is None else w != 0
         self.nobs = int(self._w_used.sum())
         self.df_residual = self.nobs - self.rank
-        self.deviance = qr.rss
+        ww = 1.0 if w is None else w
+        self.deviance = qr.rss if qr.rss is not None else float(np.sum(ww * self._resid**2))
         self.sigma = math.sqrt(self.deviance / self.df_residual) if self.df_residual > 0 else float("nan")
         self.n_dropped_na = d.n_dropped
         self._r2()
