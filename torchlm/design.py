@@ -239,14 +239,18 @@ def newdata_matrix(design: Design, newdata) -> np.ndarray:
     Rows with missing predictors give NaN rows (R's na.pass); a factor level not seen in fitting is an error.
     """
     frame = as_frame(newdata)
+    needed = sorted(design.spec.required_variables)
+    missing = [v for v in needed if v not in frame.columns]
+    if missing:
+        raise UnknownVariableError(f"newdata has no column(s) {', '.join(map(repr, missing))} needed by the model")
+    # rows with a missing predictor predict NaN (R's na.pass); the others are encoded with the fitted spec
+    complete = ~frame[needed].isna().any(axis=1).to_numpy() if needed else np.ones(len(frame), dtype=bool)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            Xdf = design.spec.get_model_matrix(frame, na_action="ignore")
+            Xdf = design.spec.get_model_matrix(frame.loc[complete], na_action="ignore")
     except FactorEvaluationError as e:
-        m = re.search(r"`([^`]+)` is not present", str(e))
-        name = m.group(1) if m else str(e)
-        raise UnknownVariableError(f"newdata has no column {name!r} needed by the model") from None
+        raise FormulaError(f"cannot evaluate the model's terms on newdata: {e}") from None
     for w in caught:
         msg = str(w.message)
         if "not seen in original dataset" in msg or "outside of the nominated levels" in msg:
@@ -256,4 +260,8 @@ def newdata_matrix(design: Design, newdata) -> np.ndarray:
     cols = [str(c) for c in Xdf.columns]
     if cols != design.names:
         raise DataError(f"newdata gives design columns {cols}, the fit has {design.names}")
-    return X
+    if complete.all():
+        return X
+    full = np.full((len(frame), X.shape[1]), np.nan)
+    full[complete] = X
+    return full
