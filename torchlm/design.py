@@ -62,10 +62,33 @@ def as_frame(data) -> pd.DataFrame:
     raise DataError(f"data must be a pandas DataFrame or a dict of arrays, not {type(data).__name__}")
 
 
+def r_powers_in_I(formula: str) -> str:
+    """Rewrite ``^`` inside ``I(...)`` as ``**``: R's I(x^2) is a power, Python's ^ is bitwise XOR.
+
+    Outside I(), ``^`` keeps formula meaning ((a + b)^2: interactions up to order 2), as in R.
+    """
+    out, depth_stack, i = [], [], 0
+    while i < len(formula):
+        ch = formula[i]
+        if ch == "(":
+            is_I = i > 0 and formula[i - 1] == "I" and (i < 2 or not (formula[i - 2].isalnum() or formula[i - 2] in "._"))
+            depth_stack.append(is_I or (depth_stack[-1] if depth_stack else False))
+        elif ch == ")" and depth_stack:
+            depth_stack.pop()
+        if ch == "^" and depth_stack and depth_stack[-1]:
+            out.append("**")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def parse_formula(formula: str) -> Formula:
     """Parse with formulaic; a syntax error becomes a FormulaError naming the formula."""
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string like 'y ~ x', not {type(formula).__name__}")
+    if "~" in formula and not formula.split("~", 1)[1].strip():
+        raise FormulaError(f"formula {formula!r} has nothing after '~': write 'y ~ 1' for an intercept-only model")
     try:
         f = Formula(formula)
     except FormulaSyntaxError as e:
@@ -176,6 +199,7 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
         raise ModelInputError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
     frame = as_frame(data)
     labels = frame.index
+    formula = r_powers_in_I(formula)
     parse_formula(formula)
     w, wname = _column_or_array(weights, frame, "weights")
     off, oname = _column_or_array(offset, frame, "offset")

@@ -6,6 +6,7 @@ Everything here works chunk by chunk, so memory stays bounded at large n, and on
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Iterable
 
 import torch
@@ -14,6 +15,17 @@ from torch.func import hessian, jacfwd, vjp
 ResidualFn = Callable[[torch.Tensor], torch.Tensor]
 # each chunk yields a residual function of beta (closed over that chunk's rows)
 Chunks = Callable[[], Iterable[ResidualFn]]
+
+
+def quiet(f):
+    """f with torch 2.13's internal `torch.jit.script` deprecation warning (raised inside torch.func) silenced."""
+
+    def g(*args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+            return f(*args)
+
+    return g
 
 
 def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
@@ -27,7 +39,7 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """
     R, blocks = None, 0
     for fn in chunks():
-        J = jacfwd(fn)(beta)
+        J = quiet(jacfwd(fn))(beta)
         block = torch.cat([J, fn(beta).unsqueeze(1)], dim=1)
         if R is None:
             R = block
@@ -75,7 +87,7 @@ def objective_hessian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """Hessian of 0.5 * sum(e**2) at beta, with torch.func.hessian (forward-over-reverse), summed over chunks."""
     H = torch.zeros(beta.numel(), beta.numel(), dtype=beta.dtype, device=beta.device)
     for fn in chunks():
-        H += hessian(lambda b: 0.5 * fn(b).square().sum())(beta)
+        H += quiet(hessian(lambda b: 0.5 * fn(b).square().sum()))(beta)
     return H
 
 

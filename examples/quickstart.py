@@ -1,0 +1,45 @@
+"""torchlm quickstart: R's lm() workflow on the mtcars data.
+
+    .venv/bin/python examples/quickstart.py
+
+The R session it mirrors:
+
+    fit <- lm(mpg ~ wt + factor(cyl), data = mtcars)
+    summary(fit); coef(fit); confint(fit)
+    anova(lm(mpg ~ wt, data = mtcars), fit)
+    predict(fit, data.frame(wt = c(2.5, 3.5), cyl = c(4, 8)), interval = "prediction")
+"""
+
+import pandas as pd
+
+import torchlm as tl
+
+
+def show(title, obj):
+    print(f"\n## {title}\n")
+    print(obj)
+
+
+def main():
+    mtcars = tl.datasets.load("mtcars")
+
+    # C(cyl) treats cyl as a factor (R's factor(cyl)); the lowest level, 4, is the reference.
+    fit = tl.lm("mpg ~ wt + C(cyl)", data=mtcars)
+
+    show("summary(fit)", fit.summary())
+    show("coef(fit)", fit.coef())
+    show("confint(fit)", fit.confint())
+
+    # Does cylinder count add anything once weight is in the model? (nested F test)
+    small = tl.lm("mpg ~ wt", data=mtcars)
+    table = tl.anova(small, fit)
+    show("anova(small, fit)", table.attrs["heading"] + "\n\n" + table.to_string())
+
+    # Two new cars: a light four-cylinder and a heavy eight-cylinder.
+    new_cars = pd.DataFrame({"wt": [2.5, 3.5], "cyl": [4, 8]}, index=["light 4-cyl", "heavy 8-cyl"])
+    show('predict(fit, new_cars, interval="prediction")',
+         fit.predict(new_cars, interval="prediction"))
+
+
+if __name__ == "__main__":
+    main()
