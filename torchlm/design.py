@@ -156,9 +156,10 @@ def _materialize(formula: str, frame: pd.DataFrame, na_action: str):
         raise
 
 
-def _numeric_response(lhs: pd.DataFrame, formula: str, frame: pd.DataFrame, allow_factor: bool) -> tuple[np.ndarray, str]:
+def _numeric_response(lhs: pd.DataFrame, formula: str, frame: pd.DataFrame, allow_factor: bool,
+                      categorical: bool = False) -> tuple[np.ndarray, str]:
     names = list(lhs.columns)
-    if len(names) != 1:
+    if len(names) != 1 or (categorical and not allow_factor):
         base = names[0].split("[")[0]
         if allow_factor and len(names) == 2:
             # a two-level factor: R's glm takes the first level as failure, the second as success
@@ -199,8 +200,8 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
         raise ModelInputError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
     frame = as_frame(data)
     labels = frame.index
-    formula = r_powers_in_I(formula)
     parse_formula(formula)
+    formula = r_powers_in_I(formula)
     w, wname = _column_or_array(weights, frame, "weights")
     off, oname = _column_or_array(offset, frame, "offset")
     keep = np.ones(len(frame), dtype=bool)
@@ -236,7 +237,9 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
         all_na = [v for v in used if v in work.columns and work[v].isna().all()]
         hint = f" (all values of {', '.join(map(repr, all_na))} are missing)" if all_na else ""
         raise DataError(f"no observations left after removing rows with missing values{hint}")
-    y, response = _numeric_response(mm.lhs, formula, work, allow_factor_response)
+    lhs_kinds = [state[0] for state in mm.model_spec.lhs.encoder_state.values()]
+    categorical = any(getattr(k, "value", k) == "categorical" for k in lhs_kinds)
+    y, response = _numeric_response(mm.lhs, formula, work, allow_factor_response, categorical)
     Xdf = mm.rhs
     X = np.asarray(Xdf.to_numpy(dtype=np.float64))
     names = [str(c) for c in Xdf.columns]

@@ -127,10 +127,13 @@ class LinearModelResult:
         df_int = 1 if d.has_intercept else 0
         self.fstatistic = None
         if self.rank != df_int:
-            self.r_squared = mss / (mss + rss)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # a perfect fit to a constant response has 0/0 here: NaN, as in R
+                self.r_squared = float(np.float64(mss) / np.float64(mss + rss))
             self.adj_r_squared = 1 - (1 - self.r_squared) * ((self.nobs - df_int) / self.df_residual)
             numdf = self.rank - df_int
-            value = np.float64(mss / numdf) / np.float64(rss / self.df_residual)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = np.float64(mss / numdf) / np.float64(rss / self.df_residual)
             self.fstatistic = FStatistic(float(value), float(numdf), float(self.df_residual))
         else:
             self.r_squared = self.adj_r_squared = 0.0

@@ -58,9 +58,10 @@ def _one(v: float, fixed: bool, d: int, na: str = "NA") -> str:
 def format_num(values, digits: int = 7, na: str = "NA") -> list[str]:
     """R's format(x, digits=) for a numeric vector: one common layout, right-justified."""
     vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(values)]
-    fixed, d, _ = _layout(vals, digits)
+    fixed, d, w = _layout(vals, digits)
     out = [_one(v, fixed, d, na) for v in vals]
-    width = max(len(s) for s in out) if out else 0
+    # R pads to the width of the values rounded to `digits` (99.96 -> 100 at 3 digits: one more place)
+    width = max([w] + [len(s) for s in out]) if out else 0
     return [s.rjust(width) for s in out]
 
 
@@ -117,7 +118,9 @@ def zapsmall(x, digits: int) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     mx = np.nanmax(np.abs(x)) if x.size else 0.0
     nd = max(0.0, digits - math.log10(mx)) if mx > 0 else digits
-    return np.round(x, int(math.floor(nd + 0.5)))
+    # Python's round() rounds the exact binary value (0.15 -> 0.1), as R >= 4.0 does; np.round does not
+    nd = int(math.floor(nd + 0.5))
+    return np.array([v if not math.isfinite(v) else round(float(v), nd) for v in x.ravel()]).reshape(x.shape)
 
 
 def print_named(values, names, digits: int) -> str:

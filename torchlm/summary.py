@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ class LMSummary:
 
     def __init__(self, fit):
         self.fit = fit
+        f = fit.fitted().to_numpy()
+        if len(f) > 1 and fit.sigma**2 < (f.mean() ** 2 + f.var(ddof=1)) * 1e-30:
+            warnings.warn("essentially perfect fit: summary may be unreliable", stacklevel=3)
         b = fit.coef()[fit.estimable]
         se = fit.std_errors()[fit.estimable]
         t = b / se

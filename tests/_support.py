@@ -1,0 +1,22 @@
+"""Shared paths and helpers for the torchlm test suite (everything it needs lives under tests/fixtures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CONFORMANCE = FIXTURES / "conformance"
+NIST = FIXTURES / "nist"
+
+
+def read_exact_csv(path, **kw) -> pd.DataFrame:
+    """read_csv that parses every number to the double nearest its text.
+
+    pandas < 3 needs float_precision="round_trip" for that; pandas 3 does it by default and
+    deprecates the argument (test_nist checks the result either way).
+    """
+    if int(pd.__version__.split(".")[0]) < 3:
+        kw.setdefault("float_precision", "round_trip")
+    return pd.read_csv(path, **kw)
