@@ -156,7 +156,7 @@ def _materialize(formula: str, frame: pd.DataFrame, na_action: str):
         raise
 
 
-def _numeric_response(lhs: pd.DataFrame, formula: str, frame: pd.DataFrame, allow_factor: bool,
+def _numeric_response(lhs: pd.DataFrame, frame: pd.DataFrame, allow_factor: bool,
                       categorical: bool = False) -> tuple[np.ndarray, str]:
     names = list(lhs.columns)
     if len(names) != 1 or (categorical and not allow_factor):
@@ -239,7 +239,7 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
         raise DataError(f"no observations left after removing rows with missing values{hint}")
     lhs_kinds = [state[0] for state in mm.model_spec.lhs.encoder_state.values()]
     categorical = any(getattr(k, "value", k) == "categorical" for k in lhs_kinds)
-    y, response = _numeric_response(mm.lhs, formula, work, allow_factor_response, categorical)
+    y, response = _numeric_response(mm.lhs, work, allow_factor_response, categorical)
     Xdf = mm.rhs
     X = np.asarray(Xdf.to_numpy(dtype=np.float64))
     names = [str(c) for c in Xdf.columns]
