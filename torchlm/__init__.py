@@ -1,14 +1,16 @@
 """torchlm: R's modelling workflow (lm, summary, anova, predict) in Python, fitted with PyTorch."""
 
-from . import datasets
+from . import datasets, families
 from .anova import anova
 from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+from .glm import glm
+from .glm_result import GeneralizedLinearModelResult
 from .lm import lm
 from .results import FStatistic, LinearModelResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "lm", "anova", "datasets", "LinearModelResult", "FStatistic",
+    "lm", "glm", "anova", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
     "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "__version__",
 ]

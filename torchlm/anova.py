@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 
-def anova(*fits, test: str | None = "F") -> pd.DataFrame:
+DEFAULT = "default"
+
+
+def anova(*fits, test: str | None = DEFAULT) -> pd.DataFrame:
     """R's anova(): one fit gives the sequential (Type I) table; several nested fits give the comparison.
 
     Parameters
     ----------
     *fits : one fitted model, or several fitted to the same rows (smallest first, as in R).
-    test : "F" (default for linear models) or None.
+    test : linear models: "F" (default) or None. GLMs (analysis of deviance): "Chisq" (alias "LRT"),
+        "F" or None; the default is "Chisq" when the dispersion is fixed (binomial, poisson) and "F"
+        when it is estimated, as R >= 4.4 chooses (R 4.2 printed no test by default).
     """
     if not fits:
         raise TypeError("anova() needs at least one fitted model")
+    if _is_glm(fits[0]):
+        if not all(_is_glm(f) for f in fits):
+            raise TypeError("anova() compares models of one kind: all GLMs or all linear models")
+        if test == DEFAULT:
+            test = "Chisq" if fits[0].family.fixed_dispersion else "F"
+        if test == "LRT":
+            test = "Chisq"
+        if test not in (None, "Chisq", "F"):
+            raise ValueError(f"test must be 'Chisq', 'LRT', 'F' or None for a GLM, not {test!r}")
+        return _glm_sequential(fits[0], test) if len(fits) == 1 else _glm_nested(fits, test)
     if len(fits) == 1:
         return _sequential(fits[0])
-    return _nested(fits, test)
+    return _nested(fits, "F" if test == DEFAULT else test)
+
+
+def _is_glm(fit) -> bool:
+    return hasattr(fit, "family") and hasattr(fit, "null_deviance")
 
 
 def _sequential(fit) -> pd.DataFrame:
@@ -71,4 +93,85 @@ def _nested(fits, test) -> pd.DataFrame:
         tab["Pr(>F)"] = stats.f.sf(np.abs(fval), np.abs(df), resdf[big])
     models = "\n".join(f"Model {i + 1}: {f.design.formula}" for i, f in enumerate(fits))
     tab.attrs["heading"] = "Analysis of Variance Table\n\n" + models
+    return tab
+
+
+def _term_columns(fit) -> tuple[list[str], list[list[int]]]:
+    """Term labels in formula order (intercept excluded) and, for each, the design columns up to that term."""
+    terms = []
+    for t in fit.design.assign:
+        if t != "1" and t not in terms:
+            terms.append(t)
+    cols = [[j for j, t in enumerate(fit.design.assign) if t == "1" or t in terms[: i + 1]] for i in range(len(terms))]
+    return terms, cols
+
+
+def _dispersion_for_test(big, test):
+    scale = big.dispersion
+    df_scale = math.inf if scale == 1 else big.df_residual
+    if test == "F" and df_scale == math.inf:
+        fam = big.family.name
+        if fam in ("binomial", "poisson"):
+            warnings.warn(f"using F test with a '{fam}' family is inappropriate", stacklevel=4)
+        else:
+            warnings.warn("using F test with a fixed dispersion is inappropriate", stacklevel=4)
+    return scale, df_scale
+
+
+def _deviance_tests(tab: pd.DataFrame, test, scale: float, df_scale: float) -> pd.DataFrame:
+    """R's stat.anova for "Chisq" and "F" on a table with Df and Deviance columns."""
+    dfs = tab["Df"].to_numpy(dtype=float)
+    dev = tab["Deviance"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if test == "Chisq":
+            vals = dev / scale * np.sign(dfs)
+            vals[(dfs == 0) | (vals < 0)] = np.nan
+            tab["Pr(>Chi)"] = stats.chi2.sf(vals, np.abs(dfs))
+        elif test == "F":
+            fval = dev / dfs / scale
+            fval[(dfs == 0) | (fval < 0)] = np.nan
+            tab["F"] = fval
+            tab["Pr(>F)"] = stats.f.sf(fval, np.abs(dfs), df_scale)
+    return tab
+
+
+def _glm_sequential(fit, test) -> pd.DataFrame:
+    from .glm import refit_deviance
+
+    terms, cols = _term_columns(fit)
+    resdf, resdev = [fit.df_null], [fit.null_deviance]
+    for c in cols[:-1]:
+        d, k = refit_deviance(fit, c)
+        resdev.append(d)
+        resdf.append(k)
+    if terms:
+        resdf.append(fit.df_residual)
+        resdev.append(fit.deviance)
+    resdf_a, resdev_a = np.array(resdf, dtype=float), np.array(resdev)
+    tab = pd.DataFrame({"Df": np.r_[np.nan, -np.diff(resdf_a)],
+                        "Deviance": np.r_[np.nan, np.maximum(0, -np.diff(resdev_a))],
+                        "Resid. Df": resdf_a, "Resid. Dev": resdev_a}, index=["NULL"] + terms)
+    if test is not None:
+        tab = _deviance_tests(tab, test, *_dispersion_for_test(fit, test))
+    tab.attrs["heading"] = (f"Analysis of Deviance Table\n\nModel: {fit.family.name}, link: {fit.family.link.name}"
+                            f"\n\nResponse: {fit.design.response}\n\nTerms added sequentially (first to last)")
+    return tab
+
+
+def _glm_nested(fits, test) -> pd.DataFrame:
+    if len({f.nobs for f in fits}) != 1:
+        raise ValueError("models were not all fitted to the same size of dataset")
+    resdf = np.array([f.df_residual for f in fits], dtype=float)
+    resdev = np.array([f.deviance for f in fits])
+    tab = pd.DataFrame({"Resid. Df": resdf, "Resid. Dev": resdev, "Df": np.r_[np.nan, -np.diff(resdf)],
+                        "Deviance": np.r_[np.nan, -np.diff(resdev)]},
+                       index=[str(i + 1) for i in range(len(fits))])
+    if test is not None:
+        big = fits[int(np.argmin(resdf))]
+        scale, df_scale = _dispersion_for_test(big, test)
+        if df_scale != math.inf:
+            df_scale = float(resdf.min())
+        tab = _deviance_tests(tab, test, scale, df_scale)
+    models = "\n".join(f"Model {i + 1}: {f.design.formula}" for i, f in enumerate(fits))
+    tab.attrs["heading"] = "Analysis of Deviance Table\n\n" + models
     return tab

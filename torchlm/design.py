@@ -292,3 +292,20 @@ def newdata_matrix(design: Design, newdata) -> np.ndarray:
     full = np.full((len(frame), X.shape[1]), np.nan)
     full[complete] = X
     return full
+
+
+def newdata_offset(design: Design, newdata, offset, n: int) -> np.ndarray | None:
+    """Offset for new rows: the ``offset`` argument, else the fitted offset column of newdata, else None.
+
+    A model fitted with an offset array needs one for newdata: that is an error rather than a silent zero.
+    """
+    if offset is not None:
+        off = np.asarray(offset, dtype=float).ravel()
+        if len(off) != n:
+            raise DataError(f"offset has {len(off)} values for {n} rows of newdata")
+        return off
+    if design.offset is None:
+        return None
+    if design.offset_column is not None and design.offset_column in getattr(newdata, "columns", []):
+        return np.asarray(newdata[design.offset_column], dtype=float)
+    raise DataError("the model has an offset: pass offset= (one value per row of newdata)")

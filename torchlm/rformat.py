@@ -123,12 +123,13 @@ def zapsmall(x, digits: int) -> np.ndarray:
     return np.array([v if not math.isfinite(v) else round(float(v), nd) for v in x.ravel()]).reshape(x.shape)
 
 
-def print_named(values, names, digits: int) -> str:
-    """R's print() of a named numeric vector (one row; fields of common width)."""
+def print_named(values, names, digits: int, gap: int = 1) -> str:
+    """R's print() of a named numeric vector (one row; fields of common width, each followed by ``gap`` spaces)."""
     cells = format_num(values, digits)
     width = max([len(c) for c in cells] + [len(str(n)) for n in names])
-    head = "".join(str(n).rjust(width) + " " for n in names)
-    body = "".join(c.rjust(width) + " " for c in cells)
+    sep = " " * gap
+    head = "".join(str(n).rjust(width) + sep for n in names)
+    body = "".join(c.rjust(width) + sep for c in cells)
     return head + "\n" + body
 
 

@@ -110,3 +110,105 @@ class LMSummary:
             + "".join(f"<p>{html.escape(t.strip())}</p>" for t in tail)
             + "</div>"
         )
+
+
+class GLMSummary:
+    """Summary of a generalized linear model, as R's summary.glm.
+
+    Attributes
+    ----------
+    coefficients : DataFrame with columns Estimate, Std. Error, z value, Pr(>|z|) (binomial, poisson:
+        dispersion fixed at 1) or t value, Pr(>|t|) (dispersion estimated), for the estimable terms.
+    dispersion, deviance, null_deviance, df_residual, df_null, aic, iterations : as on the fit.
+    """
+
+    def __init__(self, fit):
+        self.fit = fit
+        b = fit.coef()[fit.estimable]
+        se = fit.std_errors()[fit.estimable]
+        stat = b / se
+        if fit.family.fixed_dispersion:
+            cols = ["z value", "Pr(>|z|)"]
+            p = 2 * stats.norm.sf(np.abs(stat))
+        else:
+            cols = ["t value", "Pr(>|t|)"]
+            p = 2 * stats.t.sf(np.abs(stat), fit.df_residual) if fit.df_residual > 0 else np.full(len(b), np.nan)
+        self.coefficients = pd.DataFrame(
+            {"Estimate": b, "Std. Error": se, cols[0]: stat, cols[1]: p}, index=fit.estimable
+        )
+        self.dispersion = fit.dispersion
+        self.deviance, self.null_deviance = fit.deviance, fit.null_deviance
+        self.df_residual, self.df_null = fit.df_residual, fit.df_null
+        self.aic = fit.aic()
+        self.iterations = fit.iterations
+
+    def _full_table(self) -> np.ndarray:
+        tab = np.full((len(self.fit.names), 4), np.nan)
+        pos = [self.fit.names.index(n) for n in self.coefficients.index]
+        tab[pos] = self.coefficients.to_numpy()
+        return tab
+
+    def residual_lines(self) -> list[str]:
+        r = self.fit.residuals("deviance")
+        lines = ["Deviance Residuals: "]
+        if self.df_residual > 5:
+            vals, names = np.quantile(r.to_numpy(), [0, 0.25, 0.5, 0.75, 1]), ["Min", "1Q", "Median", "3Q", "Max"]
+        else:
+            vals, names = r.to_numpy(), [str(i) for i in r.index]
+        lines += rf.print_named(rf.zapsmall(vals, DIGITS + 1), names, DIGITS, gap=2).split("\n")
+        return lines
+
+    def coefficient_lines(self) -> list[str]:
+        fit = self.fit
+        nsing = len(fit.names) - fit.rank
+        head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
+        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
+        lines = [head] + rf.render_matrix(fit.names, list(self.coefficients.columns), cells, stars)
+        if stars is not None:
+            lines += ["---", rf.SIGNIF_LEGEND]
+        return lines
+
+    def deviance_lines(self) -> list[str]:
+        fit = self.fit
+        devs = rf.format_num([self.null_deviance, self.deviance], max(5, DIGITS + 1))
+        dfs = [str(self.df_null), str(self.df_residual)]
+        w = max(len(d) for d in dfs)
+        lines = [f"{lab} deviance: {d}  on {k.rjust(w)}  degrees of freedom"
+                 for lab, d, k in zip(["    Null", "Residual"], devs, dfs)]
+        if fit.n_dropped_na:
+            lines.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
+                         "deleted due to missingness)")
+        return lines
+
+    def __str__(self) -> str:
+        fit = self.fit
+        out = ["", "Call:", fit.call, ""]
+        out += self.residual_lines() + [""]
+        out += self.coefficient_lines() + [""]
+        out.append(f"(Dispersion parameter for {fit.family.name} family taken to be "
+                   f"{rf.format_scalar(self.dispersion, 7)})")
+        out.append("")
+        out += self.deviance_lines()
+        out.append(f"AIC: {rf.format_scalar(self.aic, max(4, DIGITS + 1))}")
+        out += ["", f"Number of Fisher Scoring iterations: {self.iterations}", ""]
+        return "\n".join(out)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        fit = self.fit
+        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + list(self.coefficients.columns) + [""])
+        rows = []
+        for i, name in enumerate(fit.names):
+            tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
+            st = html.escape(stars[i].strip()) if stars else ""
+            rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
+        tail = [f"Dispersion parameter for {fit.family.name} family taken to be {rf.format_scalar(self.dispersion, 7)}"]
+        tail += [l.strip() for l in self.deviance_lines()] + [f"AIC: {rf.format_scalar(self.aic, 5)}"]
+        return (
+            f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
+            + "</div>"
+        )

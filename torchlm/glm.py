@@ -1,0 +1,288 @@
+"""tl.glm(): formula -> design -> IRLS (Fisher scoring) on torch to the exact MLE -> GeneralizedLinearModelResult."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .design import build_design
+from .errors import DataError, ModelInputError
+from .families import EPS, Binomial, Family, Poisson, as_family
+from .fit import ACCURATE_ELEMENTS, LinearResidual, QRFit, chunk_rows, qr_solve, resolve_device_dtype
+from .glm_result import GeneralizedLinearModelResult
+from .lm import _call_string
+
+CONTROL_DEFAULTS = {"epsilon": 1e-8, "maxit": 25, "polish": 100}
+
+
+@dataclass
+class IRLSFit:
+    """State at the end of IRLS.
+
+    coef : (p,) estimates, NaN for aliased columns.
+    qr : weighted least-squares factor of sqrt(W) X at the final estimate (W the working weights).
+    eta, mu : linear predictor and mean (offset included), torch (n,).
+    deviance : sum of the family's deviance residuals.
+    iterations : Fisher scoring iterations until R's convergence rule held (what R reports).
+    polish_steps : further iterations taken to reach the exact maximum-likelihood estimate.
+    """
+
+    coef: np.ndarray
+    qr: QRFit
+    eta: torch.Tensor
+    mu: torch.Tensor
+    deviance: float
+    iterations: int
+    polish_steps: int
+    converged: bool
+    boundary: bool
+
+
+def _control(control) -> dict:
+    c = dict(CONTROL_DEFAULTS)
+    for k, v in (control or {}).items():
+        if k not in c:
+            raise ModelInputError(f"unknown control setting {k!r}; available: {sorted(c)}")
+        c[k] = v
+    if not c["epsilon"] > 0:
+        raise ModelInputError("control epsilon must be positive")
+    if int(c["maxit"]) < 1:
+        raise ModelInputError("control maxit must be at least 1")
+    return c
+
+
+def _working_ls(X: torch.Tensor, z: torch.Tensor, sw: torch.Tensor, tol: float, accurate: bool) -> QRFit:
+    """Weighted least squares of z on X with weights sw^2 (one IRLS step), by the QR solver of lm."""
+    n, p = X.shape
+    step = chunk_rows(n, p)
+
+    def chunks():
+        for s in range(0, n, step):
+            yield LinearResidual(X[s:s + step], z[s:s + step], sw[s:s + step])
+
+    return qr_solve(chunks, p, tol, X.device, X.dtype, accurate=accurate)
+
+
+def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.Tensor, family: Family, *,
+         start=None, mustart=None, control: dict, tol: float) -> tuple[IRLSFit, torch.Tensor]:
+    """Fit a GLM by iteratively reweighted least squares, as R's glm.fit, then iterate to the exact MLE.
+
+    R stops when the relative change of the deviance is below epsilon, which leaves non-canonical
+    fits short of the maximum; here Fisher scoring continues ("polish") until the coefficients stop
+    changing, so the estimate and its covariance are at the maximum-likelihood estimate.
+    Returns the fit and the (possibly modified, as R's initialize does) response.
+    """
+    link = family.link
+    n, p = X.shape
+    accurate = n * p <= ACCURATE_ELEMENTS
+    y, nbin, mu0 = family.initialize(y, weights)
+    if mustart is not None:
+        mu0 = mustart
+    if start is not None:
+        eta = offset + X @ start
+    else:
+        eta = link.linkfun(mu0)
+    mu = link.linkinv(eta)
+    if not (family.validmu(mu) and link.valideta(eta)):
+        raise DataError("cannot find valid starting values for this family and link: pass start=")
+    devold = float(family.dev_resids(y, mu, weights).sum())
+    coefold = None if start is None else start.clone()
+    conv = boundary = False
+    it = 0
+    coef = torch.zeros(p, dtype=X.dtype, device=X.device)
+    qr = None
+
+    def evaluate(b):
+        e = X @ b + offset
+        m = link.linkinv(e)
+        return e, m, float(family.dev_resids(y, m, weights).sum())
+
+    def step(eta, mu, acc):
+        var = family.variance(mu)
+        if bool(torch.isnan(var[weights > 0]).any()):
+            raise DataError("NAs in V(mu) during the fit")
+        if bool((var[weights > 0] == 0).any()):
+            raise DataError("0s in V(mu) during the fit: fitted values reached the edge of the family's range")
+        me = link.mu_eta(eta)
+        good = (weights > 0) & (me != 0)
+        if not bool(good.any()):
+            raise DataError("no observations informative at iteration (all weights or d mu / d eta are zero)")
+        safe_me = torch.where(good, me, torch.ones_like(me))
+        z = torch.where(good, (eta - offset) + (y - mu) / safe_me, torch.zeros_like(eta))
+        sw = torch.where(good, torch.sqrt(weights * me * me / torch.where(good, var, torch.ones_like(var))),
+                         torch.zeros_like(eta))
+        fit = _working_ls(X, z, sw, tol, acc)
+        if fit.rank > n:
+            raise DataError(f"X matrix has rank {fit.rank}, but only {n} observations")
+        return fit
+
+    for it in range(1, int(control["maxit"]) + 1):
+        qr = step(eta, mu, False)
+        if not np.isfinite(qr.coef[qr.pivot[: qr.rank]]).all():
+            warnings.warn(f"non-finite coefficients at iteration {it}", stacklevel=3)
+            break
+        coef = torch.as_tensor(np.nan_to_num(qr.coef), dtype=X.dtype, device=X.device)
+        eta, mu, dev = evaluate(coef)
+        if not math.isfinite(dev):
+            if coefold is None:
+                raise DataError("no valid set of coefficients has been found: please supply starting values")
+            warnings.warn("step size truncated due to divergence", stacklevel=3)
+            for _ in range(int(control["maxit"])):
+                coef = (coef + coefold) / 2
+                eta, mu, dev = evaluate(coef)
+                if math.isfinite(dev):
+                    break
+            else:
+                raise DataError("inner loop 1; cannot correct step size")
+            boundary = True
+        if not (link.valideta(eta) and family.validmu(mu)):
+            if coefold is None:
+                raise DataError("no valid set of coefficients has been found: please supply starting values")
+            warnings.warn("step size truncated: out of bounds", stacklevel=3)
+            for _ in range(int(control["maxit"])):
+                coef = (coef + coefold) / 2
+                eta, mu, dev = evaluate(coef)
+                if link.valideta(eta) and family.validmu(mu):
+                    break
+            else:
+                raise DataError("inner loop 2; cannot correct step size")
+            boundary = True
+        if abs(dev - devold) / (abs(dev) + 0.1) < control["epsilon"]:
+            conv = True
+            break
+        devold, coefold = dev, coef.clone()
+    iterations = it
+
+    polish = 0
+    if conv and not boundary and not _at_boundary(family, mu):
+        coef, eta, mu, dev, polish = _polish(coef, eta, mu, dev, step, evaluate, family, link, int(control["polish"]))
+    # covariance at the final estimate: one factorization with the working weights there
+    qr = step(eta, mu, accurate)
+    if not conv:
+        warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
+    if boundary:
+        warnings.warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
+    eps10 = 10 * EPS
+    if isinstance(family, Binomial) and bool(((mu > 1 - eps10) | (mu < eps10)).any()):
+        warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
+    if isinstance(family, Poisson) and bool((mu < eps10).any()):
+        warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=3)
+    out = np.full(p, np.nan)
+    est = qr.pivot[: qr.rank]
+    out[est] = coef.cpu().double().numpy()[est]
+    return IRLSFit(coef=out, qr=qr, eta=eta, mu=mu, deviance=dev, iterations=iterations, polish_steps=polish,
+                   converged=conv, boundary=boundary), y
+
+
+def _at_boundary(family, mu) -> bool:
+    # with separation (or zero rates) the MLE is at infinity: further iterations only drift
+    eps10 = 10 * EPS
+    if isinstance(family, Binomial):
+        return bool(((mu > 1 - eps10) | (mu < eps10)).any())
+    if isinstance(family, Poisson):
+        return bool((mu < eps10).any())
+    return False
+
+
+def _polish(coef, eta, mu, dev, step, evaluate, family, link, max_steps):
+    """Fisher scoring past R's stopping rule until the coefficients stop changing (the exact MLE)."""
+    prev_change = math.inf
+    k = 0
+    for k in range(1, max_steps + 1):
+        qr = step(eta, mu, False)
+        new = torch.as_tensor(np.nan_to_num(qr.coef), dtype=coef.dtype, device=coef.device)
+        e2, m2, d2 = evaluate(new)
+        if not (math.isfinite(d2) and link.valideta(e2) and family.validmu(m2)):
+            return coef, eta, mu, dev, k - 1
+        scale = float(torch.clamp(torch.abs(new).max(), min=1e-300))
+        change = float(torch.abs(new - coef).max()) / scale
+        coef, eta, mu, dev = new, e2, m2, d2
+        # stop at rounding level, or when the change no longer shrinks (rounding noise)
+        if change <= 4 * EPS or (change < 1e-10 and change >= prev_change):
+            break
+        prev_change = change
+    return coef, eta, mu, dev, k
+
+
+def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",
+        start=None, control: dict | None = None, information: str = "expected", device=None,
+        dtype=None) -> GeneralizedLinearModelResult:
+    """Fit a generalized linear model by Fisher scoring to the maximum-likelihood estimate, as R's glm().
+
+    Parameters
+    ----------
+    formula : formulaic formula, e.g. ``"am ~ wt + hp"``. A binomial response may be 0/1, boolean,
+        a two-level factor (first level = failure) or a proportion with ``weights=`` the trials.
+    data : DataFrame (or dict of arrays); not modified.
+    family : "gaussian", "binomial", "poisson", "Gamma", "inverse_gaussian", or a family object
+        such as ``tl.families.Binomial(link="probit")``.
+    weights : prior weights (column name or array); for a binomial proportion, the number of trials.
+    offset : known component of the linear predictor (column name or array).
+    subset : boolean mask or query string selecting rows.
+    na_action : "omit" or "fail", as in tl.lm.
+    start : starting coefficients (sequence in formula column order).
+    control : dict with R's glm.control settings ``epsilon`` (1e-8), ``maxit`` (25) and ``polish``
+        (at most 100 further Fisher scoring steps after R's rule is met, to reach the exact MLE).
+    information : "expected" (Fisher information, what R's summary.glm uses) or "observed"
+        (autograd Hessian of the negative log-likelihood); they agree for canonical links.
+    device, dtype : as in tl.lm.
+    """
+    fam = as_family(family)
+    if information not in ("expected", "observed"):
+        raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")
+    ctl = _control(control)
+    dev, dt = resolve_device_dtype(device, dtype)
+    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
+                          allow_factor_response=isinstance(fam, Binomial))
+    n, p = design.X.shape
+    def as_t(a):
+        with warnings.catch_warnings():
+            # the design can be a read-only pandas buffer; torch only reads it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(a, dtype=dt, device=dev)
+
+    X = as_t(design.X)
+    y = as_t(design.y)
+    w = as_t(design.weights) if design.weights is not None else torch.ones(n, dtype=dt, device=dev)
+    off = as_t(design.offset) if design.offset is not None else torch.zeros(n, dtype=dt, device=dev)
+    b0 = None
+    if start is not None:
+        b0 = as_t(np.asarray(start, dtype=float).ravel())
+        if b0.numel() != p:
+            raise ModelInputError(f"start has {b0.numel()} values, the model has {p} coefficients ({design.names})")
+    tol = min(1e-7, ctl["epsilon"] / 1000)
+    fit, y = irls(X, y, w, off, fam, start=b0, control=ctl, tol=tol)
+    null_dev = _null_deviance(X, y, w, off, fam, fit, design, ctl, tol)
+    call = _call_string(formula, weights, offset, subset, fn="glm")
+    call = call[:-1] + f", family = {fam.r_call()})"
+    return GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
+                                        information=information, device=dev, dtype=dt, tol=tol, call=call)
+
+
+def _null_deviance(X, y, w, off, fam, fit, design, ctl, tol) -> float:
+    """R's null deviance: the intercept-only fit (with the offset, which needs its own fit, as R's glm does)."""
+    link = fam.link
+    if not design.has_intercept:
+        return float(fam.dev_resids(y, link.linkinv(off), w).sum())
+    if design.offset is None:
+        wtdmu = (w * y).sum() / w.sum()
+        return float(fam.dev_resids(y, wtdmu.expand_as(y), w).sum())
+    j = design.names.index("Intercept")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        null_fit, _ = irls(X[:, j:j + 1], y, w, off, fam, mustart=fit.mu, control=ctl, tol=tol)
+    return null_fit.deviance
+
+
+def refit_deviance(fit: GeneralizedLinearModelResult, cols: list[int]) -> tuple[float, int]:
+    """Deviance and residual df of the same GLM restricted to design columns ``cols`` (R's anova.glm refits)."""
+    X = torch.as_tensor(fit.design.X[:, cols], dtype=fit.dtype, device=fit.device)
+    ctl = dict(CONTROL_DEFAULTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sub, _ = irls(X, fit._y, fit._w, fit._offset, fit.family, control=ctl, tol=fit.tol)
+    return sub.deviance, fit.nobs - sub.qr.rank

@@ -1,0 +1,268 @@
+"""Fitted generalized linear model: estimates, covariance, deviance, residuals and predictions with R's definitions."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from .design import Design, newdata_matrix, newdata_offset
+from .families import Family
+from .fit import r_inverse_cov
+from .inference import quiet
+from .results import confint_labels
+
+RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
+
+
+class GeneralizedLinearModelResult:
+    """A fitted GLM (what R's glm() returns), from tl.glm().
+
+    Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,
+    iterations, converged, boundary, information, n_dropped_na, call. Methods follow R: coef(),
+    vcov(), confint(), summary(), predict(), fitted(), residuals(), hessian(), loglik(), aic(), bic().
+    """
+
+    def __init__(self, design: Design, family: Family, fit, *, y, weights, offset, null_deviance: float,
+                 information: str, device, dtype, tol: float, call: str):
+        self.design = design
+        self.family = family
+        self.call = call
+        self.tol = tol
+        self.device, self.dtype = device, dtype
+        self.information = information
+        self._fit = fit
+        self._qr = fit.qr
+        self._y, self._w, self._offset = y, weights, offset
+        self.names = list(design.names)
+        self.rank = fit.qr.rank
+        self.aliased = pd.Series(np.isnan(fit.coef), index=self.names)
+        self.iterations = fit.iterations
+        self.converged = fit.converged
+        self.boundary = fit.boundary
+        self.deviance = fit.deviance
+        self.null_deviance = null_deviance
+        used = weights != 0
+        self.nobs = int(used.sum())
+        self.df_residual = self.nobs - self.rank
+        self.df_null = self.nobs - int(design.has_intercept)
+        self.n_dropped_na = design.n_dropped
+        link = family.link
+        self._mu_eta = link.mu_eta(fit.eta)
+        var = family.variance(fit.mu)
+        good = (weights > 0) & (self._mu_eta != 0)
+        self._working_w = torch.where(good, weights * self._mu_eta**2 / torch.where(good, var, torch.ones_like(var)),
+                                      torch.zeros_like(var))
+        self._good = good
+        if family.fixed_dispersion:
+            self.dispersion = 1.0
+        elif self.df_residual > 0:
+            wr = self._working_w * self._working_resid() ** 2
+            self.dispersion = float(wr[weights > 0].sum()) / self.df_residual
+        else:
+            self.dispersion = float("nan")
+
+    # --- estimates -------------------------------------------------------------------------
+    def coef(self) -> pd.Series:
+        """Estimates by term name; aliased terms are NaN."""
+        return pd.Series(self._fit.coef, index=self.names, name="Estimate")
+
+    @property
+    def estimable(self) -> list[str]:
+        """Names of the non-aliased coefficients, in formula order."""
+        return [n for n, a in zip(self.names, self.aliased) if not a]
+
+    def _est_columns(self) -> list[int]:
+        return sorted(self._qr.pivot[: self.rank])
+
+    def _objective(self, cols):
+        """Half the deviance as a function of the estimable coefficients, chunked: the negative log-likelihood (dispersion 1)."""
+        X = torch.as_tensor(self.design.X[:, cols], dtype=self.dtype, device=self.device)
+        fam, y, w, off = self.family, self._y, self._w, self._offset
+        step = max(1, 2**20 // max(len(cols), 1))
+
+        def f(b, s):
+            mu = fam.link.linkinv(X[s:s + step] @ b + off[s:s + step])
+            return 0.5 * fam.dev_resids(y[s:s + step], mu, w[s:s + step]).sum()
+
+        return f, range(0, X.shape[0], step)
+
+    def hessian(self) -> pd.DataFrame:
+        """Autograd Hessian of half the deviance (the negative log-likelihood for dispersion 1) at the estimate.
+
+        Over the estimable coefficients; for canonical links it equals the expected information X^T W X.
+        """
+        cols = self._est_columns()
+        f, starts = self._objective(cols)
+        b = torch.as_tensor(self._fit.coef[cols], dtype=self.dtype, device=self.device)
+        H = torch.zeros(len(cols), len(cols), dtype=self.dtype, device=self.device)
+        for s in starts:
+            H += quiet(torch.func.hessian(lambda bb: f(bb, s)))(b)
+        names = [self.names[j] for j in cols]
+        return pd.DataFrame(H.cpu().double().numpy(), index=names, columns=names)
+
+    def _unscaled(self, information: str | None = None) -> np.ndarray:
+        """Inverse information over the estimable coefficients (formula order), before the dispersion.
+
+        expected: (X^T W X)^{-1} from the QR factor of the autograd Jacobian of the working residuals;
+        observed: inverse of the autograd Hessian of half the deviance.
+        """
+        information = information or self.information
+        if information == "expected":
+            C = r_inverse_cov(self._qr.R).cpu().double().numpy()
+            order = np.argsort(self._qr.pivot[: self.rank])
+            return C[np.ix_(order, order)]
+        if information != "observed":
+            raise ValueError(f"information must be 'expected' or 'observed', not {information!r}")
+        H = self.hessian().to_numpy()
+        try:
+            L = np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "the observed information (autograd Hessian of the negative log-likelihood) is not positive "
+                "definite at the estimate; use information='expected'"
+            ) from None
+        Linv = np.linalg.inv(L)
+        return Linv.T @ Linv
+
+    def vcov(self, type: str = "const", information: str | None = None) -> pd.DataFrame:
+        """Covariance of the estimable coefficients: dispersion times the inverse information (R's vcov(glm)).
+
+        Parameters
+        ----------
+        type : "const" (model-based covariance).
+        information : "expected" (R's summary.glm) or "observed"; default the fit's ``information``.
+        """
+        if type != "const":
+            raise ValueError(f"vcov type {type!r} is not available; supported: ('const',)")
+        V = self.dispersion * self._unscaled(information)
+        names = self.estimable
+        return pd.DataFrame(V, index=names, columns=names)
+
+    def std_errors(self) -> pd.Series:
+        """Standard errors (NaN for aliased terms)."""
+        se = pd.Series(np.nan, index=self.names)
+        se[self.estimable] = np.sqrt(np.diag(self.vcov().to_numpy()))
+        return se
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals estimate +/- z * SE (R's confint.default; R's MASS profile intervals are not computed)."""
+        b, se = self.coef(), self.std_errors()
+        q = stats.norm.ppf(1 - (1 - level) / 2)
+        lo, hi = confint_labels(level)
+        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
+
+    # --- likelihood ------------------------------------------------------------------------
+    def aic(self) -> float:
+        """R's AIC: the family's aic plus 2 * rank."""
+        n = torch.ones_like(self._y)
+        return self.family.aic(self._y, n, self._fit.mu, self._w, self.deviance) + 2 * self.rank
+
+    @property
+    def df_loglik(self) -> int:
+        """Parameters counted by logLik: rank, plus the dispersion for gaussian, Gamma and inverse.gaussian."""
+        return self.rank + int(self.family.aic_counts_dispersion)
+
+    def loglik(self) -> float:
+        """R's logLik.glm: df - AIC / 2."""
+        return self.df_loglik - self.aic() / 2
+
+    def bic(self) -> float:
+        """R's BIC: -2 logLik + log(nobs) * df."""
+        return -2 * self.loglik() + math.log(self.nobs) * self.df_loglik
+
+    # --- observations ----------------------------------------------------------------------
+    def _series(self, t: torch.Tensor, name: str) -> pd.Series:
+        return pd.Series(t.cpu().double().numpy(), index=self.design.index, name=name)
+
+    def _working_resid(self) -> torch.Tensor:
+        return (self._y - self._fit.mu) / self._mu_eta
+
+    def fitted(self) -> pd.Series:
+        """Fitted means mu (response scale) for the rows used."""
+        return self._series(self._fit.mu, "fitted")
+
+    def linear_predictors(self) -> pd.Series:
+        """Linear predictor eta (offset included)."""
+        return self._series(self._fit.eta, "eta")
+
+    def residuals(self, type: str = "deviance") -> pd.Series:
+        """Residuals as R's residuals.glm: "deviance" (default), "pearson", "working" or "response"."""
+        y, mu, w, fam = self._y, self._fit.mu, self._w, self.family
+        if type == "deviance":
+            d = torch.clamp(fam.dev_resids(y, mu, w), min=0)
+            r = torch.sign(y - mu) * torch.sqrt(d)
+        elif type == "pearson":
+            r = (y - mu) * torch.sqrt(w) / torch.sqrt(fam.variance(mu))
+        elif type == "working":
+            r = self._working_resid()
+        elif type == "response":
+            r = y - mu
+        else:
+            raise ValueError(f"residual type must be one of {RESIDUAL_TYPES}, not {type!r}")
+        return self._series(r, "residuals")
+
+    def _working(self):
+        """sqrt(W) X over the estimable columns and sqrt(W) times the working residuals (rows with W > 0)."""
+        g = self._good.cpu().numpy()
+        sw = torch.sqrt(self._working_w)[self._good].cpu().double().numpy()
+        Xw = self.design.X[g][:, self._est_columns()] * sw[:, None]
+        ew = sw * self._working_resid()[self._good].cpu().double().numpy()
+        return Xw, ew
+
+    def predict(self, newdata=None, *, type: str = "link", se_fit: bool = False, offset=None):
+        """Predictions (R's predict.glm).
+
+        Parameters
+        ----------
+        newdata : DataFrame of new rows; None predicts the rows used in fitting.
+        type : "link" (linear predictor) or "response" (mean).
+        se_fit : also return standard errors (delta method for type="response").
+        offset : offset for newdata when the model was fitted with an offset array.
+
+        Returns a Series of predictions, or a DataFrame with columns fit and se_fit.
+        """
+        if type not in ("link", "response"):
+            raise ValueError(f"predict type must be 'link' or 'response', not {type!r}")
+        d = self.design
+        if newdata is None:
+            X, off, index = d.X, d.offset, d.index
+        else:
+            X = newdata_matrix(d, newdata)
+            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
+            off = newdata_offset(d, newdata, offset, len(X))
+            if self.rank < len(self.names):
+                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
+        cols = self._est_columns()
+        Xe = X[:, cols]
+        eta = Xe @ self._fit.coef[cols]
+        if off is not None:
+            eta = eta + off
+        link = self.family.link
+        if type == "response":
+            et = torch.as_tensor(eta, dtype=torch.float64)
+            fit = link.linkinv(et).numpy()
+        else:
+            fit = eta
+        if not se_fit:
+            return pd.Series(fit, index=index, name="fit")
+        V = self.vcov().to_numpy()
+        se = np.sqrt(np.einsum("ij,jk,ik->i", Xe, V, Xe))
+        if type == "response":
+            se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())
+        return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)
+
+    # --- presentation ----------------------------------------------------------------------
+    def summary(self):
+        """R-style summary (print it, or read .coefficients)."""
+        from .summary import GLMSummary
+
+        return GLMSummary(self)
+
+    def __repr__(self) -> str:
+        return (f"<GeneralizedLinearModelResult {self.design.formula!r}, {self.family.name}({self.family.link.name}): "
+                f"n={self.nobs}, rank={self.rank}>\n{self.coef().to_string()}")
