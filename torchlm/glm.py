@@ -12,7 +12,7 @@ import torch
 from .design import build_design
 from .errors import DataError, ModelInputError
 from .families import EPS, Binomial, Family, Poisson, as_family
-from .fit import ACCURATE_ELEMENTS, LinearResidual, QRFit, chunk_rows, qr_solve, resolve_device_dtype
+from .fit import LinearResidual, QRFit, chunk_rows, qr_solve, resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
 from .lm import _call_string
 
@@ -78,7 +78,6 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     """
     link = family.link
     n, p = X.shape
-    accurate = n * p <= ACCURATE_ELEMENTS
     y, nbin, mu0 = family.initialize(y, weights)
     if mustart is not None:
         mu0 = mustart
@@ -157,11 +156,14 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         devold, coefold = dev, coef.clone()
     iterations = it
 
-    polish = 0
-    if conv and not boundary and not _at_boundary(family, mu):
-        coef, eta, mu, dev, polish = _polish(coef, eta, mu, dev, step, evaluate, family, link, int(control["polish"]))
-    # covariance at the final estimate: one factorization with the working weights there
-    qr = step(eta, mu, accurate)
+    polish, last = 0, None
+    if conv and not boundary:
+        r_change = math.inf if coefold is None else _relative_change(coef, coefold)
+        coef, eta, mu, dev, polish, last = _polish(coef, eta, mu, dev, r_change, step, evaluate, family, link,
+                                                   int(control["polish"]))
+    # covariance at the final estimate: the factor of the last step when the estimate moved by less
+    # than 1e-12 relative since (its weights are the final ones to that accuracy), else a new one
+    qr = last if last is not None else step(eta, mu, False)
     if not conv:
         warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
@@ -178,34 +180,38 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
                    converged=conv, boundary=boundary), y
 
 
-def _at_boundary(family, mu) -> bool:
-    # with separation (or zero rates) the MLE is at infinity: further iterations only drift
-    eps10 = 10 * EPS
-    if isinstance(family, Binomial):
-        return bool(((mu > 1 - eps10) | (mu < eps10)).any())
-    if isinstance(family, Poisson):
-        return bool((mu < eps10).any())
-    return False
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
 
 
-def _polish(coef, eta, mu, dev, step, evaluate, family, link, max_steps):
-    """Fisher scoring past R's stopping rule until the coefficients stop changing (the exact MLE)."""
-    prev_change = math.inf
-    k = 0
+def _polish(coef, eta, mu, dev, prev_change, step, evaluate, family, link, max_steps):
+    """Fisher scoring past R's stopping rule until the coefficients stop changing (the exact MLE).
+
+    Stops when the remaining error, estimated from the contraction of successive steps
+    (change * r / (1 - r), r = change / previous change), is at rounding level: one step for
+    canonical links (Newton, quadratic), more for non-canonical ones (linear convergence).
+    If the steps stop shrinking while still large, the maximum is at infinity (separation, or a
+    rate at zero): the point where R's rule stopped is kept rather than drifting further.
+    Returns (coef, eta, mu, deviance, steps, factor of the last step or None).
+    """
+    at_r = (coef, eta, mu, dev, 0, None)
+    k, change = 0, math.inf
     for k in range(1, max_steps + 1):
         qr = step(eta, mu, False)
         new = torch.as_tensor(np.nan_to_num(qr.coef), dtype=coef.dtype, device=coef.device)
         e2, m2, d2 = evaluate(new)
         if not (math.isfinite(d2) and link.valideta(e2) and family.validmu(m2)):
-            return coef, eta, mu, dev, k - 1
-        scale = float(torch.clamp(torch.abs(new).max(), min=1e-300))
-        change = float(torch.abs(new - coef).max()) / scale
+            return at_r
+        change = _relative_change(new, coef)
+        if change > 1e-8 and k >= 3 and change > 0.9 * prev_change:
+            return at_r
         coef, eta, mu, dev = new, e2, m2, d2
-        # stop at rounding level, or when the change no longer shrinks (rounding noise)
-        if change <= 4 * EPS or (change < 1e-10 and change >= prev_change):
+        r = change / prev_change if prev_change > 0 else 1.0
+        remaining = change * r / (1 - r) if r < 1 else math.inf
+        if change <= 4 * EPS or remaining <= 1e-15 or (change < 1e-10 and r >= 1):
             break
         prev_change = change
-    return coef, eta, mu, dev, k
+    return coef, eta, mu, dev, k, (qr if change <= 1e-12 else None)
 
 
 def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",

@@ -172,8 +172,8 @@ class GeneralizedLinearModelResult:
         return self.df_loglik - self.aic() / 2
 
     def bic(self) -> float:
-        """R's BIC: -2 logLik + log(nobs) * df."""
-        return -2 * self.loglik() + math.log(self.nobs) * self.df_loglik
+        """R's BIC: -2 logLik + log(n) * df, where R's logLik.glm counts every row used, zero weights included."""
+        return -2 * self.loglik() + math.log(len(self.design.y)) * self.df_loglik
 
     # --- observations ----------------------------------------------------------------------
     def _series(self, t: torch.Tensor, name: str) -> pd.Series:
