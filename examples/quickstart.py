@@ -1,4 +1,4 @@
-"""torchlm quickstart: R's lm() workflow on the mtcars data.
+"""torchlm quickstart: R's lm() and glm() workflow on the mtcars data.
 
     .venv/bin/python examples/quickstart.py
 
@@ -8,6 +8,9 @@ The R session it mirrors:
     summary(fit); coef(fit); confint(fit)
     anova(lm(mpg ~ wt, data = mtcars), fit)
     predict(fit, data.frame(wt = c(2.5, 3.5), cyl = c(4, 8)), interval = "prediction")
+    logit <- glm(am ~ wt + hp, family = binomial, data = mtcars)
+    summary(logit); anova(logit, test = "Chisq")
+    predict(logit, data.frame(wt = c(2.5, 3.5), hp = c(110, 180)), type = "response", se.fit = TRUE)
 """
 
 import pandas as pd
@@ -39,6 +42,14 @@ def main():
     new_cars = pd.DataFrame({"wt": [2.5, 3.5], "cyl": [4, 8]}, index=["light 4-cyl", "heavy 8-cyl"])
     show('predict(fit, new_cars, interval="prediction")',
          fit.predict(new_cars, interval="prediction"))
+
+    # Logistic regression: which cars have a manual gearbox (am = 1)?
+    logit = tl.glm("am ~ wt + hp", data=mtcars, family="binomial")
+    show("summary(logit)", logit.summary())
+    dev = tl.anova(logit, test="Chisq")
+    show('anova(logit, test="Chisq")', dev.attrs["heading"] + "\n\n" + dev.to_string())
+    two = pd.DataFrame({"wt": [2.5, 3.5], "hp": [110, 180]}, index=["light", "heavy"])
+    show('predict(logit, two, type="response", se_fit=True)', logit.predict(two, type="response", se_fit=True))
 
 
 if __name__ == "__main__":

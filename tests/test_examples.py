@@ -36,6 +36,10 @@ def test_quickstart_runs():
     assert "C(cyl)[T.8]" in out
     assert "Analysis of Variance Table" in out
     assert "lwr" in out and "upr" in out
+    # the glm part: R's summary.glm lines and the analysis of deviance
+    assert "(Dispersion parameter for binomial family taken to be 1)" in out
+    assert "Residual deviance: 10.059  on 29  degrees of freedom" in out
+    assert "Analysis of Deviance Table" in out and "Pr(>Chi)" in out
 
 
 def test_seed_question_runs_and_matches_r():
