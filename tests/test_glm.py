@@ -334,3 +334,19 @@ def test_families_are_r_named_objects():
     assert fit.family == Gamma() and "family = Gamma" in fit.call
     html = fit.summary()._repr_html_()
     assert "Dispersion parameter for Gamma family" in html and "<table>" in html
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog", "cauchit"])
+def test_float32_warns_and_stays_close(link):
+    import torch
+
+    df = tl.datasets.load("mtcars")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = tl.glm("am ~ wt + hp", data=df, family=Binomial(link=link))
+    with pytest.warns(UserWarning, match="float32") as rec:
+        f32 = tl.glm("am ~ wt + hp", data=df, family=Binomial(link=link), dtype=torch.float32)
+    # R's float64 clamps (1 - 2.2e-16) would round to 1 in float32 and stop the fit at a boundary
+    assert not any("boundary" in str(w.message) or "truncated" in str(w.message) for w in rec)
+    np.testing.assert_allclose(f32.coef(), ref.coef(), rtol=1e-4)
+    np.testing.assert_allclose(f32.std_errors(), ref.std_errors(), rtol=1e-3)

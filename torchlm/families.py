@@ -17,6 +17,11 @@ EPS = 2.220446049250313e-16  # R's .Machine$double.eps
 _THRESH = 30.0  # R's logit thresholds (family.c)
 
 
+def eps_of(t: torch.Tensor) -> float:
+    """Machine epsilon of t's dtype: R's constants are for float64, float32 fits need their own."""
+    return EPS if t.dtype == torch.float64 else torch.finfo(t.dtype).eps
+
+
 class Link:
     """A link function g with its inverse and derivative dmu/deta, as R's make.link()."""
 
@@ -71,17 +76,26 @@ class Logit(Link):
         return torch.log(mu / (1 - mu))
 
     def linkinv(self, eta):
+        eps = eps_of(eta)
+        if eps != EPS:
+            return torch.clamp(torch.sigmoid(eta), eps, 1 - eps)
         tmp = torch.where(eta < -_THRESH, torch.full_like(eta, EPS),
                           torch.where(eta > _THRESH, torch.full_like(eta, 1 / EPS), torch.exp(eta)))
         return tmp / (1 + tmp)
 
     def mu_eta(self, eta):
+        eps = eps_of(eta)
         opexp = 1 + torch.exp(eta)
         val = torch.exp(eta) / (opexp * opexp)
+        if eps != EPS:
+            return torch.clamp(torch.where(torch.isfinite(val), val, torch.zeros_like(val)), min=eps)
         return torch.where((eta > _THRESH) | (eta < -_THRESH), torch.full_like(eta, EPS), val)
 
 
-_PROBIT_THRESH = 8.125890664701906  # -qnorm(.Machine$double.eps)
+def _probit_thresh(eta: torch.Tensor) -> float:
+    # -qnorm(eps): beyond it pnorm is within eps of 0 or 1
+    eps = eps_of(eta)
+    return 8.125890664701906 if eps == EPS else -float(torch.special.ndtri(torch.tensor(eps, dtype=torch.float64)))
 
 
 class Probit(Link):
@@ -91,13 +105,13 @@ class Probit(Link):
         return torch.special.ndtri(mu)
 
     def linkinv(self, eta):
-        return torch.special.ndtr(torch.clamp(eta, -_PROBIT_THRESH, _PROBIT_THRESH))
+        t = _probit_thresh(eta)
+        return torch.special.ndtr(torch.clamp(eta, -t, t))
 
     def mu_eta(self, eta):
-        return torch.clamp(torch.exp(-0.5 * eta * eta) / math.sqrt(2 * math.pi), min=EPS)
+        return torch.clamp(torch.exp(-0.5 * eta * eta) / math.sqrt(2 * math.pi), min=eps_of(eta))
 
 
-_CAUCHIT_THRESH = 1 / (math.pi * EPS) - 1 / math.pi  # -qcauchy(.Machine$double.eps), in closed form
 
 
 class Cauchit(Link):
@@ -107,11 +121,12 @@ class Cauchit(Link):
         return torch.tan(math.pi * (mu - 0.5))
 
     def linkinv(self, eta):
-        e = torch.clamp(eta, -_CAUCHIT_THRESH, _CAUCHIT_THRESH)
+        t = 1 / (math.pi * eps_of(eta)) - 1 / math.pi  # -qcauchy(eps), in closed form
+        e = torch.clamp(eta, -t, t)
         return 0.5 + torch.atan(e) / math.pi
 
     def mu_eta(self, eta):
-        return torch.clamp(1 / (math.pi * (1 + eta * eta)), min=EPS)
+        return torch.clamp(1 / (math.pi * (1 + eta * eta)), min=eps_of(eta))
 
 
 class Cloglog(Link):
@@ -121,11 +136,13 @@ class Cloglog(Link):
         return torch.log(-torch.log1p(-mu))
 
     def linkinv(self, eta):
-        return torch.clamp(-torch.expm1(-torch.exp(eta)), EPS, 1 - EPS)
+        eps = eps_of(eta)
+        return torch.clamp(-torch.expm1(-torch.exp(eta)), eps, 1 - eps)
 
     def mu_eta(self, eta):
         e = torch.clamp(eta, max=700.0)
-        return torch.clamp(torch.exp(e) * torch.exp(-torch.exp(e)), min=EPS)
+        val = torch.exp(e) * torch.exp(-torch.exp(e))
+        return torch.clamp(torch.where(torch.isfinite(val), val, torch.zeros_like(val)), min=eps_of(eta))
 
 
 class Inverse(Link):

@@ -11,7 +11,7 @@ import torch
 
 from .design import build_design
 from .errors import DataError, ModelInputError
-from .families import EPS, Binomial, Family, Poisson, as_family
+from .families import Binomial, Family, Poisson, as_family, eps_of
 from .fit import LinearResidual, QRFit, chunk_rows, qr_solve, resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
 from .lm import _call_string
@@ -168,7 +168,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
         warnings.warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
-    eps10 = 10 * EPS
+    eps10 = 10 * eps_of(mu)
     if isinstance(family, Binomial) and bool(((mu > 1 - eps10) | (mu < eps10)).any()):
         warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
     if isinstance(family, Poisson) and bool((mu < eps10).any()):
@@ -203,15 +203,16 @@ def _polish(coef, eta, mu, dev, prev_change, step, evaluate, family, link, max_s
         if not (math.isfinite(d2) and link.valideta(e2) and family.validmu(m2)):
             return at_r
         change = _relative_change(new, coef)
-        if change > 1e-8 and k >= 3 and change > 0.9 * prev_change:
+        if change > 1e8 * eps_of(new) and k >= 3 and change > 0.9 * prev_change:
             return at_r
         coef, eta, mu, dev = new, e2, m2, d2
         r = change / prev_change if prev_change > 0 else 1.0
         remaining = change * r / (1 - r) if r < 1 else math.inf
-        if change <= 4 * EPS or remaining <= 1e-15 or (change < 1e-10 and r >= 1):
+        eps = eps_of(new)
+        if change <= 4 * eps or remaining <= 4.5 * eps or (change < 1e4 * eps and r >= 1):
             break
         prev_change = change
-    return coef, eta, mu, dev, k, (qr if change <= 1e-12 else None)
+    return coef, eta, mu, dev, k, (qr if change <= 1e4 * eps_of(coef) else None)
 
 
 def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",
