@@ -72,7 +72,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     """Fit a GLM by iteratively reweighted least squares, as R's glm.fit, then iterate to the exact MLE.
 
     R stops when the relative change of the deviance is below epsilon, which leaves non-canonical
-    fits short of the maximum; here Fisher scoring continues ("polish") until the coefficients stop
+    fits short of the maximum; here Newton steps continue ("polish") until the coefficients stop
     changing, so the estimate and its covariance are at the maximum-likelihood estimate.
     Returns the fit and the (possibly modified, as R's initialize does) response.
     """
@@ -124,7 +124,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         if not np.isfinite(qr.coef[qr.pivot[: qr.rank]]).all():
             warnings.warn(f"non-finite coefficients at iteration {it}", stacklevel=3)
             break
-        coef = torch.as_tensor(np.nan_to_num(qr.coef), dtype=X.dtype, device=X.device)
+        coef = _as_coef(qr, coef)
         eta, mu, dev = evaluate(coef)
         if not math.isfinite(dev):
             if coefold is None:
@@ -156,14 +156,32 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         devold, coefold = dev, coef.clone()
     iterations = it
 
-    polish, last = 0, None
+    polish, last_change = 0, math.inf
+    canonical = link.name == family.default_link
+    fisher_qr = None
     if conv and not boundary:
         r_change = math.inf if coefold is None else _relative_change(coef, coefold)
-        coef, eta, mu, dev, polish, last = _polish(coef, eta, mu, dev, r_change, step, evaluate, family, link,
-                                                   int(control["polish"]))
-    # covariance at the final estimate: the factor of the last step when the estimate moved by less
-    # than 1e-12 relative since (its weights are the final ones to that accuracy), else a new one
-    qr = last if last is not None else step(eta, mu, False)
+        est = qr.pivot[: qr.rank]
+
+        def newton(b, eta, mu):
+            nonlocal fisher_qr
+            # canonical links: Fisher scoring is Newton's method, and its factor serves the covariance
+            new = None if canonical else _newton_step(X, y, weights, family, b, eta, est)
+            if new is None:
+                fisher_qr = step(eta, mu, False)
+                new = _as_coef(fisher_qr, b)
+            else:
+                fisher_qr = None
+            return new
+
+        coef, eta, mu, dev, polish, last_change = _polish(coef, eta, mu, dev, r_change, newton, evaluate, family,
+                                                          link, int(control["polish"]))
+    # covariance at the final estimate: the working weights there (a last Fisher step's factor when
+    # the estimate then moved by no more than 1e4 eps relative, else a new factorization)
+    if polish and fisher_qr is not None and last_change <= 1e4 * eps_of(coef):
+        qr = fisher_qr
+    else:
+        qr = step(eta, mu, False)
     if not conv:
         warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
@@ -184,35 +202,71 @@ def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
     return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
 
 
-def _polish(coef, eta, mu, dev, prev_change, step, evaluate, family, link, max_steps):
-    """Fisher scoring past R's stopping rule until the coefficients stop changing (the exact MLE).
+def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.nan_to_num(fit.coef), dtype=like.dtype, device=like.device)
 
-    Stops when the remaining error, estimated from the contraction of successive steps
-    (change * r / (1 - r), r = change / previous change), is at rounding level: one step for
-    canonical links (Newton, quadratic), more for non-canonical ones (linear convergence).
-    If the steps stop shrinking while still large, the maximum is at infinity (separation, or a
-    rate at zero): the point where R's rule stopped is kept rather than drifting further.
-    Returns (coef, eta, mu, deviance, steps, factor of the last step or None).
+
+def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
+    """One Newton step on the estimable coefficients, or None where the observed information is not positive definite.
+
+    The negative log-likelihood (half the deviance) is a sum of per-row terms in eta, so its Hessian
+    in beta is X^T diag(d2) X with d2 the autograd second derivatives in eta (forward-over-reverse
+    with a vector of ones gives the diagonal), and the gradient is X^T d1: O(n p^2), no QR.
     """
-    at_r = (coef, eta, mu, dev, 0, None)
+    link = family.link
+
+    def nll(e):
+        return 0.5 * family.dev_resids(y, link.linkinv(e), weights).sum()
+
+    d1, d2 = torch.func.jvp(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
+    k = len(est)
+    g = torch.zeros(k, dtype=X.dtype, device=X.device)
+    H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
+    step = chunk_rows(X.shape[0], k)
+    for s in range(0, X.shape[0], step):
+        Xc = X[s:s + step][:, est]
+        g += Xc.T @ d1[s:s + step]
+        H += (Xc * d2[s:s + step, None]).T @ Xc
+    L, info = torch.linalg.cholesky_ex(H)
+    if int(info) != 0 or not bool(torch.isfinite(g).all()):
+        return None
+    new = b.clone()
+    new[est] -= torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
+    return new
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
+
+
+def _polish(coef, eta, mu, dev, prev_change, newton, evaluate, family, link, max_steps):
+    """Newton steps past R's stopping rule until the coefficients stop changing (the exact MLE).
+
+    ``newton`` uses the observed information (Fisher scoring for canonical links, where they are the
+    same, or where it is not positive definite), so convergence is quadratic for every link. Stops when the remaining error, estimated from the
+    contraction of successive steps (change * r / (1 - r), r = change / previous change), is at
+    rounding level. If the steps stop shrinking while still large, the maximum is at infinity
+    (separation, or a rate at zero): the point where R's rule stopped is kept rather than drifting.
+    Returns (coef, eta, mu, deviance, steps, relative change of the last step).
+    """
+    at_r = (coef, eta, mu, dev, 0, math.inf)
     k, change = 0, math.inf
     for k in range(1, max_steps + 1):
-        qr = step(eta, mu, False)
-        new = torch.as_tensor(np.nan_to_num(qr.coef), dtype=coef.dtype, device=coef.device)
+        new = newton(coef, eta, mu)
         e2, m2, d2 = evaluate(new)
         if not (math.isfinite(d2) and link.valideta(e2) and family.validmu(m2)):
             return at_r
         change = _relative_change(new, coef)
-        if change > 1e8 * eps_of(new) and k >= 3 and change > 0.9 * prev_change:
+        eps = eps_of(new)
+        if change > 1e8 * eps and k >= 3 and change > 0.9 * prev_change:
             return at_r
         coef, eta, mu, dev = new, e2, m2, d2
         r = change / prev_change if prev_change > 0 else 1.0
         remaining = change * r / (1 - r) if r < 1 else math.inf
-        eps = eps_of(new)
         if change <= 4 * eps or remaining <= 4.5 * eps or (change < 1e4 * eps and r >= 1):
             break
         prev_change = change
-    return coef, eta, mu, dev, k, (qr if change <= 1e4 * eps_of(coef) else None)
+    return coef, eta, mu, dev, k, change
 
 
 def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",
