@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,3 +204,30 @@ def test_problem_generator_is_well_conditioned(p):
     for seed in range(5):
         pr = Problem(20, p, seed)
         assert np.linalg.cond(pr.X) < 1e4
+
+
+def test_closed_form_jacobian_is_autograds():
+    """LinearResidual.jacobian (the fast path of factor_jacobian) is what torch.func.jacfwd computes."""
+    from torch.func import jacfwd
+
+    from torchlm.fit import LinearResidual
+    from torchlm.inference import factor_jacobian, jacobian
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 6, dtype=torch.float64, generator=g) * torch.logspace(-3, 3, 6, dtype=torch.float64)
+    y = torch.randn(300, dtype=torch.float64, generator=g)
+    sw = torch.rand(300, dtype=torch.float64, generator=g).sqrt()
+    beta = torch.randn(6, dtype=torch.float64, generator=g)
+    fn = LinearResidual(X, y, sw)
+    assert torch.equal(jacobian(fn, beta), jacfwd(fn)(beta))
+
+    class Plain:  # the same residuals without a closed-form Jacobian: autograd's path
+        def __call__(self, b):
+            return fn(b)
+
+    chunks_fast = lambda: [LinearResidual(X[:150], y[:150], sw[:150]), LinearResidual(X[150:], y[150:], sw[150:])]  # noqa: E731
+    chunks_auto = lambda: [Plain() for _ in range(1)]  # noqa: E731
+    R_fast = factor_jacobian(chunks_fast, beta)
+    R_auto = factor_jacobian(chunks_auto, beta)
+    # same Gram matrix [J e]^T [J e] up to rounding (the chunking differs)
+    torch.testing.assert_close(R_fast.T @ R_fast, R_auto.T @ R_auto, rtol=1e-12, atol=1e-9)

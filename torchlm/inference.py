@@ -6,6 +6,7 @@ Everything here works chunk by chunk, so memory stays bounded at large n, and on
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Iterable
 
@@ -28,6 +29,17 @@ def quiet(f):
     return g
 
 
+def jacobian(fn: ResidualFn, beta: torch.Tensor) -> torch.Tensor:
+    """Jacobian of the residual function fn at beta: autograd (torch.func.jacfwd), or fn's own ``jacobian``.
+
+    A linear residual sqrt(w) (X beta - y) knows its Jacobian, sqrt(w) X, exactly as jacfwd computes
+    it; supplying it skips the batched product X @ I that forward mode would spend on it.
+    """
+    if hasattr(fn, "jacobian"):
+        return fn.jacobian(beta)
+    return quiet(jacfwd(fn))(beta)
+
+
 def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """R factor of the QR of [J | e] (autograd Jacobian J of the residuals, residuals e) at beta.
 
@@ -39,7 +51,7 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """
     R, blocks = None, 0
     for fn in chunks():
-        J = quiet(jacfwd(fn))(beta)
+        J = jacobian(fn, beta)
         block = torch.cat([J, fn(beta).unsqueeze(1)], dim=1)
         if R is None:
             R = block
@@ -67,15 +79,17 @@ def householder_qr(A: torch.Tensor) -> torch.Tensor:
 def gradient(chunks: Chunks, beta: torch.Tensor, accurate: bool = False) -> tuple[torch.Tensor, float]:
     """Gradient J^T e of 0.5 * sum(e**2) at beta (autograd vector-Jacobian product) and sum(e**2).
 
-    accurate: evaluate the residuals e in doubled precision (the chunk's ``accurate`` method), so
-    that cancellation in y - X beta does not limit the gradient; the product with J^T stays autograd.
+    accurate: evaluate the residuals e and J^T e in doubled precision (the chunk's ``accurate`` and
+    ``accurate_vjp`` methods), so that cancellation in y - X beta does not limit the gradient. The
+    residuals enter J^T e unrounded: where they are large (NIST Wampler5) the change that the
+    gradient must see lies below their last bit.
     """
     g = torch.zeros_like(beta)
     ss = 0.0
     for fn in chunks():
         if accurate:
-            e = fn.accurate(beta)
-            g += fn.accurate_vjp(e)
+            e, lo = fn.accurate(beta, tail=True)
+            g += fn.accurate_vjp(e, lo)
         else:
             e, pullback = vjp(fn, beta)
             g += pullback(e)[0]
@@ -152,8 +166,19 @@ def _two_sum(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return s, (a - (s - bb)) + (b - bb)
 
 
-def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
-    """X @ beta - minus, as if computed in twice the working precision (Ogita-Rump-Oishi Dot2), rounded once."""
+def two_prod(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a * b as the unevaluated sum p + e, exactly (Dekker's product; no fused multiply-add needed)."""
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor, tail: bool = False):
+    """X @ beta - minus, as if computed in twice the working precision (Ogita-Rump-Oishi Dot2), rounded once.
+
+    tail : return the pair (value, what rounding it left off) instead, the doubled-precision result.
+    """
     P = X * beta
     xh, xl = _split(X)
     bh, bl = _split(beta.expand_as(X))
@@ -164,4 +189,78 @@ def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor) ->
             terms = torch.cat([terms, torch.zeros_like(terms[:, :1])], dim=1)
         terms, e = _two_sum(terms[:, 0::2], terms[:, 1::2])
         err = err + e.sum(dim=1)
-    return terms[:, 0] + err
+    return _two_sum(terms[:, 0], err) if tail else terms[:, 0] + err
+
+
+def _slice_bits(dtype: torch.dtype, inner: int) -> tuple[int, int, int]:
+    # precision t, bits per slice b and log2(inner): a product of two slices sums inner terms of
+    # 2b bits each, which must stay below 2^t to be exact
+    t = 1 - round(math.log2(torch.finfo(dtype).eps))
+    log_inner = max(inner - 1, 1).bit_length()
+    return t, (t - log_inner) // 2, log_inner
+
+
+def _ozaki_slices(A: torch.Tensor, inner: int, bits: int) -> list[torch.Tensor]:
+    """Split A into slices, row by row, whose products over ``inner`` terms are exact (Ozaki, Ogita, Oishi, Rump 2012).
+
+    A : (m, inner) matrix, the left factor of a product (pass B.T for a right factor B).
+    inner : length of the inner products the slices will enter.
+    bits : what the slices leave off is below 2^-bits / (4 inner) of each row's largest entry.
+    """
+    t, b, log_inner = _slice_bits(A.dtype, inner)
+    out = []
+    for _ in range(-(-(bits + log_inner + 2) // b)):
+        # sigma = 0.75 * 2^(e + t - b) with the row maximum < 2^e: A + sigma lies in [sigma - 2^e, sigma + 2^e]
+        # where doubles are 2^(e - b) apart, so (A + sigma) - sigma is A rounded to that grid, and exact
+        _, e = torch.frexp(A.abs().amax(dim=1, keepdim=True))
+        sigma = torch.ldexp(torch.full_like(A[:, :1], 0.75), e + (t - b))
+        S = (A + sigma) - sigma
+        out.append(S)
+        A = A - S
+    return out
+
+
+def accurate_matmul(A: torch.Tensor, B: torch.Tensor | None, bits: int,
+                    acc: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A @ B (A @ A.T where B is None) added to acc as an unevaluated sum hi + lo, to about 2^-bits relative.
+
+    Every product of slices is exact and runs as an ordinary matrix product, so the cost is a few
+    BLAS calls; the sum of the exact products is kept in doubled precision (TwoSum).
+
+    A : (m, inner); B : (inner, n) or None.
+    bits : relative accuracy, against the row maxima of A times the column maxima of B.
+    acc : (hi, lo) to add to; default zero.
+    """
+    inner = A.shape[1]
+    left = _ozaki_slices(A, inner, bits)
+    right = left if B is None else _ozaki_slices(B.T, inner, bits)
+    t, b, log_inner = _slice_bits(A.dtype, inner)
+    k = len(left)
+    # slice s (from 0) is below 2^(-s b) of its row's maximum: the pairs left out, s + u >= k, add up
+    # to about 2^-bits of the maxima's product; from level s + u >= plain on, rounding their sum in
+    # working precision costs no more than that, so only the larger products need TwoSum
+    plain = max(1, -(-(bits - t + log_inner + 3 * k.bit_length() + 1) // b))
+    # A @ A.T = M + M.T with M the products s < u plus half those s = u: half the products
+    hi = lo = small = None
+    for s in range(k):
+        for u in range(s if B is None else 0, k - s):
+            P = left[s] @ right[u].T
+            if B is None and u == s:
+                P = P / 2
+            if s + u >= plain:
+                small = P if small is None else small + P
+            elif hi is None:
+                hi, lo = P, torch.zeros_like(P)
+            else:
+                hi, e = _two_sum(hi, P)
+                lo = lo + e
+    if small is not None:
+        hi, e = _two_sum(hi, small)
+        lo = lo + e
+    if B is None:
+        hi, e = _two_sum(hi, hi.T)
+        lo = e + (lo + lo.T)
+    if acc is not None:
+        hi, e = _two_sum(acc[0], hi)
+        lo = acc[1] + (e + lo)
+    return hi, lo

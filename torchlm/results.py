@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 from .design import Design, newdata_matrix
-from .fit import QRFit, linear_chunks, r_inverse_cov
+from .fit import QRFit, linear_chunks, unscaled_cov
 from .inference import objective_hessian
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
@@ -80,7 +80,7 @@ class LinearModelResult:
 
     def _unscaled(self) -> np.ndarray:
         """(J^T J)^{-1} over the estimable coefficients in formula order, from the QR factor of the Jacobian."""
-        C = r_inverse_cov(self._qr.R).cpu().double().numpy()
+        C = unscaled_cov(self._qr, self._chunks()).cpu().double().numpy()
         est = self._qr.pivot[: self.rank]
         order = np.argsort(est)
         return C[np.ix_(order, order)]
