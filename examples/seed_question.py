@@ -6,7 +6,8 @@ A StackOverflow user fitted y = 2x + 3 + noise with a small nn.Module and Adam, 
 recipe that is often posted for standard errors: the Hessian of the loss with respect to the
 parameters, inverted, square root of the diagonal. The numbers looked far too large compared
 with R's lm(). This script reproduces the question, shows why the recipe is off, fixes it by
-hand, and then gets R's answer (to every printed digit) from torchlm.
+hand, gets R's answer (to every printed digit) from torchlm's lm(), and finally answers the
+question as asked: standard errors for the user's own fitted module, in one call (tl.infer).
 
 R on the same numbers (the float32 draws written out as float64):
 
@@ -23,32 +24,38 @@ from torch.autograd.functional import hessian
 import torchlm as tl
 
 # ---------------------------------------------------------------------------------------------
-# 1. The question, as asked: data, model, Adam on the mean squared error.
+# 1. The question, as asked: the model holds its data; Adam on the mean squared error.
 # ---------------------------------------------------------------------------------------------
 torch.manual_seed(42)
-X = torch.randn(100, 1)
-Y = 2 * X + 3 + torch.randn(100, 1)
-N = X.shape[0]
 
 
 class OLS_pytorch(nn.Module):
-    def __init__(self):
+    def __init__(self, X, Y):
         super().__init__()
-        self.beta = nn.Parameter(torch.zeros(1, 1))
-        self.intercept = nn.Parameter(torch.zeros(1))
+        self.X = X
+        self.Y = Y
+        self.beta = nn.Parameter(torch.ones(X.shape[1], 1, requires_grad=True))
+        self.intercept = nn.Parameter(torch.ones(1, requires_grad=True))
+        self.loss = nn.MSELoss()  # reduction="mean": (1/N) * sum of squared residuals
 
-    def forward(self, X):
-        return X @ self.beta + self.intercept
+    def forward(self):
+        return self.X @ self.beta + self.intercept
+
+    def fit(self, lr=0.01, epochs=1000):
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        for epoch in range(epochs):
+            optimizer.zero_grad()
+            loss = self.loss(self.forward(), self.Y)
+            loss.backward()
+            optimizer.step()
+        return self
 
 
-model = OLS_pytorch()
-loss_fn = nn.MSELoss()  # reduction="mean": (1/N) * sum of squared residuals
-optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-for epoch in range(1000):
-    optimizer.zero_grad()
-    loss = loss_fn(model(X), Y)
-    loss.backward()
-    optimizer.step()
+X = torch.randn(100, 1)
+Y = 2 * X + 3 + torch.randn(100, 1)
+N = X.shape[0]
+model = OLS_pytorch(X, Y).fit()
+loss = model.loss(model(), Y)
 
 b0 = model.intercept.item()
 b1 = model.beta.item()
@@ -106,7 +113,6 @@ se_sum = torch.sqrt(sigma2 * torch.diag(torch.linalg.inv(H_sum)))
 se_mean = torch.sqrt(2 * sigma2 / N * torch.diag(torch.linalg.inv(H_mean.double())))
 
 
-
 def sum_sq(theta):
     return 2 * half_rss(theta)
 
@@ -151,3 +157,15 @@ for name, b in fit.coef().items():
 print("   fit.hessian() is the autograd Hessian of 0.5*sum((y - Xb)^2), i.e. X'X; "
       "fit.vcov() = sigma^2 * inverse of it:")
 print(fit.vcov().to_string(float_format=lambda v: f"{v:.8f}"))
+
+# ---------------------------------------------------------------------------------------------
+# 5. The question answered as asked: standard errors for the fitted module itself, in one call.
+#    tl.infer sums the loss over observations (so reduction="mean" or "sum" does not matter),
+#    takes the autograd Hessian in float64, scales it by 2 * sigma-hat^2 with N - p degrees of
+#    freedom (MSELoss is a squared error), and checks that Adam stopped at the optimum.
+# ---------------------------------------------------------------------------------------------
+res = tl.infer(model, nn.MSELoss(), target=model.Y)
+print("\n5. Your own model, one call: tl.infer(model, nn.MSELoss(), target=model.Y).summary()")
+print(res.summary())
+print(f"   Adam stopped within {res.newton_step.max():.1g} standard errors of the optimum; "
+      "robust alternatives: res.vcov('HC1'), res.vcov(cluster=groups)")

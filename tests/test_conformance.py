@@ -3,8 +3,8 @@
 The cases, their data and the checker are vendored under tests/fixtures/conformance (a copy of the
 project's shared conformance suite), so this runs on a clean clone. glm references are at the exact
 maximum-likelihood estimate (see the suite's README), which tl.glm iterates to.
-Robust and clustered covariances (vcov_robust, vcov_cluster) are not implemented yet and are skipped
-as fields; everything else in each case's "expected" block is compared.
+Every field of each case's "expected" block is compared, robust (vcov_robust: sandwich::vcovHC) and
+clustered (vcov_cluster: sandwich::vcovCL) covariances included.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_case_data_is_vendored(case_id):
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_conformance_case(checker, case_id, capsys):
     rc = checker.main([
-        str(CASES_DIR), "--only", case_id, "--skip-fields", "vcov_robust,vcov_cluster",
+        str(CASES_DIR), "--only", case_id,
         "--rtol", "1e-8", "--timeout", "300", "-v",
     ])
     out = capsys.readouterr().out

@@ -53,6 +53,11 @@ def test_seed_question_runs_and_matches_r():
     # the hand-corrected Hessian SEs agree with R too
     corrected = out[out.index("3. Correct scaling"):out.index("4. torchlm")]
     assert "SE intercept = 0.0894" in corrected and "SE slope = 0.0909" in corrected
+    # the question answered as asked: tl.infer on the user's own Adam-fitted module prints R's rows
+    own = out[out.index("5. Your own model"):]
+    assert "intercept  3.03567    0.08940   33.96   <2e-16 ***" in own
+    assert "beta       2.01181    0.09092   22.13   <2e-16 ***" in own
+    assert "Residual standard error: 0.8923 on 98 degrees of freedom" in own
 
 
 def test_seed_data_gives_r_numbers():

@@ -87,6 +87,55 @@ def test_covariance_matches_r(case_fit):
     close(fit.std_errors().to_numpy(), se)
 
 
+def _r_matrix(case, key):
+    ok = ~np.isnan(arr(case["coef"]))
+    M = arr(case[key])
+    if M.size == ok.sum() ** 2:  # sandwich leaves aliased coefficients out
+        return M.reshape(ok.sum(), ok.sum())
+    k = len(ok)
+    return M.reshape(k, k)[np.ix_(ok, ok)]
+
+
+def _corr_close(V, RV, rtol=RTOL):
+    d = np.sqrt(np.outer(np.diag(RV), np.diag(RV)))
+    assert np.max(np.abs(np.asarray(V) - RV) / d) < rtol
+
+
+def test_robust_covariances_match_sandwich(case_fit):
+    case, fit, _ = case_fit
+    for t in ("HC0", "HC1", "HC3"):
+        if case[f"vcov_{t}"] is None:
+            continue
+        _corr_close(fit.vcov(type=t), _r_matrix(case, f"vcov_{t}"))
+    cluster = case["cluster"]
+    if cluster == "block6":  # make_glm.R: (seq_len(n) - 1) %/% 6
+        cluster = np.arange(len(fit.design.y)) // 6
+    _corr_close(fit.vcov(type="HC1", cluster=cluster), _r_matrix(case, "vcov_cluster"))
+
+
+def test_summary_with_robust_vcov():
+    fit = tl.glm("am ~ wt + hp", data=tl.datasets.load("mtcars"), family="binomial")
+    s = fit.summary(vcov={"type": "HC1", "cluster": "cyl"})
+    V = fit.vcov(type="HC1", cluster="cyl")
+    np.testing.assert_allclose(s.coefficients["Std. Error"], np.sqrt(np.diag(V)), rtol=1e-14)
+    z = s.coefficients["Estimate"] / s.coefficients["Std. Error"]
+    np.testing.assert_allclose(s.coefficients["Pr(>|z|)"], 2 * stats_norm_sf(np.abs(z)), rtol=1e-12)
+    text = str(s)
+    assert "Standard errors: clustered by cyl (HC1)" in text
+    assert text.index("Standard errors:") < text.index("Coefficients:")
+    np.testing.assert_allclose(fit.confint(vcov="HC0").iloc[:, 1] - fit.coef(),
+                               1.959963984540054 * fit.std_errors(vcov="HC0"), rtol=1e-12)
+    se = fit.predict(tl.datasets.load("mtcars").iloc[:3], se_fit=True, vcov="HC0")["se_fit"].to_numpy()
+    X = fit.design.X[:3]
+    np.testing.assert_allclose(se, np.sqrt(np.einsum("ij,jk,ik->i", X, fit.vcov(type="HC0").to_numpy(), X)))
+
+
+def stats_norm_sf(x):
+    from scipy import stats
+
+    return stats.norm.sf(x)
+
+
 def test_deviance_likelihood_and_dispersion_match_r(case_fit):
     case, fit, _ = case_fit
     for attr, key in (("deviance", "deviance"), ("null_deviance", "null_deviance"), ("dispersion", "dispersion")):

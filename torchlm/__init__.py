@@ -6,11 +6,15 @@ from .errors import DataError, FormulaError, ModelInputError, UnknownVariableErr
 from .glm import glm
 from .glm_result import GeneralizedLinearModelResult
 from .lm import lm
+from .estimates import Estimates, NotAtMinimumError, OptimumWarning, SingularHessianWarning
+from .mle import mle
+from .modules import infer
 from .results import FStatistic, LinearModelResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
     "lm", "glm", "anova", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
     "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "__version__",
 ]

@@ -31,6 +31,9 @@ class Design:
     n_dropped : rows removed because of missing values.
     spec : formulaic ModelSpec of the right-hand side, reused for predict(newdata).
     assign : for each column of X, the label of the term it belongs to.
+    data : the user's data as given (a reference, never copied or modified), for variables looked up
+        after fitting (cluster= of vcov); ``data.iloc[rows]`` are the rows used.
+    rows : positions in ``data`` of the rows used.
     """
 
     X: np.ndarray
@@ -48,6 +51,8 @@ class Design:
     offset_column: str | None = None
     weights_column: str | None = None
     frame_info: dict[str, Any] = field(default_factory=dict)
+    data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    rows: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def as_frame(data) -> pd.DataFrame:
@@ -256,7 +261,7 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
         X=X, y=y, names=names, response=response, weights=w, offset=off,
         index=labels[rows], n_dropped=n_subset - len(rows),
         spec=spec, formula=formula, has_intercept="Intercept" in names,
-        assign=_term_assign(spec), offset_column=oname, weights_column=wname,
+        assign=_term_assign(spec), offset_column=oname, weights_column=wname, data=frame, rows=rows,
     )
 
 

@@ -15,6 +15,7 @@ from .families import Family
 from .fit import r_inverse_cov
 from .inference import quiet
 from .results import confint_labels
+from .sandwich import resolve_type, robust_vcov, vcov_option
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
@@ -129,29 +130,37 @@ class GeneralizedLinearModelResult:
         Linv = np.linalg.inv(L)
         return Linv.T @ Linv
 
-    def vcov(self, type: str = "const", information: str | None = None) -> pd.DataFrame:
-        """Covariance of the estimable coefficients: dispersion times the inverse information (R's vcov(glm)).
+    def vcov(self, type: str | None = None, cluster=None, information: str | None = None) -> pd.DataFrame:
+        """Covariance of the estimable coefficients (aliased terms left out): model-based, robust or clustered.
 
         Parameters
         ----------
-        type : "const" (model-based covariance).
+        type : "const" (R's vcov(glm): dispersion times the inverse information); "HC0".."HC5", "HC4m"
+            (sandwich::vcovHC); "HAC" (sandwich::NeweyWest(fit, prewhite = FALSE, adjust = TRUE)).
+            Default "const", or vcovCL's default for a GLM, "HC0", when ``cluster`` is given.
+        cluster : cluster variable(s) for sandwich::vcovCL, as in LinearModelResult.vcov.
         information : "expected" (R's summary.glm) or "observed"; default the fit's ``information``.
+            The bread of the robust types is the same inverse information.
         """
+        type = resolve_type(self, type, cluster)
         if type != "const":
-            raise ValueError(f"vcov type {type!r} is not available; supported: ('const',)")
+            return robust_vcov(self, type, cluster)
         V = self.dispersion * self._unscaled(information)
         names = self.estimable
         return pd.DataFrame(V, index=names, columns=names)
 
-    def std_errors(self) -> pd.Series:
-        """Standard errors (NaN for aliased terms)."""
+    def std_errors(self, vcov=None) -> pd.Series:
+        """Standard errors (NaN for aliased terms); ``vcov`` as in summary() (None: model-based)."""
         se = pd.Series(np.nan, index=self.names)
-        se[self.estimable] = np.sqrt(np.diag(self.vcov().to_numpy()))
+        se[self.estimable] = np.sqrt(np.diag(vcov_option(self, vcov)[0].to_numpy()))
         return se
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals estimate +/- z * SE (R's confint.default; R's MASS profile intervals are not computed)."""
-        b, se = self.coef(), self.std_errors()
+    def confint(self, level: float = 0.95, vcov=None) -> pd.DataFrame:
+        """Wald intervals estimate +/- z * SE (R's confint.default; MASS's profile intervals are not computed).
+
+        vcov : None (model-based), a type string, a dict {"type": ..., "cluster": ...} or a matrix, as in summary().
+        """
+        b, se = self.coef(), self.std_errors(vcov)
         q = stats.norm.ppf(1 - (1 - level) / 2)
         lo, hi = confint_labels(level)
         return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
@@ -206,6 +215,10 @@ class GeneralizedLinearModelResult:
             raise ValueError(f"residual type must be one of {RESIDUAL_TYPES}, not {type!r}")
         return self._series(r, "residuals")
 
+    def _working_rows(self) -> np.ndarray:
+        """Rows that enter the working least squares: prior weight > 0 and d mu / d eta != 0 (R's ``good``)."""
+        return self._good.cpu().numpy()
+
     def _working(self):
         """sqrt(W) X over the estimable columns and sqrt(W) times the working residuals (rows with W > 0)."""
         g = self._good.cpu().numpy()
@@ -214,7 +227,7 @@ class GeneralizedLinearModelResult:
         ew = sw * self._working_resid()[self._good].cpu().double().numpy()
         return Xw, ew
 
-    def predict(self, newdata=None, *, type: str = "link", se_fit: bool = False, offset=None):
+    def predict(self, newdata=None, *, type: str = "link", se_fit: bool = False, offset=None, vcov=None):
         """Predictions (R's predict.glm).
 
         Parameters
@@ -223,6 +236,7 @@ class GeneralizedLinearModelResult:
         type : "link" (linear predictor) or "response" (mean).
         se_fit : also return standard errors (delta method for type="response").
         offset : offset for newdata when the model was fitted with an offset array.
+        vcov : covariance behind se_fit, as in summary() (None: model-based).
 
         Returns a Series of predictions, or a DataFrame with columns fit and se_fit.
         """
@@ -250,18 +264,23 @@ class GeneralizedLinearModelResult:
             fit = eta
         if not se_fit:
             return pd.Series(fit, index=index, name="fit")
-        V = self.vcov().to_numpy()
+        V = vcov_option(self, vcov)[0].to_numpy()
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xe, V, Xe))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())
         return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self):
-        """R-style summary (print it, or read .coefficients)."""
+    def summary(self, vcov=None):
+        """R-style summary (print it, or read .coefficients).
+
+        vcov : covariance of the coefficient table's tests: None (model-based, R's summary.glm), a type
+            string, a dict {"type": ..., "cluster": ...} or a matrix; a robust choice gives
+            lmtest::coeftest(fit, vcov = V) and the summary says which covariance it uses.
+        """
         from .summary import GLMSummary
 
-        return GLMSummary(self)
+        return GLMSummary(self, vcov=vcov)
 
     def __repr__(self) -> str:
         return (f"<GeneralizedLinearModelResult {self.design.formula!r}, {self.family.name}({self.family.link.name}): "

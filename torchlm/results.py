@@ -14,10 +14,10 @@ from scipy import stats
 from .design import Design, newdata_matrix
 from .fit import QRFit, linear_chunks, unscaled_cov
 from .inference import objective_hessian
+from .sandwich import VCOV_TYPES, resolve_type, robust_vcov, vcov_option  # noqa: F401  (VCOV_TYPES re-exported)
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 
-VCOV_TYPES = ("const",)
 
 
 def confint_labels(level: float) -> list[str]:
@@ -85,28 +85,51 @@ class LinearModelResult:
         order = np.argsort(est)
         return C[np.ix_(order, order)]
 
-    def vcov(self, type: str = "const") -> pd.DataFrame:
-        """Covariance of the estimable coefficients: sigma^2 (X^T W X)^{-1} (R's vcov(lm)); aliased terms left out.
+    def _working(self) -> tuple[np.ndarray, np.ndarray]:
+        """sqrt(w) X over the estimable columns (formula order) and sqrt(w) (y - fitted), rows with w > 0.
+
+        The contract of sandwich.robust_vcov: the scores are their row-wise products.
+        """
+        d = self.design
+        cols = sorted(self._qr.pivot[: self.rank])
+        X = d.X if len(cols) == d.X.shape[1] else d.X[:, cols]
+        if d.weights is None:
+            return X, self._resid
+        u = self._w_used
+        sw = np.sqrt(d.weights[u])
+        return X[u] * sw[:, None], self._resid[u] * sw
+
+    def vcov(self, type: str | None = None, cluster=None) -> pd.DataFrame:
+        """Covariance of the estimable coefficients (aliased terms left out): classical, robust or clustered.
 
         Parameters
         ----------
-        type : "const" (the classical covariance). Robust types are not available yet.
+        type : "const" (R's vcov(lm): sigma^2 (X^T W X)^{-1}); "HC0", "HC1", "HC2", "HC3", "HC4",
+            "HC4m", "HC5" (sandwich::vcovHC); "HAC" (sandwich::NeweyWest(fit, prewhite = FALSE,
+            adjust = TRUE), automatic lag). Default "const", or "HC1" when ``cluster`` is given.
+        cluster : cluster variable(s) for sandwich::vcovCL (type HC0 or HC1): a column name of the
+            data, an array (one value per row of the data or per row used), or a list of two of
+            those for two-way clustering. Looked up at the rows used (after subset and NA removal).
         """
-        if type not in VCOV_TYPES:
-            raise ValueError(f"vcov type {type!r} is not available; supported: {VCOV_TYPES}")
+        type = resolve_type(self, type, cluster)
+        if type != "const":
+            return robust_vcov(self, type, cluster)
         V = self.sigma**2 * self._unscaled()
         names = self.estimable
         return pd.DataFrame(V, index=names, columns=names)
 
-    def std_errors(self) -> pd.Series:
-        """Standard errors (NaN for aliased terms)."""
+    def std_errors(self, vcov=None) -> pd.Series:
+        """Standard errors (NaN for aliased terms); ``vcov`` as in summary() (None: classical)."""
         se = pd.Series(np.nan, index=self.names)
-        se[self.estimable] = np.sqrt(np.diag(self.vcov().to_numpy()))
+        se[self.estimable] = np.sqrt(np.diag(vcov_option(self, vcov)[0].to_numpy()))
         return se
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """t-based confidence intervals (R's confint.lm); aliased terms are NaN."""
-        b, se = self.coef(), self.std_errors()
+    def confint(self, level: float = 0.95, vcov=None) -> pd.DataFrame:
+        """t-based confidence intervals (R's confint.lm; with ``vcov``, lmtest::coefci); aliased terms are NaN.
+
+        vcov : None (classical), a type string, a dict {"type": ..., "cluster": ...} or a matrix, as in summary().
+        """
+        b, se = self.coef(), self.std_errors(vcov)
         q = stats.t.ppf(1 - (1 - level) / 2, self.df_residual)
         lo, hi = confint_labels(level)
         return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
@@ -174,7 +197,7 @@ class LinearModelResult:
         return pd.Series(r, index=self.design.index, name="residuals")
 
     def predict(self, newdata=None, *, se_fit: bool = False, interval: str | None = None,
-                level: float = 0.95, type: str = "response", offset=None):
+                level: float = 0.95, type: str = "response", offset=None, vcov=None):
         """Predictions (R's predict.lm).
 
         Parameters
@@ -184,6 +207,9 @@ class LinearModelResult:
         interval : None, "confidence" or "prediction".
         level : interval coverage.
         offset : offset for newdata when the model was fitted with an offset array.
+        vcov : covariance behind se_fit and the intervals, as in summary(): None (classical), a type
+            string, a dict {"type": ..., "cluster": ...} or a matrix; se_fit = sqrt(diag(X V X^T)).
+            Prediction intervals add sigma^2 (divided by the weights) to its square.
 
         Returns a Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
         """
@@ -209,10 +235,15 @@ class LinearModelResult:
         if not se_fit and interval is None:
             return pd.Series(fit, index=index, name="fit")
         res_var = self.sigma**2
-        # X R^{-1}: rows' standard errors without forming (X^T X)^{-1} or the hat matrix
-        R = self._qr.R.cpu().double()
-        XRinv = torch.linalg.solve_triangular(R, torch.as_tensor(X[:, est]), upper=True, left=False).numpy()
-        ip = res_var * np.sum(XRinv**2, axis=1)
+        if vcov is None:
+            # X R^{-1}: rows' standard errors without forming (X^T X)^{-1} or the hat matrix
+            R = self._qr.R.cpu().double()
+            XRinv = torch.linalg.solve_triangular(R, torch.as_tensor(X[:, est]), upper=True, left=False).numpy()
+            ip = res_var * np.sum(XRinv**2, axis=1)
+        else:
+            V = vcov_option(self, vcov)[0].to_numpy()
+            Xe = X[:, sorted(est)]
+            ip = np.einsum("ij,jk,ik->i", Xe, V, Xe)
         out = pd.DataFrame({"fit": fit}, index=index)
         if se_fit:
             out["se_fit"] = np.sqrt(ip)
@@ -245,11 +276,17 @@ class LinearModelResult:
         raise ValueError("the model has an offset: pass offset= (one value per row of newdata)")
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self):
-        """R-style summary (print it, or read .coefficients)."""
+    def summary(self, vcov=None):
+        """R-style summary (print it, or read .coefficients).
+
+        vcov : covariance of the coefficient table's t tests and of the F test: None (classical, R's
+            summary.lm); a type string "HC0".."HC5", "HC4m", "HAC"; a dict {"type": ..., "cluster": ...}
+            as vcov()'s arguments; or a (k, k) matrix over the estimable terms. A robust choice gives
+            lmtest::coeftest(fit, vcov = V) and the Wald F test lmtest::waldtest(fit, vcov = V).
+        """
         from .summary import LMSummary
 
-        return LMSummary(self)
+        return LMSummary(self, vcov=vcov)
 
     def __repr__(self) -> str:
         coefs = self.coef()

@@ -210,3 +210,18 @@ def render_matrix(rownames, colnames, cells, extra_col=None) -> list[str]:
             row += " " + (s.ljust(w) if (extra_col is not None and k == len(cols) - 1) else s.rjust(w))
         lines.append(row)
     return lines
+
+
+def coefficient_block(names: list[str], columns: list[str], table: np.ndarray, digits: int = 4) -> list[str]:
+    """R's "Coefficients:" block: heading (with the count of aliased rows), printCoefmat table, star legend.
+
+    table : (len(names), 4) with all-NaN rows for coefficients not defined (printed NA).
+    """
+    nsing = int(np.isnan(np.asarray(table, dtype=float)).all(axis=1).sum())
+    head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
+    cells, stars = coef_table_cells(table, digits)
+    lines = [head] + render_matrix(names, columns, cells, stars)
+    if stars is not None:
+        lines += ["---", SIGNIF_LEGEND]
+    return lines
+

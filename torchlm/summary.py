@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from . import rformat as rf
+from .sandwich import vcov_option, wald_f
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 
@@ -20,16 +21,19 @@ class LMSummary:
     Attributes
     ----------
     coefficients : DataFrame with columns Estimate, Std. Error, t value, Pr(>|t|) (estimable terms).
-    sigma, r_squared, adj_r_squared, fstatistic, df_residual : as on the fit.
+    sigma, r_squared, adj_r_squared, fstatistic, df_residual : as on the fit; with a robust ``vcov``,
+        fstatistic is the Wald F test with that covariance (lmtest::waldtest(fit, vcov = V, test = "F")).
+    vcov_description : which covariance the standard errors use (None: the classical one).
     """
 
-    def __init__(self, fit):
+    def __init__(self, fit, vcov=None):
         self.fit = fit
         f = fit.fitted().to_numpy()
         if len(f) > 1 and fit.sigma**2 < (f.mean() ** 2 + f.var(ddof=1)) * 1e-30:
             warnings.warn("essentially perfect fit: summary may be unreliable", stacklevel=3)
         b = fit.coef()[fit.estimable]
-        se = fit.std_errors()[fit.estimable]
+        V, self.vcov_description = vcov_option(fit, vcov)
+        se = pd.Series(np.sqrt(np.diag(V.to_numpy())), index=fit.estimable)
         t = b / se
         p = 2 * stats.t.sf(np.abs(t), fit.df_residual)
         self.coefficients = pd.DataFrame(
@@ -39,6 +43,11 @@ class LMSummary:
         self.r_squared = fit.r_squared
         self.adj_r_squared = fit.adj_r_squared
         self.fstatistic = fit.fstatistic
+        if self.vcov_description is not None and fit.fstatistic is not None:
+            from .results import FStatistic
+
+            w = wald_f(fit, V)
+            self.fstatistic = None if w is None else FStatistic(*map(float, w))
         self.df_residual = fit.df_residual
 
     def _full_table(self) -> np.ndarray:
@@ -63,19 +72,14 @@ class LMSummary:
         return lines
 
     def coefficient_lines(self) -> list[str]:
-        fit = self.fit
-        nsing = len(fit.names) - fit.rank
-        head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
-        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
-        lines = [head] + rf.render_matrix(fit.names, list(self.coefficients.columns), cells, stars)
-        if stars is not None:
-            lines += ["---", rf.SIGNIF_LEGEND]
-        return lines
+        return rf.coefficient_block(self.fit.names, list(self.coefficients.columns), self._full_table(), DIGITS)
 
     def __str__(self) -> str:
         fit = self.fit
         out = ["", "Call:", fit.call, ""]
         out += self.residual_lines() + [""]
+        if self.vcov_description is not None:
+            out.append(f"Standard errors: {self.vcov_description}")
         out += self.coefficient_lines() + [""]
         out.append(f"Residual standard error: {rf.format_scalar(rf.signif(fit.sigma, DIGITS))} "
                    f"on {fit.df_residual} degrees of freedom")
@@ -83,11 +87,12 @@ class LMSummary:
             out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
                        "deleted due to missingness)")
         if fit.fstatistic is not None:
-            f = fit.fstatistic
+            f = self.fstatistic
             pv = stats.f.sf(f.value, f.numdf, f.dendf)
             out.append(f"Multiple R-squared:  {rf.format_c(fit.r_squared, DIGITS)},\t"
                        f"Adjusted R-squared:  {rf.format_c(fit.adj_r_squared, DIGITS)} ")
-            out.append(f"F-statistic: {rf.format_c(f.value, DIGITS)} on {f.numdf:g} and {f.dendf:g} DF,  "
+            wald = "Wald " if self.vcov_description is not None else ""
+            out.append(f"{wald}F-statistic: {rf.format_c(f.value, DIGITS)} on {f.numdf:g} and {f.dendf:g} DF,  "
                        f"p-value: {rf.format_pval([pv], DIGITS)[0]}")
         out.append("")
         return "\n".join(out)
@@ -103,7 +108,8 @@ class LMSummary:
             tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
             st = html.escape(stars[i].strip()) if stars else ""
             rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
-        tail = [l for l in str(self).split("\n") if l.startswith(("Residual standard", "Multiple", "F-stat", "  ("))]
+        tail = [l for l in str(self).split("\n")
+                if l.startswith(("Standard errors", "Residual standard", "Multiple", "F-stat", "Wald F-stat", "  ("))]
         return (
             f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -120,12 +126,14 @@ class GLMSummary:
     coefficients : DataFrame with columns Estimate, Std. Error, z value, Pr(>|z|) (binomial, poisson:
         dispersion fixed at 1) or t value, Pr(>|t|) (dispersion estimated), for the estimable terms.
     dispersion, deviance, null_deviance, df_residual, df_null, aic, iterations : as on the fit.
+    vcov_description : which covariance the standard errors use (None: the model-based one).
     """
 
-    def __init__(self, fit):
+    def __init__(self, fit, vcov=None):
         self.fit = fit
         b = fit.coef()[fit.estimable]
-        se = fit.std_errors()[fit.estimable]
+        V, self.vcov_description = vcov_option(fit, vcov)
+        se = pd.Series(np.sqrt(np.diag(V.to_numpy())), index=fit.estimable)
         stat = b / se
         if fit.family.fixed_dispersion:
             cols = ["z value", "Pr(>|z|)"]
@@ -159,14 +167,7 @@ class GLMSummary:
         return lines
 
     def coefficient_lines(self) -> list[str]:
-        fit = self.fit
-        nsing = len(fit.names) - fit.rank
-        head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
-        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
-        lines = [head] + rf.render_matrix(fit.names, list(self.coefficients.columns), cells, stars)
-        if stars is not None:
-            lines += ["---", rf.SIGNIF_LEGEND]
-        return lines
+        return rf.coefficient_block(self.fit.names, list(self.coefficients.columns), self._full_table(), DIGITS)
 
     def deviance_lines(self) -> list[str]:
         fit = self.fit
@@ -184,6 +185,8 @@ class GLMSummary:
         fit = self.fit
         out = ["", "Call:", fit.call, ""]
         out += self.residual_lines() + [""]
+        if self.vcov_description is not None:
+            out.append(f"Standard errors: {self.vcov_description}")
         out += self.coefficient_lines() + [""]
         out.append(f"(Dispersion parameter for {fit.family.name} family taken to be "
                    f"{rf.format_scalar(self.dispersion, 7)})")
@@ -204,7 +207,8 @@ class GLMSummary:
             tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
             st = html.escape(stars[i].strip()) if stars else ""
             rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
-        tail = [f"Dispersion parameter for {fit.family.name} family taken to be {rf.format_scalar(self.dispersion, 7)}"]
+        tail = [f"Standard errors: {self.vcov_description}"] if self.vcov_description is not None else []
+        tail += [f"Dispersion parameter for {fit.family.name} family taken to be {rf.format_scalar(self.dispersion, 7)}"]
         tail += [l.strip() for l in self.deviance_lines()] + [f"AIC: {rf.format_scalar(self.aic, 5)}"]
         return (
             f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"

@@ -1,0 +1,395 @@
+"""Estimates with an inverse-Hessian covariance (from tl.infer and tl.mle): the shared result, its R-style summary,
+and the curvature checks behind it (named singular directions, negative curvature, distance to the optimum)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from torch.func import grad, grad_and_value, jvp, vmap
+
+from . import rformat as rf
+from .inference import quiet
+from .results import confint_labels
+
+DIGITS = 4  # R: max(3, getOption("digits") - 3)
+VCOV_TYPES = ("const", "HC0", "HC1")
+
+
+class OptimumWarning(UserWarning):
+    """The estimates are not at an optimum of the objective (gradient not ~0, or the optimiser did not converge)."""
+
+
+class SingularHessianWarning(UserWarning):
+    """The Hessian is singular: the named parameters are not identifiable and get NaN standard errors."""
+
+
+class NotAtMinimumError(ValueError):
+    """The Hessian has negative curvature: the parameters are at a saddle point or maximum, not a minimum."""
+
+
+def user_stacklevel() -> int:
+    """warnings.warn's stacklevel that points at the first caller outside torchlm."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+# --- parameter names ------------------------------------------------------------------------
+def element_names(name: str, shape) -> list[str]:
+    """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order."""
+    shape = tuple(shape)
+    n = math.prod(shape)
+    if n == 1:
+        return [name]
+    return [f"{name}[{','.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
+
+
+def name_list(names: list[str], most: int = 8) -> str:
+    """'a, b, c' with at most `most` names, then 'and N more'."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+# --- autograd ---------------------------------------------------------------------------------
+def summed_hessian(objectives: Callable, theta: torch.Tensor, block: int | None = None):
+    """Value, gradient and Hessian of sum_c f_c(theta) over the objectives yielded by ``objectives()``.
+
+    Each Hessian is built from Hessian-vector products (forward-over-reverse: jvp of grad), vmapped over
+    ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters.
+    """
+    k = theta.numel()
+    H = torch.zeros(k, k, dtype=theta.dtype, device=theta.device)
+    g = torch.zeros_like(theta)
+    value = 0.0
+    eye = torch.eye(k, dtype=theta.dtype, device=theta.device)
+    for f in objectives():
+        gk, v = quiet(grad_and_value(f))(theta)
+        g += gk.detach()
+        value += float(v.detach())
+        df = grad(f)
+
+        def hvp(t):
+            return jvp(df, (theta,), (t,))[1]
+
+        H += quiet(vmap(hvp, chunk_size=block))(eye).detach()
+    # symmetric in exact arithmetic; average away the rounding so eigh/cholesky see one matrix
+    return value, g, (H + H.T) / 2
+
+
+# --- curvature ------------------------------------------------------------------------------
+@dataclass
+class Curvature:
+    """What the Hessian says about the estimates: pseudo-inverse, identifiable set, bad directions."""
+
+    pinv: np.ndarray            # Moore-Penrose inverse over the positive-curvature space
+    identifiable: np.ndarray    # bool per parameter
+    flat: list[str]             # combinations along which the objective does not change
+    negative: list[str]         # parameters involved in negative-curvature directions
+    min_eigen: float            # smallest eigenvalue of the unit-diagonal Hessian (1 when Cholesky sufficed)
+    rank: int                   # number of positive-curvature directions
+
+
+def _combination(v: np.ndarray, names: list[str]) -> str:
+    v = v / np.abs(v).max()
+    # sign: the first parameter involved enters positively
+    if v[np.argmax(np.abs(v) > 1e-3)] < 0:
+        v = -v
+    terms = [(c, n) for c, n in zip(v, names) if abs(c) > 1e-3]
+    out = ""
+    for c, n in terms[:6]:
+        sign = "-" if c < 0 else "+"
+        mag = "" if abs(abs(c) - 1) < 1e-6 else f"{abs(c):.3g}*"
+        out += f" {sign} {mag}{n}" if out else ("-" if c < 0 else "") + f"{mag}{n}"
+    return out + (" + ..." if len(terms) > 6 else "")
+
+
+def analyse_curvature(H: np.ndarray, names: list[str], tol: float) -> Curvature:
+    """Invert H after scaling it to unit diagonal; eigen-analyse it when that is not clearly positive definite.
+
+    A direction counts as flat when its eigenvalue in the unit-diagonal scaling is within ``tol`` of 0
+    (a parameter's variance inflation of 1/tol); a parameter is not identifiable when its unit vector has
+    a component above 1e-5 along a flat direction.
+    """
+    k = H.shape[0]
+    d = np.diag(H).copy()
+    s = 1 / np.sqrt(np.where(d != 0, np.abs(d), 1.0))
+    Hs = s[:, None] * H * s[None, :]
+    if np.all(d > 0):
+        L, info = torch.linalg.cholesky_ex(torch.from_numpy(Hs))
+        piv2 = float(L.diagonal().min()) ** 2 if info == 0 else 0.0
+        if info == 0 and piv2 > tol:
+            inv = torch.cholesky_inverse(L).numpy()
+            return Curvature(s[:, None] * inv * s[None, :], np.ones(k, bool), [], [], 1.0, k)
+    w, V = np.linalg.eigh(Hs)
+    pos, flat, neg = w > tol, np.abs(w) <= tol, w < -tol
+    inv = (V[:, pos] / w[pos]) @ V[:, pos].T
+    in_flat = np.sqrt((V[:, flat] ** 2).sum(axis=1)) > 1e-5
+    in_neg = np.sqrt((V[:, neg] ** 2).sum(axis=1)) > 1e-5
+    combos = [_combination(s * V[:, j], names) for j in np.flatnonzero(flat)[:3]]
+    return Curvature(
+        s[:, None] * inv * s[None, :], ~(in_flat | in_neg), combos,
+        [n for n, b in zip(names, in_neg) if b], float(w.min()), int(pos.sum()),
+    )
+
+
+# --- the result -----------------------------------------------------------------------------
+class Estimates:
+    """Parameter estimates with covariance from the Hessian of a summed objective (tl.infer, tl.mle).
+
+    vcov = scale * H^-1, H the Hessian of the summed objective at the estimate: scale is 1 for a negative
+    log-likelihood, dispersion / (the objective's multiple of the unit-dispersion nll) otherwise.
+    Methods follow R: coef(), vcov(), std_errors(), confint(), summary(), loglik(), aic(), bic(), hessian().
+
+    Attributes: names, nobs, df_residual, dispersion, sigma, converged, iterations, method,
+    at_optimum, newton_step (distance to the optimum in standard errors), gradient, call.
+    """
+
+    def __init__(self, *, names, estimate, hessian, gradient, scale: float, statistic: str,
+                 call: str, nobs: int | None = None, df_residual: int | None = None,
+                 dispersion: float = 1.0, dispersion_note: str | None = None, sigma: float | None = None,
+                 loglik: float | None = None, df_loglik: int | None = None, loglik_note: str | None = None,
+                 scores: Callable[[], torch.Tensor] | None = None, method: str = "",
+                 converged: bool = True, iterations: int | None = None, optimum_tol: float = 1e-3,
+                 singular_tol: float = 1e-10, on_negative: str = "raise", header: str | None = None,
+                 curvature: Curvature | None = None,
+                 advice: str = "train further (torch.optim.LBFGS converges fast on these objectives) and call again"):
+        self.names = list(names)
+        self._est = np.asarray(estimate, dtype=float)
+        self._H = np.asarray(hessian, dtype=float)
+        self.gradient = pd.Series(np.asarray(gradient, dtype=float), index=self.names, name="gradient")
+        self.scale = float(scale)
+        self.statistic = statistic
+        self.call = call
+        self.header = header
+        self.nobs = nobs
+        self.df_residual = df_residual
+        self.dispersion = dispersion
+        self.dispersion_note = dispersion_note
+        self.sigma = sigma
+        self._loglik, self.df_loglik, self._loglik_note = loglik, df_loglik, loglik_note
+        self._scores_fn, self._scores = scores, None
+        self.method, self.converged, self.iterations = method, converged, iterations
+        self.curvature = curvature or analyse_curvature(self._H, self.names, singular_tol)
+        self._check(optimum_tol, on_negative, advice)
+
+    def _check(self, optimum_tol: float, on_negative: str, advice: str):
+        c = self.curvature
+        if c.negative:
+            msg = (f"the Hessian has negative curvature (smallest eigenvalue {c.min_eigen:.3g} on the unit-diagonal "
+                   f"scale) along directions involving {name_list(c.negative)}: the parameters are at a saddle "
+                   "point or maximum, not a minimum, and have no standard errors there")
+            if on_negative == "raise":
+                raise NotAtMinimumError(msg + "; train further (or from another start) and check the loss")
+            warnings.warn(msg, OptimumWarning, stacklevel=user_stacklevel())
+            self.converged = False
+        if c.flat:
+            bad = [n for n, ok in zip(self.names, c.identifiable) if not ok and n not in c.negative]
+            warnings.warn(
+                f"the Hessian is singular: {name_list(bad)} {'is' if len(bad) == 1 else 'are'} not identifiable "
+                f"(the objective is flat along {'; '.join(c.flat)}); their standard errors are NaN",
+                SingularHessianWarning, stacklevel=user_stacklevel())
+        ok = self.curvature.identifiable
+        step = np.full(len(self.names), np.nan)
+        if ok.any():
+            delta = c.pinv @ self.gradient.to_numpy()
+            se = np.sqrt(self.scale * np.diag(c.pinv))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                step[ok] = np.abs(delta[ok]) / se[ok]
+        self.newton_step = pd.Series(step, index=self.names, name="newton_step")
+        worst = float(np.nanmax(step)) if ok.any() else 0.0
+        self.at_optimum = bool(worst <= optimum_tol) and not c.negative
+        if not c.negative and worst > optimum_tol:
+            top = self.newton_step.idxmax()
+            warnings.warn(
+                f"the estimates are not at an optimum: the gradient is not ~0 ({top} is {worst:.3g} standard errors "
+                f"from where one Newton step puts it; tolerance {optimum_tol:g}), so the standard errors are for a "
+                f"point that is not the optimum: {advice}",
+                OptimumWarning, stacklevel=user_stacklevel())
+
+    # --- estimates -----------------------------------------------------------------------------
+    def coef(self) -> pd.Series:
+        """Estimates by parameter name."""
+        return pd.Series(self._est, index=self.names, name="Estimate")
+
+    @property
+    def estimable(self) -> list[str]:
+        """Names of the identifiable parameters (those with standard errors)."""
+        return [n for n, ok in zip(self.names, self.curvature.identifiable) if ok]
+
+    def hessian(self) -> pd.DataFrame:
+        """Hessian of the summed objective (sum over observations of the loss or nll) at the estimate."""
+        return pd.DataFrame(self._H, index=self.names, columns=self.names)
+
+    def _resolve(self, type, cluster) -> str:
+        if type is None:
+            # R's vcovCL default: HC1 for a least-squares fit, HC0 for likelihood models
+            return "const" if cluster is None else ("HC1" if self.sigma is not None else "HC0")
+        if type not in VCOV_TYPES:
+            hint = " (HC2/HC3 need hat values, which tl.lm and tl.glm have)" if type in ("HC2", "HC3") else ""
+            raise ValueError(f"vcov type {type!r} is not available{hint}; supported: {VCOV_TYPES}")
+        if type == "const" and cluster is not None:
+            raise ValueError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
+        return type
+
+    def _full_vcov(self, type, cluster) -> np.ndarray:
+        type = self._resolve(type, cluster)
+        if type == "const":
+            return self.scale * self.curvature.pinv
+        from .sandwich import sandwich_cov
+
+        if self._scores_fn is None:
+            raise ValueError(
+                "robust covariances need per-observation contributions to the objective: this objective is "
+                "one number (for tl.mle, return a vector of per-observation negative log-likelihoods)")
+        if self._scores is None:
+            self._scores = self._scores_fn().detach().to(torch.float64).cpu()
+        n = self._scores.shape[0]
+        if cluster is not None:
+            cluster = cluster.to_numpy() if hasattr(cluster, "to_numpy") else np.asarray(cluster)
+            if cluster.shape[0] != n:
+                raise ValueError(f"cluster has {cluster.shape[0]} labels for {n} observations")
+        bread = torch.from_numpy(self.curvature.pinv)
+        df = n - len(self.estimable)
+        V = sandwich_cov(bread, self._scores, type=type, cluster=cluster, df_residual=df if df > 0 else None)
+        return V.cpu().double().numpy()
+
+    def vcov(self, type: str | None = None, cluster=None) -> pd.DataFrame:
+        """Covariance of the identifiable parameters (non-identifiable ones left out, as R's aliased terms).
+
+        Parameters
+        ----------
+        type : None or "const" (scale * inverse Hessian); "HC0" or "HC1" (sandwich: inverse Hessian, outer
+            product of per-observation gradients, inverse Hessian; HC1 times n / (n - k)).
+        cluster : cluster labels, one per observation, or an (n, 2) array for two-way clustering: R's
+            vcovCL (type None means its default, HC1 for least squares and HC0 otherwise).
+        """
+        V = self._full_vcov(type, cluster)
+        ok = self.curvature.identifiable
+        names = self.estimable
+        return pd.DataFrame(V[np.ix_(ok, ok)], index=names, columns=names)
+
+    def std_errors(self, type: str | None = None, cluster=None) -> pd.Series:
+        """Standard errors (NaN for non-identifiable parameters); type and cluster as vcov()."""
+        V = self._full_vcov(type, cluster)
+        se = np.where(self.curvature.identifiable, np.sqrt(np.abs(np.diag(V))), np.nan)
+        return pd.Series(se, index=self.names, name="Std. Error")
+
+    def _quantile(self, level: float) -> float:
+        p = 1 - (1 - level) / 2
+        return stats.t.ppf(p, self.df_residual) if self.statistic == "t" else stats.norm.ppf(p)
+
+    def confint(self, level: float = 0.95, type: str | None = None, cluster=None) -> pd.DataFrame:
+        """Wald intervals: estimate -/+ quantile * SE (t with df_residual when the dispersion is estimated, else z)."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, not {level!r}")
+        b, se = self.coef(), self.std_errors(type, cluster)
+        q = self._quantile(level)
+        lo, hi = confint_labels(level)
+        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
+
+    # --- likelihood ----------------------------------------------------------------------------
+    def loglik(self) -> float:
+        """Log-likelihood at the estimate (for tl.infer, where the loss determines one)."""
+        if self._loglik is None:
+            raise ValueError(f"no log-likelihood: {self._loglik_note or 'the objective is not a likelihood'}")
+        return float(self._loglik)
+
+    def aic(self) -> float:
+        """-2 loglik + 2 * (number of parameters, plus 1 for an estimated Gaussian variance)."""
+        return -2 * self.loglik() + 2 * self.df_loglik
+
+    def bic(self) -> float:
+        """-2 loglik + log(nobs) * (number of parameters)."""
+        ll = self.loglik()
+        if not self.nobs:
+            raise ValueError("BIC needs the number of observations: pass nobs= (or data with rows) to the fit")
+        return -2 * ll + math.log(self.nobs) * self.df_loglik
+
+    # --- presentation --------------------------------------------------------------------------
+    def summary(self, type: str | None = None, cluster=None) -> "EstimatesSummary":
+        """R-style coefficient table (print it, or read .coefficients); type/cluster as vcov()."""
+        return EstimatesSummary(self, type, cluster)
+
+    def __repr__(self) -> str:
+        return f"<Estimates {self.call}: {len(self.names)} parameters>\n{self.coef().to_string()}"
+
+
+class EstimatesSummary:
+    """Summary of Estimates, printed as R prints a coefficient table (printCoefmat).
+
+    Attributes
+    ----------
+    coefficients : DataFrame with Estimate, Std. Error, t or z value, Pr(>|t|) or Pr(>|z|) (identifiable rows).
+    """
+
+    def __init__(self, est: Estimates, type: str | None = None, cluster=None):
+        self.est = est
+        self.type = est._resolve(type, cluster)
+        self.clusters = None
+        if cluster is not None:
+            c = np.asarray(cluster, dtype=object)
+            c = c[:, None] if c.ndim == 1 else c
+            self.clusters = " x ".join(str(len(pd.unique(c[:, j]))) for j in range(c.shape[1]))
+        b = est.coef()
+        se = est.std_errors(type, cluster)
+        stat = b / se
+        s = est.statistic
+        p = 2 * (stats.t.sf(np.abs(stat), est.df_residual) if s == "t" else stats.norm.sf(np.abs(stat)))
+        table = pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
+                             index=est.names)
+        self._table = table
+        self.coefficients = table.loc[est.estimable]
+
+    def coefficient_lines(self) -> list[str]:
+        est = self.est
+        tab = self._table.to_numpy().copy()
+        tab[~est.curvature.identifiable] = np.nan
+        return rf.coefficient_block(est.names, list(self._table.columns), tab, DIGITS)
+
+    def footer_lines(self) -> list[str]:
+        est = self.est
+        out = []
+        if est.sigma is not None:
+            out.append(f"Residual standard error: {rf.format_scalar(rf.signif(est.sigma, DIGITS))} "
+                       f"on {est.df_residual} degrees of freedom")
+        if est.dispersion_note:
+            out.append(est.dispersion_note)
+        if est._loglik is not None:
+            ll = f"Log-likelihood: {rf.format_scalar(est._loglik, 7)} (df={est.df_loglik})"
+            ll += f",  AIC: {rf.format_scalar(est.aic(), DIGITS + 1)}"
+            if est.nobs:
+                ll += f",  BIC: {rf.format_scalar(est.bic(), DIGITS + 1)}"
+            out.append(ll)
+        if est.nobs:
+            out.append(f"Number of observations: {est.nobs}")
+        if self.clusters is not None:
+            out.append(f"Standard errors: clustered ({self.type}, {self.clusters} clusters)")
+        elif self.type != "const":
+            out.append(f"Standard errors: {self.type} (sandwich: heteroskedasticity-consistent)")
+        if est.iterations is not None:
+            state = "converged" if est.converged else "did NOT converge"
+            out.append(f"{est.method}: {state} in {est.iterations} iterations")
+        if not est.at_optimum:
+            out.append(f"Warning: not at an optimum (up to {np.nanmax(est.newton_step):.3g} standard errors "
+                       "from one Newton step)")
+        return out
+
+    def __str__(self) -> str:
+        est = self.est
+        out = [""] + ([est.header, ""] if est.header else []) + ["Call:", est.call, ""]
+        out += self.coefficient_lines() + [""]
+        out += self.footer_lines() + [""]
+        return "\n".join(out)
+
+    __repr__ = __str__

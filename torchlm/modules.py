@@ -1,0 +1,417 @@
+"""tl.infer(): standard errors, tests and intervals for the parameters of a fitted torch.nn.Module and its loss.
+
+The covariance comes from the Hessian of the loss summed over observations (whatever the loss's reduction),
+scaled by what the loss is: a negative log-likelihood (scale 1), a squared error (2 sigma-hat^2 with n - p df)
+or a quasi-likelihood (Pearson dispersion). Hessians are built from vmapped Hessian-vector products over
+chunks of rows, per-observation gradients (for sandwich and cluster covariances) with vmap(grad).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jacfwd, vmap
+
+from .errors import ModelInputError
+from .estimates import Estimates, analyse_curvature, element_names, name_list, summed_hessian, user_stacklevel
+from .inference import quiet
+
+MAX_PARAMS = 5000
+# rows x parameter tangents pushed through the model at once when building the Hessian
+ROW_TANGENT_BUDGET = 2**18
+PARAM_BLOCK = 64
+
+
+@dataclass
+class LossSpec:
+    """How a loss relates to a likelihood, and how to get per-observation values from it."""
+
+    label: str
+    family: str | None            # gaussian, binomial, poisson, multinomial; None for an unknown loss
+    chunk_sum: Callable           # (output, *target) -> sum over the rows of the per-observation losses
+    per_obs: Callable             # (output, *target) -> (m,) per-observation losses
+    one: Callable                 # (output of one row, *target of one row) -> that row's loss
+    mean: Callable | None = None  # output -> fitted mean (for Pearson residuals)
+    variance: Callable | None = None
+
+
+_ELEMENTWISE = {nn.MSELoss: "gaussian", nn.BCEWithLogitsLoss: "binomial", nn.BCELoss: "binomial",
+                nn.PoissonNLLLoss: "poisson"}
+_CLASSIFICATION = (nn.CrossEntropyLoss, nn.NLLLoss)
+
+
+def _row_sum(v: torch.Tensor) -> torch.Tensor:
+    return v.reshape(v.shape[0], -1).sum(dim=1) if v.ndim > 1 else v
+
+
+def _torch_loss_spec(loss: nn.Module, device) -> LossSpec:
+    if isinstance(loss, nn.GaussianNLLLoss):
+        raise ModelInputError(
+            "GaussianNLLLoss takes (input, target, var): wrap it, e.g. loss=lambda out, y: "
+            "nn.functional.gaussian_nll_loss(out[:, :1], y, out[:, 1:], reduction='sum'), with dispersion=1")
+    given = loss.reduction
+    lz = copy.deepcopy(loss).to(device=device, dtype=torch.float64)
+    lz.reduction = "none"
+    family = next((f for cls, f in _ELEMENTWISE.items() if isinstance(loss, cls)), None)
+    if isinstance(loss, _CLASSIFICATION) and getattr(loss, "label_smoothing", 0.0) == 0.0:
+        family = "multinomial"
+    mean = variance = None
+    if family == "gaussian":
+        mean, variance = (lambda o: o), (lambda m: torch.ones_like(m))
+    elif family == "binomial":
+        mean = torch.sigmoid if isinstance(loss, nn.BCEWithLogitsLoss) else (lambda o: o)
+        variance = lambda m: m * (1 - m)  # noqa: E731
+    elif family == "poisson":
+        mean = torch.exp if loss.log_input else (lambda o: o)
+        variance = lambda m: m  # noqa: E731
+
+    def per_obs(out, *tgt):
+        if family in ("gaussian", "binomial", "poisson") and out.shape != tgt[0].shape:
+            raise ModelInputError(
+                f"the model's output has shape {tuple(out.shape)} and the target {tuple(tgt[0].shape)}: "
+                f"{type(loss).__name__} would broadcast them; reshape one to match the other")
+        return _row_sum(lz(out, *tgt))
+
+    label = f"{type(loss).__name__}(reduction={given!r})"
+    return LossSpec(label, family, lambda out, *t: per_obs(out, *t).sum(), per_obs,
+                    lambda out, *t: lz(out, *t).sum(), mean, variance)
+
+
+def _function_loss_spec(loss: Callable, out: torch.Tensor, tgt: tuple) -> LossSpec:
+    """Per-observation values of a user's loss function: its own vector, or it evaluated one row at a time."""
+    name = getattr(loss, "__name__", type(loss).__name__)
+    v = loss(out, *tgt)
+    if not isinstance(v, torch.Tensor):
+        raise ModelInputError(f"the loss returned {type(v).__name__}, not a tensor: use torch operations")
+    m = out.shape[0]
+    if v.ndim >= 1 and v.shape[0] == m:
+        return LossSpec(f"{name} (per observation)", None, lambda o, *t: _row_sum(loss(o, *t)).sum(),
+                        lambda o, *t: _row_sum(loss(o, *t)), lambda o, *t: loss(o, *t).sum())
+    if v.ndim != 0:
+        raise ModelInputError(f"the loss returned shape {tuple(v.shape)}: return a scalar (a sum or mean over "
+                              f"observations) or one value per observation ({m})")
+
+    def per_obs(o, *t):
+        return vmap(lambda oi, *ti: loss(oi.unsqueeze(0), *(x.unsqueeze(0) for x in ti)))(o, *t)
+
+    try:
+        each = quiet(per_obs)(out, *tgt)
+    except Exception as e:
+        raise ModelInputError(
+            f"could not evaluate the loss one observation at a time with torch.func.vmap ({type(e).__name__}: "
+            f"{e}); have it return one value per observation instead (e.g. reduction='none')") from e
+    total, s, mu = float(v), float(each.sum()), float(each.mean())
+    close = lambda a, b: abs(a - b) <= 1e-8 * max(abs(a), abs(b), 1e-300)  # noqa: E731
+    if close(total, s):
+        reduction, factor = "sum", 1.0
+    elif close(total, mu):
+        reduction, factor = "mean", float(m)
+    else:
+        raise ModelInputError(
+            f"the loss ({total:.10g}) is neither the sum ({s:.10g}) nor the mean ({mu:.10g}) of its values on "
+            "single observations: standard errors need a loss that adds up over observations")
+    return LossSpec(f"{name} (reduction={reduction!r})", None, lambda o, *t: loss(o, *t) * (o.shape[0] if
+                    reduction == "mean" else 1.0), per_obs, lambda o, *t: loss(o, *t))
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    # dropout off and batch-norm on its running statistics: a deterministic, row-wise function; restored after
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, t in modes:
+            m.train(t)
+
+
+def _float64_model(model: nn.Module, device) -> nn.Module:
+    """The model in float64: itself when it already is, else a converted deep copy (tensor attributes too)."""
+    def tensors(mod):
+        for k, v in vars(mod).items():
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.is_floating_point():
+                yield k, v
+
+    floats = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+    floats += [v for m in model.modules() for _, v in tensors(m)]
+    if all(t.dtype == torch.float64 for t in floats):
+        return model
+    try:
+        m64 = copy.deepcopy(model)
+    except Exception as e:
+        raise ModelInputError(f"could not copy the model to convert it to float64 ({e}); "
+                              "call model.double() and pass float64 data") from e
+    m64.to(dtype=torch.float64)
+    for m in m64.modules():
+        for k, v in list(tensors(m)):
+            # data kept as plain attributes (self.X = X) is not moved by .to(): convert it too
+            object.__setattr__(m, k, v.to(device=device, dtype=torch.float64))
+    return m64
+
+
+def _select(model: nn.Module, params) -> list[tuple[str, nn.Parameter]]:
+    named = list(model.named_parameters())
+    if params is None:
+        chosen = [(n, p) for n, p in named if p.requires_grad]
+        if not chosen:
+            raise ModelInputError("the model has no free parameters: all are frozen (requires_grad=False)")
+        return chosen
+    if isinstance(params, str):
+        params = [params]
+    chosen, names = [], {n for n, _ in named}
+    for want in params:
+        hits = [(n, p) for n, p in named if n == want or n.startswith(want + ".")]
+        if not hits:
+            raise ModelInputError(f"{want!r} is not a parameter (or module prefix) of the model; "
+                                  f"parameters: {name_list(sorted(names))}")
+        frozen = [n for n, p in hits if not p.requires_grad]
+        if frozen:
+            raise ModelInputError(f"{name_list(frozen)} frozen (requires_grad=False): unfreeze to include")
+        chosen += [h for h in hits if h[0] not in {c[0] for c in chosen}]
+    order = [n for n, _ in named]
+    return sorted(chosen, key=lambda h: order.index(h[0]))
+
+
+def _as64(x, device):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to(device)
+        return x.to(torch.float64) if x.is_floating_point() else x
+    return x
+
+
+def infer(model: nn.Module, loss, inputs=None, target=None, *, dispersion=None, params=None,
+          chunk_size: int | None = None, max_params: int = MAX_PARAMS, optimum_tol: float = 1e-3,
+          singular_tol: float = 1e-10) -> Estimates:
+    """Standard errors, tests and intervals for a fitted torch model's parameters, from its loss.
+
+    The loss is summed over observations (rows) whatever its reduction, and the covariance is
+    scale * inverse(Hessian of that sum) at the model's current parameter values, in float64.
+
+    Parameters
+    ----------
+    model : the fitted nn.Module (not modified; evaluated in eval mode, in float64).
+    loss : a torch loss (MSELoss, BCEWithLogitsLoss, BCELoss, PoissonNLLLoss, CrossEntropyLoss, NLLLoss, or
+        another with `reduction`), or a function loss(output, target) returning a sum or mean over
+        observations, or one value per observation.
+    inputs : what the model is called with: a tensor, a tuple of tensors (model(*inputs)), or None for a
+        model that holds its data (model()). Tensors have one row per observation.
+    target : the loss's target (one row per observation), or None for loss(output).
+    dispersion : None: from the loss (MSELoss: sigma^2 estimated as RSS / (n - p); the likelihood losses:
+        1). A number: known dispersion (vcov = dispersion * inverse Hessian of the unit-dispersion nll).
+        "estimate": Pearson estimate (quasi-binomial, quasi-Poisson); for a loss function, treats it as a
+        squared error: vcov = 2 * sum(loss) / (n - p) * inverse Hessian. A loss function needs 1 (it is a
+        negative log-likelihood) or "estimate".
+    params : parameter names or module prefixes to include (default: all with requires_grad). The others
+        are held at their values: the standard errors are then conditional on them.
+    chunk_size : rows per chunk for the Hessian and per-observation gradients (default from the model size).
+    max_params : refuse more parameters than this (a k x k Hessian and k gradient passes).
+    optimum_tol : warn when one Newton step would move any estimate by more than this many standard errors.
+    singular_tol : eigenvalue of the unit-diagonal Hessian below which a direction counts as flat.
+    """
+    if not isinstance(model, nn.Module):
+        raise ModelInputError(f"model must be a torch.nn.Module, not {type(model).__name__} (use tl.mle for a "
+                              "negative log-likelihood function)")
+    chosen = _select(model, params)
+    k = sum(p.numel() for _, p in chosen)
+    if k > max_params:
+        raise ModelInputError(
+            f"the model has {k:,} free parameters: a full Hessian is {k:,} x {k:,} "
+            f"({k * k * 8 / 2**30:.2g} GiB in float64) and takes {k:,} gradient passes. Pass params=[...] "
+            "(names or module prefixes, e.g. the last layer) to get standard errors conditional on the others, "
+            "freeze parameters with requires_grad_(False), or raise max_params")
+    if dispersion is not None and not (dispersion == "estimate" or (
+            isinstance(dispersion, (int, float)) and math.isfinite(dispersion) and dispersion > 0)):
+        raise ModelInputError(f"dispersion must be None, 'estimate' or a positive number, not {dispersion!r}")
+    device = chosen[0][1].device
+    m64 = _float64_model(model, device)
+    names = [n for n, _ in chosen]
+    shapes = [tuple(p.shape) for _, p in chosen]
+    sizes = [p.numel() for _, p in chosen]
+    theta = torch.cat([p.detach().reshape(-1).to(device=device, dtype=torch.float64) for _, p in chosen])
+    labels = [e for n, s in zip(names, shapes) for e in element_names(n, s)]
+
+    if inputs is None:
+        args = ()
+    elif isinstance(inputs, (tuple, list)):
+        args = tuple(_as64(a, device) for a in inputs)
+    else:
+        args = (_as64(inputs, device),)
+    tgt = () if target is None else (_as64(target, device),)
+
+    def call(th, a):
+        ps = dict(zip(names, (t.reshape(s) for t, s in zip(torch.split(th, sizes), shapes))))
+        return functional_call(m64, ps, a)
+
+    with _eval_mode(m64):
+        return _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k,
+                      optimum_tol, singular_tol, device)
+
+
+def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k, optimum_tol,
+           singular_tol, device) -> Estimates:
+    out0 = call(theta, args)
+    if not isinstance(out0, torch.Tensor):
+        raise ModelInputError(f"the model returned {type(out0).__name__}: tl.infer needs a tensor output")
+    if out0.dtype != torch.float64 and out0.is_floating_point():
+        warnings.warn(f"the model's output is {out0.dtype} after conversion to float64 (it makes tensors of its "
+                      "own dtype in forward): digits are lost", stacklevel=user_stacklevel())
+    n = out0.shape[0] if out0.ndim else 1
+    if tgt and tgt[0].shape[:1] != out0.shape[:1]:
+        raise ModelInputError(f"the target has {tgt[0].shape[0]} rows and the model's output {n}")
+    tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    for i in tensors:
+        if args[i].ndim == 0 or args[i].shape[0] != n:
+            raise ModelInputError(
+                f"input {i} has shape {tuple(args[i].shape)}, but the output has {n} rows: every tensor input "
+                "needs one row per observation (keep other tensors in the model)")
+    rows = bool(tensors)
+
+    if isinstance(loss, nn.Module) and not _is_plain_function_module(loss):
+        spec = _torch_loss_spec(loss, device)
+        spec.per_obs(out0.detach(), *tgt)  # shape check
+        if spec.family is None and dispersion == "estimate":
+            raise ModelInputError(
+                f"dispersion='estimate' treats the loss as a squared error, which {type(loss).__name__} is not: "
+                "pass dispersion=1 if it is a negative log-likelihood; for another M-estimator pass dispersion=1 "
+                "and use the sandwich, vcov(type='HC0')")
+    elif callable(loss):
+        spec = _function_loss_spec(loss, out0.detach(), tgt)
+    else:
+        raise ModelInputError(f"loss must be a torch loss module or a function, not {type(loss).__name__}")
+    if spec.family is None and dispersion is None:
+        raise ModelInputError(
+            f"say what {spec.label} is: dispersion=1 if it is a negative log-likelihood (vcov = inverse "
+            "Hessian), dispersion='estimate' if it is a squared error (vcov = 2 sigma^2-hat * inverse Hessian "
+            "of the summed squared error). Any loss can then also take vcov(type='HC0') (sandwich)")
+
+    if chunk_size is None:
+        chunk_size = max(1, ROW_TANGENT_BUDGET // min(k, PARAM_BLOCK))
+    if chunk_size < 1:
+        raise ModelInputError(f"chunk_size must be a positive number of rows, not {chunk_size}")
+    spans = [(i, min(n, i + chunk_size)) for i in range(0, n, chunk_size)] if rows else [(0, n)]
+
+    def chunks():
+        """(inputs, target) of each chunk of rows; the whole data when the model holds it."""
+        for lo, hi in spans:
+            cut = (lambda x: x[lo:hi]) if rows else (lambda x: x)
+            yield (tuple(cut(x) if isinstance(x, torch.Tensor) else x for x in args), tuple(cut(x) for x in tgt))
+
+    def objectives():
+        for a, t in chunks():
+            yield lambda th, a=a, t=t: spec.chunk_sum(call(th, a), *t)
+
+    S, g, H = summed_hessian(objectives, theta, block=PARAM_BLOCK)
+    if not (math.isfinite(S) and torch.isfinite(g).all() and torch.isfinite(H).all()):
+        raise ModelInputError(f"the loss, its gradient or Hessian is not finite at the model's parameters "
+                              f"(loss sum {S})")
+
+    # per-observation quantities at the estimate: residual count, Pearson statistic, likelihood constants
+    n_resid, pearson, ll = 0, 0.0, 0.0
+    with torch.no_grad():
+        for a, t in chunks():
+            o = call(theta, a)
+            # residuals are elements (one per squared error or Pearson term); a class label is one per row
+            n_resid += o.shape[0] if spec.family == "multinomial" else (t[0] if t else o).numel()
+            if spec.mean is not None:
+                mu = spec.mean(o)
+                pearson += float(((t[0] - mu) ** 2 / spec.variance(mu)).sum())
+                if spec.family == "poisson":
+                    ll += float((torch.xlogy(t[0], mu) - mu - torch.lgamma(t[0] + 1)).sum())
+
+    # the residual df count identifiable directions only, as R's n - rank
+    curv = analyse_curvature(H.cpu().numpy(), labels, singular_tol)
+    est = _scaling(spec, dispersion, S, pearson, ll, n_resid, curv.rank)
+
+    def scores() -> torch.Tensor:
+        with _eval_mode(m64):
+            if not rows:
+                return quiet(jacfwd(lambda th: spec.per_obs(call(th, args), *tgt)))(theta)
+            parts = []
+            for a, t in chunks():
+                batched = [(i, x) for i, x in enumerate(a) if isinstance(x, torch.Tensor)]
+
+                def one(th, *row, a=a, batched=batched):
+                    aa = list(a)
+                    for (i, _), r in zip(batched, row[:len(batched)]):
+                        aa[i] = r.unsqueeze(0)
+                    return spec.one(call(th, tuple(aa)), *(r.unsqueeze(0) for r in row[len(batched):]))
+
+                in_dims = (None,) + (0,) * (len(batched) + len(t))
+                parts.append(quiet(vmap(grad(one), in_dims=in_dims))(theta, *[x for _, x in batched], *t))
+            return torch.cat(parts)
+
+    return Estimates(
+        names=labels, estimate=theta.cpu().numpy(), hessian=H.cpu().numpy(), gradient=g.cpu().numpy(),
+        scores=scores, method="", converged=True, iterations=None, optimum_tol=optimum_tol,
+        singular_tol=singular_tol, on_negative="raise", nobs=n, curvature=curv,
+        call=f"infer({type(model).__name__}, {spec.label})", **est)
+
+
+def _is_plain_function_module(loss) -> bool:
+    # an nn.Module that is not a loss (no reduction) but is callable like one: treat as a function
+    return not hasattr(loss, "reduction") and not isinstance(loss, nn.GaussianNLLLoss)
+
+
+def _scaling(spec: LossSpec, dispersion, S: float, pearson: float, ll_poisson: float, n_resid: int,
+             k: int) -> dict:
+    """scale (vcov = scale * inverse Hessian of the summed loss), test statistic, dispersion and likelihood."""
+    fam = spec.family
+    default = "estimate" if fam == "gaussian" else (1.0 if fam is not None else None)
+    disp = default if dispersion is None else dispersion
+    # the negative log-likelihood at unit dispersion as a multiple of the summed loss: 1/2 RSS for a squared error
+    half = fam == "gaussian" or (fam is None and disp == "estimate")
+    factor = 0.5 if half else 1.0
+    out = dict(df_residual=n_resid - k, sigma=None, loglik=None, df_loglik=k, loglik_note=None,
+               dispersion_note=None)
+    if disp == "estimate":
+        if fam == "multinomial":
+            raise ModelInputError("dispersion='estimate' is not available for a multinomial loss")
+        if n_resid <= k:
+            raise ModelInputError(f"{n_resid} observations for {k} parameters: no degrees of freedom left to "
+                                  "estimate the dispersion")
+        phi = (pearson if fam is not None else S) / (n_resid - k)
+        out.update(scale=phi / factor, statistic="t", dispersion=phi)
+        if half:
+            out["sigma"] = math.sqrt(phi)
+            if fam is None:
+                out["dispersion_note"] = ("(sigma = sqrt(sum of the loss / df): the residual standard error if the "
+                                          "loss is the squared error)")
+            else:
+                N = n_resid
+                out.update(loglik=0.5 * -N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(S)),
+                           df_loglik=k + 1)
+        else:
+            quasi = {"binomial": "quasibinomial", "poisson": "quasipoisson"}[fam]
+            out["dispersion_note"] = f"(Dispersion parameter for {quasi} family taken to be {phi:.7g})"
+            out["loglik_note"] = "a quasi-likelihood has none (as R's AIC for quasi families)"
+        if fam is None:
+            out["loglik_note"] = "the loss was declared a squared error of unknown scale"
+        return out
+    phi = float(disp)
+    out.update(scale=phi / factor, statistic="z", dispersion=phi)
+    if fam == "gaussian":
+        N = n_resid
+        out["loglik"] = -0.5 * N * math.log(2 * math.pi * phi) - S / (2 * phi)
+        out["dispersion_note"] = f"(Dispersion parameter taken to be {phi:g})"
+    elif phi != 1.0:
+        out["dispersion_note"] = f"(Dispersion parameter taken to be {phi:g})"
+        out["loglik_note"] = "the dispersion is not 1"
+    elif fam == "poisson":
+        out["loglik"] = ll_poisson
+    elif fam is None:
+        out["loglik"] = -S
+        out["dispersion_note"] = "(the loss is a negative log-likelihood: log-likelihood = -sum of the loss)"
+    else:
+        out["loglik"] = -S
+    if fam in ("binomial", "poisson", "multinomial") and phi == 1.0:
+        out["dispersion_note"] = f"(Dispersion parameter for {fam} family taken to be 1)"
+    return out

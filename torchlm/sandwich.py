@@ -1,0 +1,525 @@
+"""Robust covariances with R's sandwich conventions: HC0-HC5, Newey-West HAC, one- and two-way clustering.
+
+Two levels:
+
+* ``sandwich_cov(bread, scores, ...)``: the estimator itself, for any model whose objective is a sum
+  over observations (user-written torch models included);
+* ``robust_vcov(fit, type, cluster)``: the covariance of a fitted lm/glm result, with per-observation
+  scores from autograd and R's bookkeeping (zero weights, missing values, cluster look-up).
+
+Reference: Zeileis (2004, 2006), Zeileis, Köll & Graham (2020); R package sandwich 3.0-2
+(``vcovHC``, ``vcovCL``, ``NeweyWest``, ``bwNeweyWest``, ``meatHC``, ``meatCL``, ``meatHAC``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.func import grad, vmap
+
+from .fit import chunk_rows
+from .inference import quiet
+
+HC_TYPES = ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5")
+ROBUST_TYPES = HC_TYPES + ("HAC",)
+VCOV_TYPES = ("const",) + ROBUST_TYPES
+CLUSTER_TYPES = ("HC0", "HC1")
+NEEDS_HAT = ("HC2", "HC3", "HC4", "HC4m", "HC5")
+INTERCEPT = "Intercept"  # formulaic's name for R's "(Intercept)"
+
+
+def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0", hat: torch.Tensor | None = None,
+                 cluster: np.ndarray | None = None, df_residual: int | None = None) -> torch.Tensor:
+    """Sandwich covariance ``bread @ meat @ bread`` of an M-estimator, with R's sandwich package conventions.
+
+    The objective is a sum over n observations, minimised at the estimate; ``s_i`` (row i of
+    ``scores``) is observation i's gradient there, ``B = bread`` the inverse Hessian of the summed
+    objective (for lm, ``(X'WX)^{-1}``; a least-squares objective ½Σeᵢ² needs no scale factor).
+    With k = number of coefficients and ``df = df_residual`` (default ``n - k``), the meat is:
+
+    * ``HC0``: ``Σ s_i s_i'`` (White).
+    * ``HC1``: ``n / df · Σ s_i s_i'``.
+    * ``HC2``: ``Σ s_i s_i' / (1 - h_i)``.
+    * ``HC3``: ``Σ s_i s_i' / (1 - h_i)^2``.
+    * ``HC4``: ``Σ s_i s_i' / (1 - h_i)^δ_i``, ``δ_i = min(4, n h_i / p)``.
+    * ``HC4m``: ``δ_i = min(1, n h_i / p) + min(1.5, n h_i / p)``.
+    * ``HC5``: ``Σ s_i s_i' / (1 - h_i)^(δ_i / 2)``, ``δ_i = min(n h_i / p, max(4, 0.7 n max(h) / p))``.
+
+      ``h = hat`` are the leverages and ``p = round(Σ h_i)``, as sandwich's ``meatHC``.
+    * ``HAC``: Newey-West, ``n / df · [Γ_0 + Σ_{j=1}^{L+1} w_j (Γ_j + Γ_j')]`` with
+      ``Γ_j = Σ_i s_i s_{i+j}'`` over the rows in the given (time) order, Bartlett weights
+      ``w_j = 1 - j / (L + 1)`` and lag ``L = floor(bwNeweyWest)``, the automatic bandwidth of
+      Newey & West (1994) without prewhitening: R's ``NeweyWest(fit, prewhite = FALSE, adjust = TRUE)``.
+      Here every coefficient enters the bandwidth; ``robust_vcov`` leaves the intercept out, as R does.
+    * ``cluster`` (one column of codes, or two for two-way clustering; type HC0 or HC1): R's
+      ``vcovCL`` with its defaults (``cadjust = TRUE``, ``multi0 = FALSE``). With ``S_g`` the sum of the
+      scores in cluster g and G clusters, the meat is ``G/(G-1) Σ_g S_g S_g'``; two-way clustering adds
+      the same for the second variable and subtracts it for their intersection (each with its own
+      G/(G-1)); HC1 multiplies the result by ``(n - 1) / df``.
+
+    Parameters
+    ----------
+    bread : (k, k) inverse Hessian of the summed objective at the estimate.
+    scores : (n, k) per-observation gradients of the summed objective.
+    type : one of HC0, HC1, HC2, HC3, HC4, HC4m, HC5, HAC.
+    hat : (n,) leverages, needed by HC2 to HC5.
+    cluster : (n,) or (n, 2) cluster labels (integer codes or any hashable values; no missing values).
+    df_residual : residual degrees of freedom of the HC1, HAC and clustered-HC1 adjustments; default n - k.
+
+    Returns the (k, k) covariance, on the device of ``bread``.
+    """
+    B = _as_float64(bread, "bread")
+    S = _as_float64(scores, "scores").to(B.device)
+    if B.ndim != 2 or B.shape[0] != B.shape[1]:
+        raise ValueError(f"bread must be a square (k, k) matrix, got shape {tuple(B.shape)}")
+    if S.ndim != 2 or S.shape[1] != B.shape[0]:
+        raise ValueError(f"scores must be (n, k) with k = {B.shape[0]} (the size of bread), got shape {tuple(S.shape)}")
+    if not torch.isfinite(B).all():
+        raise ValueError("bread has non-finite values")
+    h = None if hat is None else _as_float64(hat, "hat").to(B.device)
+    M = meat(S, type=type, hat=h, cluster=cluster, df_residual=df_residual)
+    V = B @ M @ B
+    return (V + V.T) / 2
+
+
+def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cluster=None,
+         df_residual: int | None = None, bandwidth_weights: np.ndarray | None = None) -> torch.Tensor:
+    """The summed meat of ``sandwich_cov`` (its formulas), before the bread.
+
+    bandwidth_weights : (k,) weights of the coefficients in HAC's automatic bandwidth (R gives the
+        intercept 0); default all 1.
+    """
+    S = _as_float64(scores, "scores")
+    if S.ndim != 2:
+        raise ValueError(f"scores must be an (n, k) matrix, got shape {tuple(S.shape)}")
+    n, k = S.shape
+    if n == 0:
+        raise ValueError("scores has no rows")
+    if not _all_finite(S):
+        raise ValueError("scores has non-finite values (NaN or Inf)")
+    check_type(type, cluster)
+    df = n - k if df_residual is None else df_residual
+    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or not 0 < df <= n:
+        raise ValueError(f"df_residual must be an integer in 1..n (n = {n}), got {df_residual!r}"
+                         + (f" (n - k = {n - k}: no residual degrees of freedom)" if df_residual is None else ""))
+    if cluster is not None:
+        return _cluster_meat(S, type, cluster, df)
+    if type == "HAC":
+        lag = newey_west_lag(S, bandwidth_weights)
+        return _hac_meat(S, lag) * (n / df)
+    f = _hc_factor(type, n, hat)
+    M = torch.zeros(k, k, dtype=S.dtype, device=S.device)
+    step = chunk_rows(n, k)
+    for s in range(0, n, step):
+        Sc = S[s:s + step]
+        M += Sc.T @ (Sc if f is None else Sc * f[s:s + step, None])
+    return M * (n / df) if type == "HC1" else M
+
+
+def _all_finite(S: torch.Tensor) -> bool:
+    # by chunks: torch.isfinite on the whole matrix makes a full-size temporary
+    step = chunk_rows(*S.shape)
+    return all(bool(torch.isfinite(S[s:s + step]).all()) for s in range(0, S.shape[0], step))
+
+
+def check_type(type, cluster=None) -> None:
+    """ValueError unless ``type`` is a robust type usable with ``cluster``."""
+    if type not in ROBUST_TYPES:
+        raise ValueError(f"unknown robust covariance type {type!r}; choose one of {', '.join(ROBUST_TYPES)}")
+    if cluster is not None and type not in CLUSTER_TYPES:
+        raise ValueError(f"clustered covariances are available for type HC0 or HC1 (R's vcovCL), not {type!r}")
+
+
+def _as_float64(t, what: str) -> torch.Tensor:
+    if isinstance(t, torch.Tensor):
+        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"{what} must be a real-valued tensor, got dtype {t.dtype}")
+        return t.to(torch.float64)
+    try:
+        return torch.as_tensor(np.asarray(t, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a numeric tensor or array, got {type(t).__name__}") from None
+
+
+def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | None:
+    """Per-row multiplier of s_i s_i' for the leverage-based HC types (None: 1, HC0 and HC1)."""
+    if type in ("HC0", "HC1"):
+        return None
+    if hat is None:
+        raise ValueError(f"type {type!r} needs hat= (the leverages h_i, one per row of scores)")
+    h = hat.reshape(-1)
+    if h.shape[0] != n:
+        raise ValueError(f"hat has {h.shape[0]} values for {n} rows of scores")
+    if not torch.isfinite(h).all() or (h < 0).any() or (h > 1 + 1e-10).any():
+        raise ValueError("hat values must lie in [0, 1]")
+    if (h > 1 - math.sqrt(np.finfo(float).eps)).any():
+        warnings.warn(f"{type} covariances become numerically unstable if hat values are close to 1", stacklevel=4)
+    one_minus = 1 - h
+    if type == "HC2":
+        return 1 / one_minus
+    if type == "HC3":
+        return 1 / one_minus**2
+    # R: p <- as.integer(round(sum(diaghat), digits = 0)); numpy's round is R's (half to even)
+    p = int(np.round(float(h.sum())))
+    if p == 0:
+        raise ValueError(f"type {type!r} needs leverages whose sum (the number of coefficients) rounds to 1 or more")
+    r = n * h / p
+    if type == "HC4":
+        delta = torch.clamp(r, max=4)
+    elif type == "HC4m":
+        delta = torch.clamp(r, max=1) + torch.clamp(r, max=1.5)
+    else:  # HC5
+        delta = torch.minimum(r, torch.clamp(n * 0.7 * h.max() / p, min=4))
+        return 1 / torch.sqrt(one_minus**delta)
+    return 1 / one_minus**delta
+
+
+def _codes(labels, what: str) -> tuple[torch.Tensor, int]:
+    codes, uniques = pd.factorize(pd.Series(labels), use_na_sentinel=True)
+    if (codes < 0).any():
+        raise ValueError(f"{what} has missing values (R's vcovCL cannot handle NAs in 'cluster' either)")
+    return torch.as_tensor(codes, dtype=torch.int64), len(uniques)
+
+
+def cluster_codes(cluster) -> list[tuple[torch.Tensor, int, int]]:
+    """(codes, G, sign) for each term of R's multiway sum: a, b and, with sign -1, their intersection."""
+    cl = np.asarray(cluster, dtype=object) if not isinstance(cluster, np.ndarray) else cluster
+    if cl.ndim == 1:
+        return [(*_codes(cl, "cluster"), 1)]
+    if cl.ndim != 2 or cl.shape[1] not in (1, 2):
+        raise ValueError(f"cluster must have shape (n,) or (n, 2) (at most two-way clustering), got {cl.shape}")
+    terms = [(*_codes(cl[:, j], f"cluster column {j}"), 1) for j in range(cl.shape[1])]
+    if cl.shape[1] == 2:
+        (a, _, _), (b, gb, _) = terms
+        terms.append((*_codes((a * gb + b).numpy(), "cluster"), -1))
+    return terms
+
+
+def _cluster_meat(S: torch.Tensor, type: str, cluster, df: int) -> torch.Tensor:
+    n, k = S.shape
+    terms = cluster_codes(cluster)
+    if terms[0][0].shape[0] != n:
+        raise ValueError(f"cluster has {terms[0][0].shape[0]} rows for {n} rows of scores")
+    M = torch.zeros(k, k, dtype=S.dtype, device=S.device)
+    for codes, G, sign in terms:
+        if G < 2:
+            raise ValueError("a cluster variable with a single cluster gives no clustered covariance (G/(G-1))")
+        Sg = torch.zeros(G, k, dtype=S.dtype, device=S.device).index_add_(0, codes.to(S.device), S)
+        M += sign * (G / (G - 1)) * (Sg.T @ Sg)
+    if type == "HC1":
+        M *= (n - 1) / df
+    return M
+
+
+def newey_west_lag(scores: torch.Tensor, bandwidth_weights: np.ndarray | None = None) -> int:
+    """R's ``floor(bwNeweyWest(x, prewhite = FALSE))``, the lag NeweyWest() chooses."""
+    return math.floor(newey_west_bandwidth(scores, bandwidth_weights))
+
+
+def newey_west_bandwidth(scores: torch.Tensor, bandwidth_weights: np.ndarray | None = None) -> float:
+    """R's ``bwNeweyWest(x, prewhite = FALSE)``: Newey-West (1994) automatic bandwidth, Bartlett kernel.
+
+    With ``u_i = s_i · w`` (w = bandwidth_weights, default all 1), ``m = floor(4 (n/100)^(2/9))`` and
+    ``σ_j = Σ_i u_i u_{i+j} / n``: ``s0 = σ_0 + 2 Σ_{j≤m} σ_j``, ``s1 = 2 Σ_{j≤m} j σ_j`` and the
+    bandwidth is ``1.1447 ((s1/s0)^2)^(1/3) n^(1/3)``.
+    """
+    n, k = scores.shape
+    w = np.ones(k) if bandwidth_weights is None else np.asarray(bandwidth_weights, dtype=np.float64)
+    if np.all(w <= 0):
+        w = np.ones(k)
+    if k < 2:
+        w = np.ones(1)
+    u = (scores @ torch.as_tensor(w, dtype=scores.dtype, device=scores.device)).cpu().numpy()
+    m = math.floor(4 * (n / 100) ** (2 / 9))
+    sigma = np.array([np.dot(u[: n - j], u[j:]) / n for j in range(m + 1)])
+    j = np.arange(1, m + 1)
+    s0 = sigma[0] + 2 * sigma[1:].sum()
+    s1 = 2 * np.sum(j * sigma[1:])
+    return 1.1447 * ((s1 / s0) ** 2) ** (1 / 3) * n ** (1 / 3)
+
+
+def newey_west_weights(lag: int) -> np.ndarray:
+    """Bartlett weights of R's NeweyWest: ``seq(1, 0, by = -(1/(lag + 1)))``, lag + 2 values ending at 0."""
+    by = -(1 / (lag + 1))
+    return np.maximum(1 + np.arange(lag + 2) * by, 0.0)
+
+
+def _hac_meat(S: torch.Tensor, lag: int) -> torch.Tensor:
+    """Σ_j w_j Γ_j summed over lags, symmetrised as R's meatHAC (before the n/(n-k) adjustment)."""
+    n = S.shape[0]
+    w = newey_west_weights(lag)[:n]
+    G = 0.5 * float(w[0]) * (S.T @ S)
+    for j in range(1, len(w)):
+        if w[j] != 0:
+            G = G + float(w[j]) * (S[: n - j].T @ S[j:])
+    return G + G.T
+
+
+# --- fit level -----------------------------------------------------------------------------------
+
+def observation_scores(Xw: np.ndarray, ew: np.ndarray, *, device=None) -> torch.Tensor:
+    """Per-observation scores by autograd: vmap over rows of the gradient of ½ e_i(β)², in row chunks.
+
+    e(β) = Xw (β - β̂) + ew is the working residual as a function of the coefficients (Xw β - z for
+    the working response z), written relative to the estimate so that e(β̂) = ew exactly; the
+    gradient at β̂ is ew_i · Xw_i, the score of observation i (up to sign, which the sandwich squares).
+    """
+    n, k = Xw.shape
+    out = torch.empty(n, k, dtype=torch.float64, device=device)
+    delta = torch.zeros(k, dtype=torch.float64, device=device)
+    per_row = quiet(vmap(grad(lambda d, x, e: 0.5 * (x @ d + e) ** 2), in_dims=(None, 0, 0)))
+    step = chunk_rows(n, k)
+    for s in range(0, n, step):
+        x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=device)
+        e = torch.as_tensor(np.ascontiguousarray(ew[s:s + step], dtype=np.float64), device=device)
+        out[s:s + step] = per_row(delta, x, e)
+    return out
+
+
+def leverages(Xw: np.ndarray, unscaled: torch.Tensor) -> torch.Tensor:
+    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw L)², L L' = (X'WX)^{-1}; never n x n."""
+    n, k = Xw.shape
+    L = torch.linalg.cholesky(unscaled)
+    h = torch.empty(n, dtype=torch.float64, device=unscaled.device)
+    step = chunk_rows(n, k)
+    for s in range(0, n, step):
+        x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=unscaled.device)
+        h[s:s + step] = (x @ L).square().sum(dim=1)
+    return h
+
+
+def working_rows(fit, n_working: int) -> np.ndarray:
+    """Which rows of ``fit.design`` the rows of ``fit._working()`` are: those with non-zero prior weight.
+
+    A fit may define ``_working_rows()`` (boolean mask over design rows) when its rule differs.
+    """
+    d = fit.design
+    if hasattr(fit, "_working_rows"):
+        rows = np.asarray(fit._working_rows(), dtype=bool)
+    elif d.weights is not None:
+        rows = np.asarray(d.weights) != 0
+    else:
+        rows = np.ones(len(d.index), dtype=bool)
+    if rows.sum() != n_working:
+        raise RuntimeError(f"fit._working() has {n_working} rows but the fit uses {rows.sum()} rows with "
+                           "non-zero weight; define _working_rows() on the result class")
+    return rows
+
+
+def resolve_type(fit, type, cluster) -> str:
+    """The covariance type a call means: None is "const" without a cluster, vcovCL's default with one.
+
+    vcovCL's default is HC1 for lm and HC0 for glm (any fit with a ``family``).
+    """
+    if type is None:
+        if cluster is None:
+            return "const"
+        return "HC0" if hasattr(fit, "family") else "HC1"
+    if type not in VCOV_TYPES:
+        raise ValueError(f"unknown vcov type {type!r}; choose one of {', '.join(VCOV_TYPES)}")
+    if type == "const" and cluster is not None:
+        raise ValueError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
+    if cluster is not None:
+        check_type(type, cluster)
+    return type
+
+
+def robust_vcov(fit, type: str | None, cluster=None) -> pd.DataFrame:
+    """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich package.
+
+    type : HC0..HC5, HC4m or HAC (vcovHC / NeweyWest); with ``cluster``, HC0 or HC1 (vcovCL), and
+        None for vcovCL's default (HC1 for lm, HC0 for glm).
+    cluster : a column name of the fit's data, an array (one value per row of the data, or per row
+        used), or a list of two of those for two-way clustering; see ``cluster_values``.
+
+    Uses only ``fit._working()``, ``fit._unscaled()``, ``fit.estimable``, ``fit.nobs`` and
+    ``fit.design`` (index, weights, X, data). R conventions kept: rows with zero weight stay in as
+    zero scores, so n counts them (HC1's n/(n-k), the HAC autocovariances, vcovCL's n and G), while
+    R's bread scales by nobs; the result therefore carries R's factor (nobs/n)^2. Their leverages are 0.
+    """
+    return _robust(fit, type, cluster)[0]
+
+
+def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
+    type = resolve_type(fit, type, cluster)
+    if type == "const":
+        raise ValueError("robust_vcov computes robust types; type 'const' is fit.vcov()")
+    check_type(type, cluster)
+    labels = None
+    if cluster is not None:
+        cluster, labels = cluster_values(fit, cluster)
+    Xw, ew = fit._working()
+    rows = working_rows(fit, len(ew))
+    n = len(rows)
+    device = getattr(fit, "device", None)
+    C = torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device)
+    S = _pad(observation_scores(Xw, ew, device=device), rows)
+    hat = _pad(leverages(Xw, C), rows) if type in NEEDS_HAT else None
+    bw = hac_bandwidth_weights(fit, S) if type == "HAC" else None
+    M = meat(S, type=type, hat=hat, cluster=cluster, bandwidth_weights=bw)
+    V = (C @ M @ C) * (fit.nobs / n) ** 2
+    V = ((V + V.T) / 2).cpu().numpy()
+    names = list(fit.estimable)
+    return pd.DataFrame(V, index=names, columns=names), describe(type, labels, S if type == "HAC" else None, bw)
+
+
+def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    if rows.all():
+        return t
+    out = torch.zeros((len(rows),) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    out[torch.as_tensor(rows, device=t.device)] = t
+    return out
+
+
+def hac_bandwidth_weights(fit, S: torch.Tensor) -> np.ndarray:
+    """bwNeweyWest's coefficient weights: 0 for the intercept, 1 otherwise.
+
+    Without a coefficient named (Intercept), R zeroes the columns whose scores equal the residuals
+    rowMeans(estfun / X): columns of ones under another name. S: the scores of all design rows.
+    """
+    names = list(fit.estimable)
+    w = np.ones(len(names))
+    if INTERCEPT in names:
+        w[names.index(INTERCEPT)] = 0
+        return w
+    X = fit.design.X[:, [list(fit.design.names).index(nm) for nm in names]]
+    U = S.cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(X != 0, U / np.where(X != 0, X, 1), np.nan)
+        res = np.nanmean(ratio, axis=1)
+    w[np.sum((U - res[:, None]) ** 2, axis=0) < 1e-16] = 0
+    return w
+
+
+def cluster_values(fit, cluster) -> tuple[np.ndarray, list[str]]:
+    """Cluster labels at the rows the fit uses (n,) or (n, 2), and their names for the summary.
+
+    Each cluster variable is a column name of the data given to the fit (looked up at the rows used,
+    after subset and missing-value removal), or an array with one value per row of that data or per
+    row used. A list or tuple of two gives two-way clustering. Missing values are an error.
+    """
+    data = getattr(fit.design, "data", None)
+    columns = set() if data is None else set(data.columns)
+    if isinstance(cluster, pd.DataFrame):
+        parts = [cluster[c] for c in cluster.columns]
+    elif isinstance(cluster, (list, tuple)) and cluster and all(
+            isinstance(c, str) or np.ndim(c) == 1 for c in cluster):
+        # a list of strings is variable names, unless it is longer than two and not all are columns:
+        # then it is one variable's labels
+        names = all(isinstance(c, str) for c in cluster)
+        labels_list = names and len(cluster) > 2 and not all(c in columns for c in cluster)
+        parts = [cluster] if labels_list else list(cluster)
+    else:
+        parts = [cluster]
+    if len(parts) > 2:
+        raise ValueError(f"at most two-way clustering is supported, got {len(parts)} cluster variables")
+    cols, labels = [], []
+    for c in parts:
+        values, label = _one_cluster(fit, c)
+        cols.append(values)
+        labels.append(label)
+    out = cols[0] if len(cols) == 1 else np.column_stack([np.asarray(c, dtype=object) for c in cols])
+    return out, labels
+
+
+def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
+    d = fit.design
+    data = getattr(d, "data", None)
+    rows = getattr(d, "rows", None)
+    n_used = len(d.index)
+    if isinstance(c, str):
+        if data is None:
+            raise ValueError(f"cluster={c!r} names a column, but this fit keeps no reference to its data; "
+                             "pass an array")
+        if c not in data.columns:
+            cols = ", ".join(map(str, list(data.columns)[:12]))
+            raise ValueError(f"cluster variable {c!r} is not a column of the data (columns: {cols})")
+        values, label = np.asarray(data[c].to_numpy())[rows], c
+    else:
+        arr = np.asarray(c)
+        if arr.ndim != 1:
+            raise ValueError(f"a cluster array must be one-dimensional, got shape {arr.shape}")
+        label = str(getattr(c, "name", None) or "the cluster array")
+        if data is not None and len(arr) == len(data):
+            values = arr[rows]
+        elif len(arr) == n_used:
+            values = arr
+        else:
+            n_data = "" if data is None else f"the data has {len(data)} rows, "
+            raise ValueError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}")
+    missing = pd.isna(pd.Series(values)).to_numpy()
+    if missing.any():
+        raise ValueError(f"cluster variable {label!r} has {int(missing.sum())} missing value(s) in the rows used by "
+                         "the fit; refit without those rows (subset=) or fill them in")
+    return values, label
+
+
+def describe(type: str, cluster_labels: list[str] | None = None, S: torch.Tensor | None = None,
+             bandwidth_weights=None) -> str:
+    """How a summary names the covariance: 'HC1 (heteroskedasticity-consistent)', 'clustered by firm (HC1)'."""
+    if cluster_labels:
+        return f"clustered by {' and '.join(cluster_labels)} ({type})"
+    if type == "HAC":
+        lag = "" if S is None else f", lag {newey_west_lag(S, bandwidth_weights)}"
+        return f"HAC (Newey-West, Bartlett kernel{lag})"
+    return f"{type} (heteroskedasticity-consistent)"
+
+
+def vcov_option(fit, vcov) -> tuple[pd.DataFrame, str | None]:
+    """Covariance over ``fit.estimable`` for a ``vcov=`` option, and its description (None: the classical one).
+
+    vcov : None or "const" (classical); a type string ("HC0".."HC5", "HC4m", "HAC"); a dict with keys
+        "type" and/or "cluster" (as ``fit.vcov(type=, cluster=)``); or a (k, k) covariance matrix
+        (DataFrame labelled by the estimable coefficients, or an array in their order).
+    """
+    if vcov is None:
+        return fit.vcov(), None
+    if isinstance(vcov, str):
+        vcov = {"type": vcov}
+    if isinstance(vcov, dict):
+        bad = set(vcov) - {"type", "cluster"}
+        if bad:
+            raise ValueError(f"vcov dict keys must be 'type' and/or 'cluster', got {sorted(bad)}")
+        type = resolve_type(fit, vcov.get("type"), vcov.get("cluster"))
+        if type == "const":
+            return fit.vcov(type="const"), None
+        return _robust(fit, type, vcov.get("cluster"))
+    return _user_matrix(fit, vcov), "user-supplied covariance matrix"
+
+
+def _user_matrix(fit, V) -> pd.DataFrame:
+    names = list(fit.estimable)
+    k = len(names)
+    if isinstance(V, pd.DataFrame):
+        missing = [n for n in names if n not in V.index or n not in V.columns]
+        if missing:
+            raise ValueError(f"vcov matrix has no row/column for {missing[:5]}")
+        V = V.loc[names, names]
+    try:
+        A = np.asarray(V, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("vcov must be None, a type string, a dict or a (k, k) matrix, "
+                         f"not {type(V).__name__}") from None
+    if A.shape != (k, k):
+        raise ValueError(f"vcov matrix must be ({k}, {k}) over the estimable coefficients, got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError("vcov matrix has non-finite values")
+    return pd.DataFrame(A, index=names, columns=names)
+
+
+def wald_f(fit, V: pd.DataFrame) -> tuple[float, int, int] | None:
+    """Wald F test that every coefficient but the intercept is 0, with covariance V (lmtest::waldtest, test="F").
+
+    Returns (F, numerator df, denominator df = fit.df_residual), or None for an intercept-only model.
+    """
+    names = [n for n in fit.estimable if n != INTERCEPT]
+    if not names:
+        return None
+    b = fit.coef()[names].to_numpy()
+    Vs = V.loc[names, names].to_numpy()
+    F = float(b @ np.linalg.solve(Vs, b)) / len(names)
+    return F, len(names), fit.df_residual
