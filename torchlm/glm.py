@@ -12,11 +12,15 @@ import torch
 from .design import build_design
 from .errors import DataError, ModelInputError
 from .families import Binomial, Family, Poisson, as_family, eps_of
-from .fit import LinearResidual, QRFit, chunk_rows, qr_solve, resolve_device_dtype
+from .fit import LinearResidual, QRFit, chunk_rows, condition_estimate, qr_solve, resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
+from .inference import quiet
 from .lm import _call_string
 
 CONTROL_DEFAULTS = {"epsilon": 1e-8, "maxit": 25, "polish": 100}
+# IRLS steps after the first use the Gram matrix when the first QR step's (column-equilibrated)
+# condition number is below this: their rounding, cond^2 eps relative to the step, is then negligible
+GRAM_CONDITION = 1e5
 
 
 @dataclass
@@ -93,14 +97,14 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     conv = boundary = False
     it = 0
     coef = torch.zeros(p, dtype=X.dtype, device=X.device)
-    qr = None
 
     def evaluate(b):
         e = X @ b + offset
         m = link.linkinv(e)
         return e, m, float(family.dev_resids(y, m, weights).sum())
 
-    def step(eta, mu, acc):
+    def working(eta, mu):
+        """R's good rows, square roots of the working weights and working residuals (y - mu) / mu'(eta)."""
         var = family.variance(mu)
         if bool(torch.isnan(var[weights > 0]).any()):
             raise DataError("NAs in V(mu) during the fit")
@@ -110,21 +114,44 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         good = (weights > 0) & (me != 0)
         if not bool(good.any()):
             raise DataError("no observations informative at iteration (all weights or d mu / d eta are zero)")
-        safe_me = torch.where(good, me, torch.ones_like(me))
-        z = torch.where(good, (eta - offset) + (y - mu) / safe_me, torch.zeros_like(eta))
-        sw = torch.where(good, torch.sqrt(weights * me * me / torch.where(good, var, torch.ones_like(var))),
-                         torch.zeros_like(eta))
-        fit = _working_ls(X, z, sw, tol, acc)
+        zero = torch.zeros_like(eta)
+        rw = torch.where(good, (y - mu) / torch.where(good, me, torch.ones_like(me)), zero)
+        sw = torch.where(good, torch.sqrt(weights * me * me / torch.where(good, var, torch.ones_like(var))), zero)
+        return sw, rw
+
+    def qr_step(eta, mu):
+        """A full IRLS step: weighted least squares of the working response, by QR with rank detection."""
+        sw, rw = working(eta, mu)
+        fit = _working_ls(X, (eta - offset) + rw, sw, tol, False)
         if fit.rank > n:
             raise DataError(f"X matrix has rank {fit.rank}, but only {n} observations")
         return fit
 
+    def fisher_step(b, eta, mu):
+        """The same step as a correction b + (X'WX)^{-1} X'W r from the Gram matrix (None if not positive definite).
+
+        Its rounding error is relative to the correction, which shrinks as the iteration converges,
+        so the iterates agree with the QR steps to cond(X)^2 eps times the step: used only when the
+        first (QR) step found a well-conditioned design, and the covariance is always from QR.
+        """
+        sw, rw = working(eta, mu)
+        w2 = sw * sw
+        return _cholesky_step(X, est, w2, w2 * rw, b)
+
+    qr = None
+    est: list[int] = []
+    use_gram = False
     for it in range(1, int(control["maxit"]) + 1):
-        qr = step(eta, mu, False)
-        if not np.isfinite(qr.coef[qr.pivot[: qr.rank]]).all():
+        new = fisher_step(coef, eta, mu) if use_gram else None
+        if new is None:
+            qr = qr_step(eta, mu)
+            est = qr.pivot[: qr.rank]
+            new = _as_coef(qr, coef)
+            use_gram = qr.rank > 0 and condition_estimate(qr.R) < GRAM_CONDITION
+        if not bool(torch.isfinite(new[est]).all()):
             warnings.warn(f"non-finite coefficients at iteration {it}", stacklevel=3)
             break
-        coef = _as_coef(qr, coef)
+        coef = new
         eta, mu, dev = evaluate(coef)
         if not math.isfinite(dev):
             if coefold is None:
@@ -156,32 +183,23 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         devold, coefold = dev, coef.clone()
     iterations = it
 
-    polish, last_change = 0, math.inf
+    polish = 0
     canonical = link.name == family.default_link
-    fisher_qr = None
     if conv and not boundary:
         r_change = math.inf if coefold is None else _relative_change(coef, coefold)
-        est = qr.pivot[: qr.rank]
 
         def newton(b, eta, mu):
-            nonlocal fisher_qr
-            # canonical links: Fisher scoring is Newton's method, and its factor serves the covariance
-            new = None if canonical else _newton_step(X, y, weights, family, b, eta, est)
-            if new is None:
-                fisher_qr = step(eta, mu, False)
-                new = _as_coef(fisher_qr, b)
-            else:
-                fisher_qr = None
-            return new
+            # canonical links: Fisher scoring is Newton's method; otherwise Newton with the observed
+            # information, falling back to a Fisher (QR) step, which converges only linearly
+            new = fisher_step(b, eta, mu) if canonical else _newton_step(X, y, weights, family, b, eta, est)
+            if new is not None:
+                return new, True
+            return _as_coef(qr_step(eta, mu), b), canonical
 
-        coef, eta, mu, dev, polish, last_change = _polish(coef, eta, mu, dev, r_change, newton, evaluate, family,
-                                                          link, int(control["polish"]))
-    # covariance at the final estimate: the working weights there (a last Fisher step's factor when
-    # the estimate then moved by no more than 1e4 eps relative, else a new factorization)
-    if polish and fisher_qr is not None and last_change <= 1e4 * eps_of(coef):
-        qr = fisher_qr
-    else:
-        qr = step(eta, mu, False)
+        coef, eta, mu, dev, polish = _polish(coef, eta, mu, dev, r_change, newton, evaluate, family, link,
+                                             int(control["polish"]))
+    # covariance at the final estimate: a QR factorization with the working weights there
+    qr = qr_step(eta, mu)
     if not conv:
         warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
@@ -206,6 +224,48 @@ def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.nan_to_num(fit.coef), dtype=like.dtype, device=like.device)
 
 
+def _cholesky_step(X, est, h, v, b) -> torch.Tensor | None:
+    """b + H^{-1} X'v on the estimable columns, H = X' diag(h) X accumulated over row chunks; None if H is not PD."""
+    k = len(est)
+    g = torch.zeros(k, dtype=X.dtype, device=X.device)
+    H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
+    step = chunk_rows(X.shape[0], k)
+    for s in range(0, X.shape[0], step):
+        Xc = X[s:s + step][:, est]
+        g += Xc.T @ v[s:s + step]
+        H += (Xc * h[s:s + step, None]).T @ Xc
+    L, info = torch.linalg.cholesky_ex(H)
+    if int(info) != 0 or not bool(torch.isfinite(g).all()):
+        return None
+    new = b.clone()
+    new[est] += torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
+    return new
+
+
+def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
+    """One Newton step on the estimable coefficients, or None where the observed information is not positive definite.
+
+    The negative log-likelihood (half the deviance) is a sum of per-row terms in eta, so its Hessian
+    in beta is X^T diag(d2) X with d2 the autograd second derivatives in eta (forward-over-reverse
+    with a vector of ones gives the diagonal), and the gradient is X^T d1.
+    """
+    link = family.link
+
+    def nll(e):
+        return 0.5 * family.dev_resids(y, link.linkinv(e), weights).sum()
+
+    d1, d2 = quiet(torch.func.jvp)(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
+    return _cholesky_step(X, est, d2, -d1, b)
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
+
+
+def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.nan_to_num(fit.coef), dtype=like.dtype, device=like.device)
+
+
 def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
     """One Newton step on the estimable coefficients, or None where the observed information is not positive definite.
 
@@ -218,7 +278,7 @@ def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
     def nll(e):
         return 0.5 * family.dev_resids(y, link.linkinv(e), weights).sum()
 
-    d1, d2 = torch.func.jvp(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
+    d1, d2 = quiet(torch.func.jvp)(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
     k = len(est)
     g = torch.zeros(k, dtype=X.dtype, device=X.device)
     H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
@@ -242,17 +302,17 @@ def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
 def _polish(coef, eta, mu, dev, prev_change, newton, evaluate, family, link, max_steps):
     """Newton steps past R's stopping rule until the coefficients stop changing (the exact MLE).
 
-    ``newton`` uses the observed information (Fisher scoring for canonical links, where they are the
-    same, or where it is not positive definite), so convergence is quadratic for every link. Stops when the remaining error, estimated from the
-    contraction of successive steps (change * r / (1 - r), r = change / previous change), is at
-    rounding level. If the steps stop shrinking while still large, the maximum is at infinity
-    (separation, or a rate at zero): the point where R's rule stopped is kept rather than drifting.
-    Returns (coef, eta, mu, deviance, steps, relative change of the last step).
+    ``newton(b, eta, mu)`` returns the next coefficients and whether the step was Newton's (quadratic
+    convergence) or a Fisher step of a non-canonical link (linear). Stops when the remaining error,
+    estimated from successive changes (r = change / previous change: change * r^2 for Newton,
+    change * r / (1 - r) for linear convergence), is at rounding level. If the steps stop shrinking
+    while still large, the maximum is at infinity (separation, or a rate at zero): the point where
+    R's rule stopped is kept rather than drifting. Returns (coef, eta, mu, deviance, steps).
     """
-    at_r = (coef, eta, mu, dev, 0, math.inf)
-    k, change = 0, math.inf
+    at_r = (coef, eta, mu, dev, 0)
+    k = 0
     for k in range(1, max_steps + 1):
-        new = newton(coef, eta, mu)
+        new, quadratic = newton(coef, eta, mu)
         e2, m2, d2 = evaluate(new)
         if not (math.isfinite(d2) and link.valideta(e2) and family.validmu(m2)):
             return at_r
@@ -262,11 +322,14 @@ def _polish(coef, eta, mu, dev, prev_change, newton, evaluate, family, link, max
             return at_r
         coef, eta, mu, dev = new, e2, m2, d2
         r = change / prev_change if prev_change > 0 else 1.0
-        remaining = change * r / (1 - r) if r < 1 else math.inf
-        if change <= 4 * eps or remaining <= 4.5 * eps or (change < 1e4 * eps and r >= 1):
+        if r < 1:
+            remaining = change * r * r if quadratic else change * r / (1 - r)
+        else:
+            remaining = math.inf
+        if change <= 4 * eps or remaining <= eps or (change < 1e4 * eps and r >= 1):
             break
         prev_change = change
-    return coef, eta, mu, dev, k, change
+    return coef, eta, mu, dev, k
 
 
 def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",
