@@ -23,7 +23,8 @@ class Design:
 
     Parameters
     ----------
-    X : (n, p) float64 design matrix.
+    columns : the p float64 columns of the design matrix, as formulaic built them (no copy);
+        ``X`` assembles the (n, p) matrix on first use, ``row_block`` a slice of rows without it.
     y : (n,) response.
     names : column names of X (formulaic's term names).
     weights, offset : (n,) arrays or None.
@@ -36,7 +37,7 @@ class Design:
     rows : positions in ``data`` of the rows used.
     """
 
-    X: np.ndarray
+    columns: list[np.ndarray] = field(repr=False)
     y: np.ndarray
     names: list[str]
     response: str
@@ -53,6 +54,50 @@ class Design:
     frame_info: dict[str, Any] = field(default_factory=dict)
     data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _X: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, p) of the design matrix."""
+        return len(self.y), len(self.names)
+
+    @property
+    def X(self) -> np.ndarray:
+        """The (n, p) design matrix (column-major), assembled from the columns on first use.
+
+        A large least-squares fit never needs it whole (it works on row blocks): not building it
+        saves a copy of the design, which at n = 1e6 costs as much time as the QR.
+        """
+        if self._X is None:
+            n, p = self.shape
+            X = np.empty((p, n)).T
+            for j, c in enumerate(self.columns):
+                X[:, j] = c
+            self._X, self.columns = X, [X[:, j] for j in range(p)]
+        return self._X
+
+    def row_block(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of the design matrix (column-major), without assembling all of it."""
+        if self._X is not None:
+            return self._X[start:stop]
+        n, p = self.shape
+        stop = min(stop, n)
+        B = np.empty((p, stop - start)).T
+        for j, c in enumerate(self.columns):
+            B[:, j] = c[start:stop]
+        return B
+
+    def matvec(self, beta: np.ndarray) -> np.ndarray:
+        """X @ beta, column by column (without assembling X)."""
+        if self._X is not None:
+            return self._X @ beta
+        out = np.zeros(len(self.y))
+        tmp = np.empty_like(out)
+        for b, c in zip(beta, self.columns):
+            if b != 0:
+                np.multiply(c, b, out=tmp)
+                out += tmp
+        return out
 
 
 def as_frame(data) -> pd.DataFrame:
@@ -246,19 +291,19 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
     categorical = any(getattr(k, "value", k) == "categorical" for k in lhs_kinds)
     y, response = _numeric_response(mm.lhs, work, allow_factor_response, categorical)
     Xdf = mm.rhs
-    X = np.asarray(Xdf.to_numpy(dtype=np.float64))
+    columns = [Xdf.iloc[:, j].to_numpy(dtype=np.float64, copy=False) for j in range(Xdf.shape[1])]
     names = [str(c) for c in Xdf.columns]
     rows = pos_all[kept]
     w = None if w is None else w[rows]
     off = None if off is None else off[rows]
-    bad = [n for n, ok in zip(names, np.isfinite(X).all(axis=0)) if not ok]
+    bad = [n for n, c in zip(names, columns) if not np.isfinite(c).all()]
     if bad:
         raise DataError(f"non-finite values (Inf or NaN) in model column(s) {', '.join(bad)}")
     if not np.isfinite(y).all():
         raise DataError(f"non-finite values (Inf) in the response {response!r}")
     spec = mm.model_spec.rhs
     return Design(
-        X=X, y=y, names=names, response=response, weights=w, offset=off,
+        columns=columns, y=y, names=names, response=response, weights=w, offset=off,
         index=labels[rows], n_dropped=n_subset - len(rows),
         spec=spec, formula=formula, has_intercept="Intercept" in names,
         assign=_term_assign(spec), offset_column=oname, weights_column=wname, data=frame, rows=rows,

@@ -50,15 +50,18 @@ def chunk_rows(n: int, p: int) -> int:
     return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
 
 
-def linear_chunks(X: np.ndarray, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
-    """Residual functions e(beta) = sqrt(w) * (X beta + offset - y) of a linear model, one per row chunk."""
+def linear_chunks(X, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
+    """Residual functions e(beta) = sqrt(w) * (X beta + offset - y) of a linear model, one per row chunk.
+
+    X : (n, p) array, or a Design, whose row blocks are assembled chunk by chunk from its columns.
+    """
     n, p = X.shape
     step = chunk_rows(n, p)
 
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
 
     def to(a, s, e):
-        part = a[s:e]
+        part = a.row_block(s, e) if hasattr(a, "row_block") else a[s:e]
         if part.dtype != np_dtype:
             part = part.astype(np_dtype)
         with warnings.catch_warnings():

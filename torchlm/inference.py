@@ -52,7 +52,10 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     R, blocks = None, 0
     for fn in chunks():
         J = jacobian(fn, beta)
-        block = torch.cat([J, fn(beta).unsqueeze(1)], dim=1)
+        # column-major, as LAPACK stores it: torch.cat would build it row-major, and the QR then copies it again
+        block = torch.empty((J.shape[1] + 1, J.shape[0]), dtype=J.dtype, device=J.device).T
+        block[:, :-1] = J
+        block[:, -1] = fn(beta)
         if R is None:
             R = block
         else:

@@ -37,14 +37,14 @@ def lm(formula: str, data, *, weights=None, offset=None, subset=None, na_action:
     """
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)
-    n, p = design.X.shape
+    n, p = design.shape
     n_used = n if design.weights is None else int((design.weights != 0).sum())
     if n_used <= p:
         raise DataError(
             f"{n_used} observations for {p} coefficients: need more observations than coefficients "
             "to estimate the residual variance"
         )
-    chunks = linear_chunks(design.X, design.y, design.weights, design.offset, dev, dt)
+    chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
     qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS)
     return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,
                              call=_call_string(formula, weights, offset, subset))

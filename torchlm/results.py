@@ -45,7 +45,7 @@ class LinearModelResult:
         self.rank = qr.rank
         self.aliased = pd.Series(np.isnan(qr.coef), index=self.names)
         beta = np.where(np.isnan(qr.coef), 0.0, qr.coef)
-        eta = d.X @ beta
+        eta = d.matvec(beta)
         self._fitted = eta if d.offset is None else eta + d.offset
         self._resid = d.y - self._fitted
         w = d.weights
@@ -70,7 +70,7 @@ class LinearModelResult:
 
     def _chunks(self):
         d = self.design
-        return linear_chunks(d.X, d.y, d.weights, d.offset, self.device, self.dtype)
+        return linear_chunks(d, d.y, d.weights, d.offset, self.device, self.dtype)
 
     def hessian(self) -> pd.DataFrame:
         """Hessian of the objective 0.5 * sum(w * (y - fitted)^2) at the estimate, by autograd (X^T W X)."""
@@ -220,7 +220,7 @@ class LinearModelResult:
         interval = None if interval == "none" else interval
         d = self.design
         if newdata is None:
-            X, off, index = d.X, d.offset, d.index
+            X, off, index = (d.X if se_fit or interval else None), d.offset, d.index
         else:
             X = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
@@ -229,9 +229,12 @@ class LinearModelResult:
                 warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
         est = self._qr.pivot[: self.rank]
         beta = self._qr.coef[est]
-        fit = X[:, est] @ beta
-        if off is not None:
-            fit = fit + off
+        if newdata is None:
+            fit = self._fitted.copy()  # the fitted values, bit for bit (R: predict(fit) == fitted(fit))
+        else:
+            fit = X[:, est] @ beta
+            if off is not None:
+                fit = fit + off
         if not se_fit and interval is None:
             return pd.Series(fit, index=index, name="fit")
         res_var = self.sigma**2
