@@ -230,8 +230,10 @@ def _cholesky_step(X, est, h, v, b) -> torch.Tensor | None:
     g = torch.zeros(k, dtype=X.dtype, device=X.device)
     H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
     step = chunk_rows(X.shape[0], k)
+    # a gather of the estimable columns copies the chunk: it costs twice the product, so skip it when all are
+    cols = None if list(est) == list(range(X.shape[1])) else torch.as_tensor(est, device=X.device)
     for s in range(0, X.shape[0], step):
-        Xc = X[s:s + step][:, est]
+        Xc = X[s:s + step] if cols is None else X[s:s + step].index_select(1, cols)
         g += Xc.T @ v[s:s + step]
         H += (Xc * h[s:s + step, None]).T @ Xc
     L, info = torch.linalg.cholesky_ex(H)
@@ -283,8 +285,10 @@ def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
     g = torch.zeros(k, dtype=X.dtype, device=X.device)
     H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
     step = chunk_rows(X.shape[0], k)
+    # a gather of the estimable columns copies the chunk: it costs twice the product, so skip it when all are
+    cols = None if list(est) == list(range(X.shape[1])) else torch.as_tensor(est, device=X.device)
     for s in range(0, X.shape[0], step):
-        Xc = X[s:s + step][:, est]
+        Xc = X[s:s + step] if cols is None else X[s:s + step].index_select(1, cols)
         g += Xc.T @ d1[s:s + step]
         H += (Xc * d2[s:s + step, None]).T @ Xc
     L, info = torch.linalg.cholesky_ex(H)
