@@ -76,13 +76,16 @@ class Design:
             self._X, self.columns = X, [X[:, j] for j in range(p)]
         return self._X
 
-    def row_block(self, start: int, stop: int) -> np.ndarray:
-        """Rows start:stop of the design matrix (column-major), without assembling all of it."""
-        if self._X is not None:
+    def row_block(self, start: int, stop: int, spare: int = 0) -> np.ndarray:
+        """Rows start:stop of the design matrix (column-major), without assembling all of it.
+
+        spare : columns left unset after the p of the design, for the caller to fill (a new array).
+        """
+        if self._X is not None and not spare:
             return self._X[start:stop]
         n, p = self.shape
         stop = min(stop, n)
-        B = np.empty((p, stop - start)).T
+        B = np.empty((p + spare, stop - start)).T
         for j, c in enumerate(self.columns):
             B[:, j] = c[start:stop]
         return B

@@ -60,8 +60,8 @@ def linear_chunks(X, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
 
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
 
-    def to(a, s, e):
-        part = a.row_block(s, e) if hasattr(a, "row_block") else a[s:e]
+    def to(a, s, e, spare=0):
+        part = a.row_block(s, e, spare) if hasattr(a, "row_block") else a[s:e]
         if part.dtype != np_dtype:
             part = part.astype(np_dtype)
         with warnings.catch_warnings():
@@ -74,7 +74,12 @@ def linear_chunks(X, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
             e = min(n, s + step)
             target = to(y, s, e) if offset is None else to(y, s, e) - to(offset, s, e)
             sw = None if weights is None else to(weights, s, e).sqrt()
-            yield LinearResidual(to(X, s, e), target, sw)
+            if hasattr(X, "row_block") and sw is None:
+                # read with a spare column, where augmented() puts the residuals: [J | e] without a copy
+                block = to(X, s, e, spare=1)
+                yield LinearResidual(block[:, :p], target, None, block)
+            else:
+                yield LinearResidual(to(X, s, e), target, sw)
 
     return gen
 
@@ -82,8 +87,17 @@ def linear_chunks(X, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
 class LinearResidual:
     """Residuals e(beta) = sqrt(w) * (X beta - target) of one row chunk of a linear model."""
 
-    def __init__(self, X: torch.Tensor, target: torch.Tensor, sw: torch.Tensor | None):
-        self.X, self.target, self.sw = X, target, sw
+    def __init__(self, X: torch.Tensor, target: torch.Tensor, sw: torch.Tensor | None,
+                 block: torch.Tensor | None = None):
+        """block : optional (rows, p + 1) tensor whose first p columns are X (unweighted chunks only)."""
+        self.X, self.target, self.sw, self.block = X, target, sw, block
+
+    def augmented(self, beta: torch.Tensor) -> torch.Tensor | None:
+        """[J | e] at beta as one block, written into the chunk's spare column; None if it has none."""
+        if self.block is None:
+            return None
+        self.block[:, -1] = self(beta)
+        return self.block
 
     def __call__(self, beta: torch.Tensor) -> torch.Tensor:
         r = self.X @ beta - self.target

@@ -51,11 +51,13 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """
     R, blocks = None, 0
     for fn in chunks():
-        J = jacobian(fn, beta)
-        # column-major, as LAPACK stores it: torch.cat would build it row-major, and the QR then copies it again
-        block = torch.empty((J.shape[1] + 1, J.shape[0]), dtype=J.dtype, device=J.device).T
-        block[:, :-1] = J
-        block[:, -1] = fn(beta)
+        block = fn.augmented(beta) if hasattr(fn, "augmented") else None
+        if block is None:
+            J = jacobian(fn, beta)
+            # column-major, as LAPACK stores it: torch.cat would build it row-major, and the QR copy it again
+            block = torch.empty((J.shape[1] + 1, J.shape[0]), dtype=J.dtype, device=J.device).T
+            block[:, :-1] = J
+            block[:, -1] = fn(beta)
         if R is None:
             R = block
         else:
