@@ -231,3 +231,35 @@ def test_closed_form_jacobian_is_autograds():
     R_auto = factor_jacobian(chunks_auto, beta)
     # same Gram matrix [J e]^T [J e] up to rounding (the chunking differs)
     torch.testing.assert_close(R_fast.T @ R_fast, R_auto.T @ R_auto, rtol=1e-12, atol=1e-9)
+
+
+def test_design_row_blocks_feed_the_same_factor(monkeypatch):
+    """Chunks read from the design's columns (spare column for e, no full X) give the factor and fit of X itself."""
+    from torch.func import jacfwd
+
+    import torchlm.fit as tlfit
+    from torchlm.fit import linear_chunks
+    from torchlm.inference import factor_jacobian, quiet
+
+    monkeypatch.setattr(tlfit, "CHUNK_ELEMENTS", 256 * 6)  # 256-row chunks: eight of them
+    pr = Problem(2000, 5, 3)
+    fit = pr.fit()
+    d = fit.design
+    assert d._X is None  # the fit did not assemble the whole design matrix
+    beta = torch.as_tensor(fit.coef().to_numpy())
+    cpu = torch.device("cpu")
+    from_columns = list(linear_chunks(d, d.y, None, None, cpu, torch.float64)())
+    assert len(from_columns) == 8
+    for fn in from_columns:
+        block = fn.augmented(beta)
+        assert block.stride(0) == 1  # column-major, as LAPACK takes it
+        assert torch.equal(block[:, :-1], quiet(jacfwd(fn))(beta))
+        assert torch.equal(block[:, -1], fn(beta))
+    X = d.X  # now assembled: chunks slice it instead
+    np.testing.assert_array_equal(X, pr.X)
+    R_cols = factor_jacobian(lambda: iter(from_columns), beta)
+    R_X = factor_jacobian(linear_chunks(X, d.y, None, None, cpu, torch.float64), beta)
+    torch.testing.assert_close(R_cols, R_X, rtol=0, atol=0)
+    want = X @ fit.coef().to_numpy()
+    np.testing.assert_allclose(fit.fitted().to_numpy(), want, rtol=0, atol=1e-13 * np.abs(want).max())
+    np.testing.assert_allclose(fit.coef().to_numpy(), pr.lstsq(), rtol=1e-10)
