@@ -311,3 +311,20 @@ def test_summary_rank_deficient(mtcars):
     assert two.rank == 3
     assert "(2 not defined because of singularities)" in str(two.summary())
     assert "<table" in two.summary()._repr_html_()
+
+
+def test_datasets_keep_r_factor_levels():
+    """Bundled datasets carry R's factor levels, so the reference level and coefficient order are R's."""
+    assert "_factor_levels" not in tl.datasets.available()
+    wb = tl.datasets.load("warpbreaks")
+    assert list(wb["tension"].cat.categories) == ["L", "M", "H"]  # R's order, not alphabetical
+    assert list(tl.datasets.load("iris")["Species"].cat.categories) == ["setosa", "versicolor", "virginica"]
+    assert list(tl.datasets.load("ToothGrowth")["supp"].cat.categories) == ["OJ", "VC"]
+    assert tl.datasets.factor_levels("mtcars") == {}
+    before = wb.copy()
+    fit = tl.lm("breaks ~ wool + tension", data=wb)
+    # R 4.2.2: print(coef(lm(breaks ~ wool + tension, warpbreaks)), digits = 17)
+    want = pd.Series([39.2777777777777715, -5.7777777777777777, -9.9999999999999929, -14.7222222222222161],
+                     index=["Intercept", "wool[T.B]", "tension[T.M]", "tension[T.H]"])
+    pd.testing.assert_series_equal(fit.coef(), want, rtol=1e-13, check_names=False)
+    pd.testing.assert_frame_equal(wb, before)
