@@ -282,6 +282,10 @@ class GeneralizedLinearModelResult:
 
         return GLMSummary(self, vcov=vcov)
 
-    def __repr__(self) -> str:
-        return (f"<GeneralizedLinearModelResult {self.design.formula!r}, {self.family.name}({self.family.link.name}): "
-                f"n={self.nobs}, rank={self.rank}>\n{self.coef().to_string()}")
+    def __str__(self) -> str:
+        """What R's print(fit) shows: call, coefficients, degrees of freedom, deviances and AIC."""
+        from .summary import print_glm
+
+        return print_glm(self)
+
+    __repr__ = __str__

@@ -291,6 +291,10 @@ class LinearModelResult:
 
         return LMSummary(self, vcov=vcov)
 
-    def __repr__(self) -> str:
-        coefs = self.coef()
-        return f"<LinearModelResult {self.design.formula!r}: n={self.nobs}, rank={self.rank}>\n{coefs.to_string()}"
+    def __str__(self) -> str:
+        """What R's print(fit) shows: the call and the coefficients."""
+        from .summary import print_lm
+
+        return print_lm(self)
+
+    __repr__ = __str__

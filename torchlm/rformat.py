@@ -123,14 +123,20 @@ def zapsmall(x, digits: int) -> np.ndarray:
     return np.array([v if not math.isfinite(v) else round(float(v), nd) for v in x.ravel()]).reshape(x.shape)
 
 
-def print_named(values, names, digits: int, gap: int = 1) -> str:
-    """R's print() of a named numeric vector (one row; fields of common width, each followed by ``gap`` spaces)."""
+def print_named(values, names, digits: int, gap: int = 1, width: int = 80) -> str:
+    """R's print() of a named numeric vector: fields of common width, each followed by ``gap`` spaces.
+
+    Rows of names and values wrap as R's printNamedVector wraps them at ``width`` (options("width")).
+    """
     cells = format_num(values, digits)
-    width = max([len(c) for c in cells] + [len(str(n)) for n in names])
+    w = max([len(c) for c in cells] + [len(str(n)) for n in names])
+    per_line = max(1, width // (w + gap))
     sep = " " * gap
-    head = "".join(str(n).rjust(width) + sep for n in names)
-    body = "".join(c.rjust(width) + sep for c in cells)
-    return head + "\n" + body
+    lines = []
+    for k in range(0, len(cells), per_line):
+        lines.append("".join(str(n).rjust(w) + sep for n in names[k:k + per_line]))
+        lines.append("".join(c.rjust(w) + sep for c in cells[k:k + per_line]))
+    return "\n".join(lines)
 
 
 def signif_stars(p: float) -> str:

@@ -1,4 +1,4 @@
-"""R-style summaries: the text of R's print(summary(lm(...))) and an HTML table for notebooks."""
+"""R-style text: print(fit) and print(summary(fit)) as R prints lm and glm fits, and HTML tables for notebooks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,35 @@ from . import rformat as rf
 from .sandwich import vcov_option, wald_f
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
+
+
+def coefficient_print_lines(fit) -> list[str]:
+    """R's 'Coefficients:' block of print.lm / print.glm: format(coef, digits = 4) printed with gap 2."""
+    coef = fit.coef()
+    if not len(coef):
+        return ["No coefficients"]
+    return ["Coefficients:"] + rf.print_named(coef.to_numpy(), list(coef.index), DIGITS, gap=2).split("\n")
+
+
+def print_lm(fit) -> str:
+    """The text of R's print(lm(...)): the call and the coefficients."""
+    return "\n".join(["", "Call:", fit.call, ""] + coefficient_print_lines(fit) + [""])
+
+
+def print_glm(fit) -> str:
+    """The text of R's print(glm(...)): call, coefficients, degrees of freedom, deviances and AIC."""
+    out = ["", f"Call:  {fit.call}", ""] + coefficient_print_lines(fit) + [""]
+    out.append(f"Degrees of Freedom: {fit.df_null} Total (i.e. Null);  {fit.df_residual} Residual")
+    if fit.n_dropped_na:
+        out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
+                   "deleted due to missingness)")
+
+    def sig(x):
+        return rf.format_scalar(rf.signif(x, DIGITS))
+
+    out.append(f"Null Deviance:\t    {sig(fit.null_deviance)} ")
+    out.append(f"Residual Deviance: {sig(fit.deviance)} \tAIC: {sig(fit.aic())}")
+    return "\n".join(out)
 
 
 class LMSummary:
