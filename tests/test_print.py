@@ -1,6 +1,6 @@
 """print(fit) reads like R's print.lm / print.glm: the text after the Call line equals R's, line for line.
 
-References: tests/fixtures/print/r_print.json, written by make_print.R (R 4.2.2) with the coefficients
+References: tests/fixtures/print/r_print.json, and r_anova_print.json, written by make_print.R (R 4.2.2) with the coefficients
 renamed to formulaic's names, so widths and wrapping are what torchlm must print.
 """
 
@@ -10,6 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import torchlm as tl
@@ -49,3 +50,25 @@ def test_print_matches_r(case):
 def test_print_wraps_at_80_columns():
     case = next(c for c in CASES if c["id"] == "lm_wrapped")
     assert max(len(line) for line in str(fit_case(case)).split("\n")) <= 80
+
+
+ANOVA_CASES = json.loads((Path(__file__).parent / "fixtures" / "print" / "r_anova_print.json").read_text())
+
+
+@pytest.mark.parametrize("case", ANOVA_CASES, ids=[c["id"] for c in ANOVA_CASES])
+def test_anova_print_matches_r(case):
+    """print(tl.anova(...)) is R's print(anova(...)) text, heading, zapped columns, blanks and stars included."""
+    df = tl.datasets.load(case["data"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if case["family"] is None:
+            fits = [tl.lm(f, data=df) for f in case["models"]]
+            tab = tl.anova(*fits)
+        else:
+            fits = [tl.glm(f, data=df, family=FAMILIES[case["family"]]) for f in case["models"]]
+            tab = tl.anova(*fits, test=case["test"])
+    assert str(tab).split("\n") == case["text"]
+    assert repr(tab) == str(tab)
+    assert isinstance(tab, pd.DataFrame)
+    # derived frames are plain DataFrames, printed by pandas
+    assert type(tab.iloc[:1]) is pd.DataFrame

@@ -13,6 +13,31 @@ from scipy import stats
 DEFAULT = "default"
 
 
+class AnovaTable(pd.DataFrame):
+    """An analysis of variance (or deviance) table: a DataFrame laid out like R's, printed as R prints it.
+
+    ``print(tab)`` (and the REPL) shows R's print.anova text; ``tab.attrs["heading"]`` holds R's
+    heading; everything else is a pandas DataFrame (derived frames are plain DataFrames).
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def __repr__(self) -> str:
+        from .summary import anova_text
+
+        return anova_text(self)
+
+    __str__ = __repr__
+
+
+def _table(tab: pd.DataFrame, heading: str) -> AnovaTable:
+    out = AnovaTable(tab)
+    out.attrs["heading"] = heading
+    return out
+
+
 def anova(*fits, test: str | None = DEFAULT) -> pd.DataFrame:
     """R's anova(): one fit gives the sequential (Type I) table; several nested fits give the comparison.
 
@@ -69,8 +94,7 @@ def _sequential(fit) -> pd.DataFrame:
          "F value": fval + [np.nan], "Pr(>F)": pval + [np.nan]},
         index=terms + ["Residuals"],
     )
-    tab.attrs["heading"] = f"Analysis of Variance Table\n\nResponse: {d.response}"
-    return tab
+    return _table(tab, f"Analysis of Variance Table\n\nResponse: {d.response}")
 
 
 def _nested(fits, test) -> pd.DataFrame:
@@ -91,9 +115,7 @@ def _nested(fits, test) -> pd.DataFrame:
         fval = ssq / df / scale
         tab["F"] = fval
         tab["Pr(>F)"] = stats.f.sf(np.abs(fval), np.abs(df), resdf[big])
-    models = "\n".join(f"Model {i + 1}: {f.design.formula}" for i, f in enumerate(fits))
-    tab.attrs["heading"] = "Analysis of Variance Table\n\n" + models
-    return tab
+    return _table(tab, "Analysis of Variance Table\n\n" + _model_lines(fits))
 
 
 def _term_columns(fit) -> tuple[list[str], list[list[int]]]:
@@ -153,9 +175,8 @@ def _glm_sequential(fit, test) -> pd.DataFrame:
                         "Resid. Df": resdf_a, "Resid. Dev": resdev_a}, index=["NULL"] + terms)
     if test is not None:
         tab = _deviance_tests(tab, test, *_dispersion_for_test(fit, test))
-    tab.attrs["heading"] = (f"Analysis of Deviance Table\n\nModel: {fit.family.name}, link: {fit.family.link.name}"
-                            f"\n\nResponse: {fit.design.response}\n\nTerms added sequentially (first to last)")
-    return tab
+    return _table(tab, f"Analysis of Deviance Table\n\nModel: {fit.family.name}, link: {fit.family.link.name}"
+                       f"\n\nResponse: {fit.design.response}\n\nTerms added sequentially (first to last)\n\n")
 
 
 def _glm_nested(fits, test) -> pd.DataFrame:
@@ -172,6 +193,10 @@ def _glm_nested(fits, test) -> pd.DataFrame:
         if df_scale != math.inf:
             df_scale = float(resdf.min())
         tab = _deviance_tests(tab, test, scale, df_scale)
-    models = "\n".join(f"Model {i + 1}: {f.design.formula}" for i, f in enumerate(fits))
-    tab.attrs["heading"] = "Analysis of Deviance Table\n\n" + models
-    return tab
+    return _table(tab, "Analysis of Deviance Table\n\n" + _model_lines(fits))
+
+
+def _model_lines(fits) -> str:
+    # R: paste0("Model ", format(1L:nmodels), ": ", formulas, collapse = "\n")
+    w = len(str(len(fits)))
+    return "\n".join(f"Model {str(i + 1).rjust(w)}: {f.design.formula}" for i, f in enumerate(fits))

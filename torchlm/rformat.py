@@ -152,51 +152,73 @@ def signif_stars(p: float) -> str:
 SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
 
 
+def coefmat_cells(table, digits: int, cs_ind=(0, 1), tst_ind=(2,), zap_ind=(), has_pvalue: bool = True,
+                  na_print: str = "NA", stars: bool = True):
+    """R's printCoefmat formatting of a numeric matrix: (cells, star column or None).
+
+    table : (rows, columns) numbers, NaN for R's NA; the last column is the p-value if ``has_pvalue``.
+    cs_ind : estimate/SE-like columns, rounded and formatted together to ``digits``.
+    tst_ind : test-statistic columns, rounded to dig.tst = max(1, min(5, digits - 1)) and formatted together.
+    zap_ind : columns passed through zapsmall first (anova's sums of squares).
+    Other columns (not cs, tst or p) are each formatted on their own; NaN cells print as ``na_print``.
+    """
+    m = np.array(table, dtype=float)
+    nrow, nc = m.shape
+    cells = [[""] * nc for _ in range(nrow)]
+    ina = np.isnan(m)
+    dig_tst = max(1, min(5, digits - 1))
+    for j in zap_ind:
+        m[:, j] = zapsmall(m[:, j], digits)
+
+    def put(cols, strings):
+        for k, s in enumerate(strings):  # column-major, as R fills a matrix
+            cells[k % nrow][cols[k // nrow]] = s
+
+    cs_ind, tst_ind = list(cs_ind), list(tst_ind)
+    if cs_ind:
+        cs = m[:, cs_ind]
+        if np.isfinite(cs).any():
+            acs = np.abs(cs[np.isfinite(cs)])
+            acs = acs[acs != 0]
+            digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.zeros(1))
+            nd = int(max(1, *(digits - digmin)))
+            put(cs_ind, format_num(np.round(cs, nd).ravel(order="F"), digits))
+    if tst_ind:
+        put(tst_ind, format_num(np.round(m[:, tst_ind], dig_tst).ravel(order="F"), digits))
+    pcol = nc - 1 if has_pvalue else None
+    for j in range(nc):
+        if j not in cs_ind and j not in tst_ind and j != pcol:
+            put([j], format_num(m[:, j], digits))
+    # a nonzero number that rounded to zero (or the reverse) is shown with digits - 1 significant digits
+    for j in range(nc):
+        if j in tst_ind or j == pcol:
+            continue
+        for i in range(nrow):
+            v = m[i, j]
+            if not ina[i, j] and (v == 0) != (float(cells[i][j]) == 0):
+                cells[i][j] = format_scalar(v, max(1, digits - 1))
+    for i, j in zip(*np.nonzero(ina)):
+        cells[i][j] = na_print
+    star_col = None
+    if has_pvalue:
+        pv = m[:, pcol]
+        ok = ~ina[:, pcol]
+        if ok.any():
+            for i, s in zip(np.flatnonzero(ok), format_pval(pv[ok], dig_tst)):
+                cells[i][pcol] = s
+            if stars and (pv[ok] < 0.1).any():
+                syms = [signif_stars(p) if np.isfinite(p) else "" for p in pv]
+                w = max(len(s) for s in syms)
+                star_col = [s.ljust(w) for s in syms]
+    return cells, star_col
+
+
 def coef_table_cells(table: np.ndarray, digits: int = 4, stars: bool = True):
     """R's printCoefmat for (Estimate, SE, statistic, p-value) rows: (cells, star column or None).
 
     Rows of all-NaN are aliased coefficients and print as NA.
     """
-    m = np.asarray(table, dtype=float)
-    nrow = m.shape[0]
-    cells = [[""] * 4 for _ in range(nrow)]
-    dig_tst = max(1, min(5, digits - 1))
-    cs = m[:, :2]
-    acs = np.abs(cs[np.isfinite(cs)])
-    acs = acs[acs != 0]
-    if np.isfinite(cs).any():
-        if acs.size:
-            digmin = 1 + np.floor(np.log10([acs.min(), acs.max()]))
-        else:
-            digmin = np.array([1.0, 1.0])
-        nd = int(max(1, *(digits - digmin)))
-        flat = format_num(np.round(cs, nd).ravel(order="F"), digits)
-        for k, s in enumerate(flat):
-            cells[k % nrow][k // nrow] = s
-    tcol = format_num(np.round(m[:, 2], dig_tst), digits)
-    for i in range(nrow):
-        cells[i][2] = tcol[i]
-    # a nonzero estimate or SE that rounded to zero is shown with digits - 1 significant digits
-    for j in (0, 1):
-        for i in range(nrow):
-            v = m[i, j]
-            if np.isfinite(v) and v != 0 and float(cells[i][j]) == 0:
-                cells[i][j] = format_scalar(v, max(1, digits - 1))
-    pv = m[:, 3]
-    ok = np.isfinite(pv)
-    if ok.any():
-        for i, s in zip(np.flatnonzero(ok), format_pval(pv[ok], dig_tst)):
-            cells[i][3] = s
-    for i in range(nrow):
-        for j in range(4):
-            if np.isnan(m[i, j]):
-                cells[i][j] = "NA"
-    star_col = None
-    if stars and ok.any() and (pv[ok] < 0.1).any():
-        syms = [signif_stars(p) if np.isfinite(p) else "" for p in pv]
-        w = max(len(s) for s in syms)
-        star_col = [s.ljust(w) for s in syms]
-    return cells, star_col
+    return coefmat_cells(table, digits, stars=stars)
 
 
 def render_matrix(rownames, colnames, cells, extra_col=None) -> list[str]:

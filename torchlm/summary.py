@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ from . import rformat as rf
 from .sandwich import vcov_option, wald_f
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
+ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)
 
 
 def coefficient_print_lines(fit) -> list[str]:
@@ -245,3 +247,25 @@ class GLMSummary:
             + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
             + "</div>"
         )
+
+
+def anova_text(tab: pd.DataFrame) -> str:
+    """The text of R's print(anova(...)): heading, then printCoefmat with print.anova's column roles.
+
+    tab : an anova table (from tl.anova), its heading in ``tab.attrs["heading"]``.
+    """
+    cn = [str(c) for c in tab.columns]
+    nc = len(cn)
+    has_p = bool(re.match(r"^(P|Pr)\(", cn[-1]))
+    # print.anova: statistics ("F value", "F", "Chisq") are test columns, Df columns are left as they are,
+    # the rest (sums of squares, deviances) are zapped
+    tst = [j for j, c in enumerate(cn) if c[1:7] == " value"] + [j for j, c in enumerate(cn) if c in ("F", "Cp", "Chisq")]
+    zap = [j for j in range(nc - 1 if has_p else nc) if j not in tst and not cn[j].endswith("Df")]
+    cells, stars = rf.coefmat_cells(tab.to_numpy(dtype=float), ANOVA_DIGITS, cs_ind=(), tst_ind=tst, zap_ind=zap,
+                                    has_pvalue=has_p, na_print="")
+    heading = tab.attrs.get("heading")
+    lines = heading.split("\n") if heading else []
+    lines += rf.render_matrix([str(r) for r in tab.index], cn, cells, stars)
+    if stars is not None:
+        lines += ["---", rf.SIGNIF_LEGEND]
+    return "\n".join(lines)
