@@ -23,7 +23,7 @@ class Design:
 
     Parameters
     ----------
-    columns : the p float64 columns of the design matrix, as formulaic built them (no copy);
+    columns : the p numeric columns of the design matrix, as formulaic built them (no copy; dummies int64);
         ``X`` assembles the (n, p) matrix on first use, ``row_block`` a slice of rows without it.
     y : (n,) response.
     names : column names of X (formulaic's term names).
@@ -230,6 +230,11 @@ def _numeric_response(lhs: pd.DataFrame, frame: pd.DataFrame, allow_factor: bool
     return np.asarray(col, dtype=np.float64), names[0]
 
 
+def _numeric_column(col: pd.Series) -> np.ndarray:
+    a = col.to_numpy(copy=False)
+    return a if a.dtype.kind in "biuf" else col.to_numpy(dtype=np.float64)
+
+
 def _term_assign(spec: ModelSpec) -> list[str]:
     out = []
     for st in spec.structure:
@@ -294,7 +299,8 @@ def build_design(formula: str, data, *, weights=None, offset=None, subset=None,
     categorical = any(getattr(k, "value", k) == "categorical" for k in lhs_kinds)
     y, response = _numeric_response(mm.lhs, work, allow_factor_response, categorical)
     Xdf = mm.rhs
-    columns = [Xdf.iloc[:, j].to_numpy(dtype=np.float64, copy=False) for j in range(Xdf.shape[1])]
+    # kept in formulaic's dtypes (factor dummies are int64): converted to float chunk by chunk, not all at once
+    columns = [_numeric_column(Xdf.iloc[:, j]) for j in range(Xdf.shape[1])]
     names = [str(c) for c in Xdf.columns]
     rows = pos_all[kept]
     w = None if w is None else w[rows]
