@@ -263,3 +263,31 @@ def test_design_row_blocks_feed_the_same_factor(monkeypatch):
     want = X @ fit.coef().to_numpy()
     np.testing.assert_allclose(fit.fitted().to_numpy(), want, rtol=0, atol=1e-13 * np.abs(want).max())
     np.testing.assert_allclose(fit.coef().to_numpy(), pr.lstsq(), rtol=1e-10)
+
+
+def test_large_problem_path_agrees_with_doubled_precision(monkeypatch):
+    """Above ACCURATE_ELEMENTS the fit skips doubled precision: on an ill-conditioned design it still agrees
+    with the doubled-precision fit to about cond * eps (R's own arithmetic gives no more)."""
+    import torchlm.fit as tlfit
+
+    rng = np.random.default_rng(7)
+    n = 60_000
+    x = rng.uniform(0, 10, n)
+    df = pd.DataFrame({"x": x, "z": rng.standard_normal(n)})
+    df["y"] = 1 + 0.5 * x - 0.2 * x**2 + 0.01 * x**3 + df["z"] + 0.1 * rng.standard_normal(n)
+    f = "y ~ x + I(x**2) + I(x**3) + I(x**4) + I(x**5) + z"
+    assert n * 7 > tlfit.ACCURATE_ELEMENTS
+    fast = tl.lm(f, data=df)
+    assert not fast._qr.accurate
+    monkeypatch.setattr(tlfit, "ACCURATE_ELEMENTS", 10**9)
+    import sys
+
+    monkeypatch.setattr(sys.modules["torchlm.lm"], "ACCURATE_ELEMENTS", 10**9)
+    ref = tl.lm(f, data=df)
+    assert ref._qr.accurate
+    cond = np.linalg.cond(fast.design.X / np.linalg.norm(fast.design.X, axis=0))
+    assert cond > 1e3  # the refinement step of the large path is taken
+    tol = 100 * cond * np.finfo(float).eps
+    np.testing.assert_allclose(fast.coef(), ref.coef(), rtol=tol)
+    np.testing.assert_allclose(np.diag(fast.vcov()), np.diag(ref.vcov()), rtol=tol)
+    assert fast.sigma == pytest.approx(ref.sigma, rel=1e-13)

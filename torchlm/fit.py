@@ -16,7 +16,7 @@ from .inference import (Chunks, accurate_affine, accurate_matmul, factor_jacobia
 CHUNK_ELEMENTS = 2**20
 MIN_CHUNK_ROWS = 256
 # problems up to this many design elements always get doubled-precision refinement (cheap there)
-ACCURATE_ELEMENTS = 2**22
+ACCURATE_ELEMENTS = 2**18
 # larger problems are refined (in working precision) only above this condition number
 REFINE_CONDITION = 1e3
 # most refinement steps for small problems: of the coefficients (one pass over the data each) and of (J^T J)^{-1}
