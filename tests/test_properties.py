@@ -220,6 +220,9 @@ def test_closed_form_jacobian_is_autograds():
     beta = torch.randn(6, dtype=torch.float64, generator=g)
     fn = LinearResidual(X, y, sw)
     assert torch.equal(jacobian(fn, beta), jacfwd(fn)(beta))
+    block = fn.augmented(beta)  # what factor_jacobian factors: [J | e], column-major
+    assert block.stride(0) == 1
+    assert torch.equal(block[:, :-1], jacfwd(fn)(beta)) and torch.equal(block[:, -1], fn(beta))
 
     class Plain:  # the same residuals without a closed-form Jacobian: autograd's path
         def __call__(self, b):

@@ -198,8 +198,9 @@ LINKS = {c.name: c for c in (Identity, Log, Logit, Probit, Cauchit, Cloglog, Inv
 
 def _ylogy(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """y * log(y / mu), 0 where y == 0 (R's y_log_y)."""
-    safe = torch.where(y > 0, y, torch.ones_like(y))
-    return torch.where(y > 0, y * torch.log(safe / mu), torch.zeros_like(y))
+    pos = y > 0
+    # y is replaced by 1 where it is 0 before the log, so that autograd through it sees no log(0)
+    return torch.where(pos, y * torch.log(torch.where(pos, y, 1.0) / mu), 0.0)
 
 
 class Family:

@@ -92,12 +92,22 @@ class LinearResidual:
         """block : optional (rows, p + 1) tensor whose first p columns are X (unweighted chunks only)."""
         self.X, self.target, self.sw, self.block = X, target, sw, block
 
-    def augmented(self, beta: torch.Tensor) -> torch.Tensor | None:
-        """[J | e] at beta as one block, written into the chunk's spare column; None if it has none."""
-        if self.block is None:
-            return None
-        self.block[:, -1] = self(beta)
-        return self.block
+    def augmented(self, beta: torch.Tensor) -> torch.Tensor:
+        """[J | e] at beta as one column-major block (LAPACK's layout), J = sqrt(w) X as jacobian() gives it.
+
+        An unweighted chunk read with a spare column already holds X: only e is written. Otherwise
+        sqrt(w) X is written straight into a new block, without an intermediate copy.
+        """
+        block = self.block
+        if block is None:
+            rows, p = self.X.shape
+            block = torch.empty((p + 1, rows), dtype=self.X.dtype, device=self.X.device).T
+            if self.sw is None:
+                block[:, :p] = self.X
+            else:
+                torch.mul(self.sw.unsqueeze(1), self.X, out=block[:, :p])
+        block[:, -1] = self(beta)
+        return block
 
     def __call__(self, beta: torch.Tensor) -> torch.Tensor:
         r = self.X @ beta - self.target

@@ -103,15 +103,22 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         m = link.linkinv(e)
         return e, m, float(family.dev_resids(y, m, weights).sum())
 
+    positive = weights > 0
+    all_positive = bool(positive.all())
+
     def working(eta, mu):
         """R's good rows, square roots of the working weights and working residuals (y - mu) / mu'(eta)."""
         var = family.variance(mu)
-        if bool(torch.isnan(var[weights > 0]).any()):
+        v = var if all_positive else var[positive]
+        if bool(torch.isnan(v).any()):
             raise DataError("NAs in V(mu) during the fit")
-        if bool((var[weights > 0] == 0).any()):
+        if bool((v == 0).any()):
             raise DataError("0s in V(mu) during the fit: fitted values reached the edge of the family's range")
         me = link.mu_eta(eta)
-        good = (weights > 0) & (me != 0)
+        good = positive & (me != 0)
+        if all_positive and bool(good.all()):
+            # every row is informative (the usual case): the masked expressions below, without their passes
+            return torch.sqrt(weights * me * me / var), (y - mu) / me
         if not bool(good.any()):
             raise DataError("no observations informative at iteration (all weights or d mu / d eta are zero)")
         zero = torch.zeros_like(eta)

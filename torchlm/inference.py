@@ -51,8 +51,9 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """
     R, blocks = None, 0
     for fn in chunks():
-        block = fn.augmented(beta) if hasattr(fn, "augmented") else None
-        if block is None:
+        if hasattr(fn, "augmented"):
+            block = fn.augmented(beta)
+        else:
             J = jacobian(fn, beta)
             # column-major, as LAPACK stores it: torch.cat would build it row-major, and the QR copy it again
             block = torch.empty((J.shape[1] + 1, J.shape[0]), dtype=J.dtype, device=J.device).T
