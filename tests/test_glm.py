@@ -417,3 +417,11 @@ def test_gram_steps_follow_the_qr_iteration(monkeypatch, formula, family):
     assert fast.iterations == qr.iterations
     np.testing.assert_allclose(fast.coef(), qr.coef(), rtol=1e-13)
     np.testing.assert_allclose(fast.vcov(), qr.vcov(), rtol=1e-12)
+
+
+def test_summary_html_for_notebooks():
+    fit = tl.glm("am ~ wt + hp", data=tl.datasets.load("mtcars"), family="binomial")
+    page = fit.summary()._repr_html_()
+    assert page.startswith("<div class='torchlm-summary'>") and "<table>" in page
+    assert "<th>wt</th>" in page and "Dispersion parameter for binomial family taken to be 1" in page
+    assert "AIC: 16.059" in page

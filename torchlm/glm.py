@@ -267,49 +267,6 @@ def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
     return _cholesky_step(X, est, d2, -d1, b)
 
 
-def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
-    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
-
-
-def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(np.nan_to_num(fit.coef), dtype=like.dtype, device=like.device)
-
-
-def _newton_step(X, y, weights, family, b, eta, est) -> torch.Tensor | None:
-    """One Newton step on the estimable coefficients, or None where the observed information is not positive definite.
-
-    The negative log-likelihood (half the deviance) is a sum of per-row terms in eta, so its Hessian
-    in beta is X^T diag(d2) X with d2 the autograd second derivatives in eta (forward-over-reverse
-    with a vector of ones gives the diagonal), and the gradient is X^T d1: O(n p^2), no QR.
-    """
-    link = family.link
-
-    def nll(e):
-        return 0.5 * family.dev_resids(y, link.linkinv(e), weights).sum()
-
-    d1, d2 = quiet(torch.func.jvp)(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
-    k = len(est)
-    g = torch.zeros(k, dtype=X.dtype, device=X.device)
-    H = torch.zeros(k, k, dtype=X.dtype, device=X.device)
-    step = chunk_rows(X.shape[0], k)
-    # a gather of the estimable columns copies the chunk: it costs twice the product, so skip it when all are
-    cols = None if list(est) == list(range(X.shape[1])) else torch.as_tensor(est, device=X.device)
-    for s in range(0, X.shape[0], step):
-        Xc = X[s:s + step] if cols is None else X[s:s + step].index_select(1, cols)
-        g += Xc.T @ d1[s:s + step]
-        H += (Xc * d2[s:s + step, None]).T @ Xc
-    L, info = torch.linalg.cholesky_ex(H)
-    if int(info) != 0 or not bool(torch.isfinite(g).all()):
-        return None
-    new = b.clone()
-    new[est] -= torch.cholesky_solve(g.unsqueeze(1), L).squeeze(1)
-    return new
-
-
-def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
-    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
-
-
 def _polish(coef, eta, mu, dev, prev_change, newton, evaluate, family, link, max_steps):
     """Newton steps past R's stopping rule until the coefficients stop changing (the exact MLE).
 

@@ -46,6 +46,23 @@ def print_glm(fit) -> str:
     return "\n".join(out)
 
 
+def summary_html(fit, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
+    """HTML of a summary for notebooks: the call, the coefficient table as printCoefmat formats it, then ``tail`` lines."""
+    cells, stars = rf.coef_table_cells(table, DIGITS)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + columns + [""])
+    rows = []
+    for i, name in enumerate(fit.names):
+        tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
+        st = html.escape(stars[i].strip()) if stars else ""
+        rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
+    return (
+        f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + "".join(f"<p>{html.escape(t.strip())}</p>" for t in tail)
+        + "</div>"
+    )
+
+
 class LMSummary:
     """Summary of a linear model, as R's summary.lm.
 
@@ -131,22 +148,9 @@ class LMSummary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        fit = self.fit
-        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + list(self.coefficients.columns) + [""])
-        rows = []
-        for i, name in enumerate(fit.names):
-            tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
-            st = html.escape(stars[i].strip()) if stars else ""
-            rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
         tail = [l for l in str(self).split("\n")
                 if l.startswith(("Standard errors", "Residual standard", "Multiple", "F-stat", "Wald F-stat", "  ("))]
-        return (
-            f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            + "".join(f"<p>{html.escape(t.strip())}</p>" for t in tail)
-            + "</div>"
-        )
+        return summary_html(self.fit, list(self.coefficients.columns), self._full_table(), tail)
 
 
 class GLMSummary:
@@ -231,22 +235,10 @@ class GLMSummary:
 
     def _repr_html_(self) -> str:
         fit = self.fit
-        cells, stars = rf.coef_table_cells(self._full_table(), DIGITS)
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + list(self.coefficients.columns) + [""])
-        rows = []
-        for i, name in enumerate(fit.names):
-            tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
-            st = html.escape(stars[i].strip()) if stars else ""
-            rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
         tail = [f"Standard errors: {self.vcov_description}"] if self.vcov_description is not None else []
         tail += [f"Dispersion parameter for {fit.family.name} family taken to be {rf.format_scalar(self.dispersion, 7)}"]
         tail += [l.strip() for l in self.deviance_lines()] + [f"AIC: {rf.format_scalar(self.aic, 5)}"]
-        return (
-            f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
-            + "</div>"
-        )
+        return summary_html(fit, list(self.coefficients.columns), self._full_table(), tail)
 
 
 def anova_text(tab: pd.DataFrame) -> str:
