@@ -17,7 +17,7 @@ import torchlm as tl
 from torchlm.families import Gamma
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "print" / "r_print.json").read_text())
-FAMILIES = {"binomial": "binomial", "poisson": "poisson", "Gamma_log": Gamma(link="log")}
+FAMILIES = {"binomial": "binomial", "poisson": "poisson", "Gamma_log": Gamma(link="log"), "gaussian": "gaussian"}
 
 
 def fit_case(case):
@@ -45,6 +45,15 @@ def test_print_matches_r(case):
         rest = lines[2:]
     assert rest == case["text_after_call"]
     assert repr(fit) == str(fit)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_summary_print_matches_r(case):
+    """print(fit.summary()) after the Call line is R's print(summary(fit)), empty models (y ~ 0) included."""
+    fit = fit_case(case)
+    lines = str(fit.summary()).split("\n")
+    assert lines[:3] == ["", "Call:", fit.call]
+    assert lines[3:] == case["summary_after_call"]
 
 
 def test_print_wraps_at_80_columns():

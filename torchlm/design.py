@@ -88,6 +88,8 @@ class Design:
         B = np.empty((p + spare, stop - start)).T
         for j, c in enumerate(self.columns):
             B[:, j] = c[start:stop]
+        # zeros, not leftover memory: a cast to float32 must not meet stray huge values there
+        B[:, p:] = 0.0
         return B
 
     def matvec(self, beta: np.ndarray) -> np.ndarray:

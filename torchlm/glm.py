@@ -83,6 +83,8 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     link = family.link
     n, p = X.shape
     y, nbin, mu0 = family.initialize(y, weights)
+    if p == 0:
+        return _empty_fit(X, y, weights, offset, family), y
     if mustart is not None:
         mu0 = mustart
     if start is not None:
@@ -221,6 +223,18 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     out[est] = coef.cpu().double().numpy()[est]
     return IRLSFit(coef=out, qr=qr, eta=eta, mu=mu, deviance=dev, iterations=iterations, polish_steps=polish,
                    converged=conv, boundary=boundary), y
+
+
+def _empty_fit(X, y, weights, offset, family) -> IRLSFit:
+    """R's glm.fit for a model with no coefficients (y ~ 0): no iterations, the mean is linkinv(offset)."""
+    eta = offset.clone()
+    mu = family.link.linkinv(eta)
+    if not (family.validmu(mu) and family.link.valideta(eta)):
+        raise DataError("invalid linear predictor values in empty model (y ~ 0): the offset is outside the link's range")
+    qr = QRFit(coef=np.zeros(0), R=torch.zeros(0, 0, dtype=X.dtype, device=X.device), pivot=[], rank=0,
+               effects=np.zeros(0), rss=None)
+    return IRLSFit(coef=np.zeros(0), qr=qr, eta=eta, mu=mu, deviance=float(family.dev_resids(y, mu, weights).sum()),
+                   iterations=0, polish_steps=0, converged=True, boundary=False)
 
 
 def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:

@@ -116,7 +116,9 @@ def format_pval(pv, digits: int, eps: float = _EPS) -> list[str]:
 def zapsmall(x, digits: int) -> np.ndarray:
     """R's zapsmall() (R 4.2: round(x, digits - log10(max|x|)), the digits rounded half up)."""
     x = np.asarray(x, dtype=float)
-    mx = np.nanmax(np.abs(x)) if x.size else 0.0
+    if np.isnan(x).all():
+        return x  # R: if (all(ina <- is.na(x))) return(x)
+    mx = np.nanmax(np.abs(x))
     nd = max(0.0, digits - math.log10(mx)) if mx > 0 else digits
     # Python's round() rounds the exact binary value (0.15 -> 0.1), as R >= 4.0 does; np.round does not
     nd = int(math.floor(nd + 0.5))
@@ -245,6 +247,8 @@ def coefficient_block(names: list[str], columns: list[str], table: np.ndarray, d
 
     table : (len(names), 4) with all-NaN rows for coefficients not defined (printed NA).
     """
+    if not len(names):
+        return ["No Coefficients"]  # R's print.summary.lm / print.summary.glm for y ~ 0
     nsing = int(np.isnan(np.asarray(table, dtype=float)).all(axis=1).sum())
     head = f"Coefficients: ({nsing} not defined because of singularities)" if nsing else "Coefficients:"
     cells, stars = coef_table_cells(table, digits)

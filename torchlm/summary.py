@@ -32,7 +32,8 @@ def print_lm(fit) -> str:
 
 def print_glm(fit) -> str:
     """The text of R's print(glm(...)): call, coefficients, degrees of freedom, deviances and AIC."""
-    out = ["", f"Call:  {fit.call}", ""] + coefficient_print_lines(fit) + [""]
+    # R's print.glm: cat("No coefficients\n\n") where print.lm has one newline
+    out = ["", f"Call:  {fit.call}", ""] + coefficient_print_lines(fit) + ([""] if len(fit.names) else ["", ""])
     out.append(f"Degrees of Freedom: {fit.df_null} Total (i.e. Null);  {fit.df_residual} Residual")
     if fit.n_dropped_na:
         out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
