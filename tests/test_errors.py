@@ -308,3 +308,15 @@ def test_constant_numeric_response_fits(df, value):
     assert np.all(np.abs(b[["x", "z"]].to_numpy()) < 1e-12)
     assert fit.deviance < 1e-20
     assert fit.df_residual == len(df) - 3
+
+
+def test_datetime_predictor_is_named(df):
+    d = df.assign(day=pd.date_range("2024-01-01", periods=len(df)))
+    with pytest.raises(tl.DataError, match=r"'day' hold dates or times.*convert them to numbers"):
+        tl.lm("y ~ x + day", data=d)
+
+
+def test_predict_numeric_column_given_as_text(df):
+    fit = tl.lm("y ~ x + g", data=df)
+    with pytest.raises(tl.DataError, match=r"column\(s\) 'x' changed between numbers and text"):
+        fit.predict(pd.DataFrame({"x": ["1.5"], "g": ["a"]}))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic import Formula, ModelSpec, model_matrix
-from formulaic.errors import FactorEvaluationError, FormulaSyntaxError
+from formulaic.errors import FactorEncodingError, FactorEvaluationError, FormulaSyntaxError
 
 from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
 
@@ -209,6 +209,23 @@ def _materialize(formula: str, frame: pd.DataFrame, na_action: str):
         if "missing" in str(e).lower() or "null" in str(e).lower() or "nan" in str(e).lower():
             raise DataError(f"missing values in the variables of {formula!r} and na_action='fail'") from None
         raise
+    except TypeError as e:
+        # e.g. a datetime column multiplied into a model column: name the columns that cannot enter
+        odd = [c for c in _formula_variables(formula) if c in frame.columns
+               and (pd.api.types.is_datetime64_any_dtype(frame[c]) or pd.api.types.is_timedelta64_dtype(frame[c]))]
+        if odd:
+            raise DataError(
+                f"column(s) {', '.join(map(repr, odd))} hold dates or times, which a formula cannot use as they are: "
+                "convert them to numbers first (for example days since a date)"
+            ) from None
+        raise FormulaError(f"cannot build the design matrix of {formula!r}: {e}") from None
+
+
+def _formula_variables(formula: str) -> list[str]:
+    try:
+        return sorted(Formula(formula).required_variables)
+    except Exception:  # only used to word an error message
+        return []
 
 
 def _numeric_response(lhs: pd.DataFrame, frame: pd.DataFrame, allow_factor: bool,
@@ -339,6 +356,14 @@ def newdata_matrix(design: Design, newdata) -> np.ndarray:
             Xdf = design.spec.get_model_matrix(frame.loc[complete], na_action="ignore")
     except FactorEvaluationError as e:
         raise FormulaError(f"cannot evaluate the model's terms on newdata: {e}") from None
+    except FactorEncodingError:
+        # a variable that was numeric when fitting arrives as text (or the reverse)
+        fitted = design.data
+        changed = [v for v in needed if fitted is not None and v in fitted.columns
+                   and pd.api.types.is_numeric_dtype(fitted[v]) != pd.api.types.is_numeric_dtype(frame[v])]
+        what = f"column(s) {', '.join(map(repr, changed))}" if changed else "its variables"
+        raise DataError(f"newdata does not encode as the fitted data did: {what} changed between numbers "
+                        "and text") from None
     for w in caught:
         msg = str(w.message)
         if "not seen in original dataset" in msg or "outside of the nominated levels" in msg:
