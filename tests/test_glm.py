@@ -13,13 +13,13 @@ import pytest
 
 import torchlm as tl
 from torchlm.errors import DataError, ModelInputError
-from torchlm.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson
+from torchlm.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson, QuasiBinomial, QuasiPoisson
 
 from _support import FIXTURES
 
 R_CASES = json.loads((FIXTURES / "glm" / "r_glm.json").read_text())
 FAMILY = {"binomial": Binomial, "poisson": Poisson, "gaussian": Gaussian, "Gamma": Gamma,
-          "inverse.gaussian": InverseGaussian}
+          "inverse.gaussian": InverseGaussian, "quasibinomial": QuasiBinomial, "quasipoisson": QuasiPoisson}
 # the same models in formulaic syntax (R's formulas are in the fixture)
 PY_FORMULA = {
     "probit": "am ~ wt + hp", "cloglog": "vs ~ mpg", "cauchit": "am ~ wt",
@@ -28,6 +28,7 @@ PY_FORMULA = {
     "poisson_sqrt": "breaks ~ wool + tension", "poisson_zero_weights": "breaks ~ tension",
     "gaussian_log": "mpg ~ wt", "gaussian_inverse": "mpg ~ hp", "gamma_identity": "mpg ~ wt",
     "gamma_log_na": "Ozone ~ Temp + Wind", "invgauss_log": "mpg ~ wt", "invgauss_inverse": "mpg ~ hp",
+    "quasipoisson": "breaks ~ wool + tension", "quasibinomial_probit": "am ~ wt + hp",
 }
 RTOL = 1e-9
 
@@ -425,3 +426,26 @@ def test_summary_html_for_notebooks():
     assert page.startswith("<div class='torchlm-summary'>") and "<table>" in page
     assert "<th>wt</th>" in page and "Dispersion parameter for binomial family taken to be 1" in page
     assert "AIC: 16.059" in page
+
+
+def test_quasi_families_are_binomial_and_poisson_with_estimated_dispersion():
+    """Same estimates as the likelihood families; covariance scaled by the Pearson dispersion; no likelihood."""
+    wb = tl.datasets.load("warpbreaks")
+    p = tl.glm("breaks ~ wool + tension", data=wb, family="poisson")
+    q = tl.glm("breaks ~ wool + tension", data=wb, family="quasipoisson")
+    np.testing.assert_allclose(q.coef(), p.coef(), rtol=1e-12)
+    phi = float((p.residuals("pearson") ** 2).sum() / p.df_residual)
+    assert q.dispersion == pytest.approx(phi, rel=1e-12) and p.dispersion == 1
+    np.testing.assert_allclose(q.vcov(), phi * p.vcov(), rtol=1e-10)
+    assert np.isnan(q.aic()) and np.isnan(q.bic()) and np.isnan(q.loglik())
+    assert "t value" in q.summary().coefficients.columns and "AIC: NA" in str(q.summary())
+    assert "Pr(>F)" in tl.anova(q).columns  # dispersion estimated: F test by default
+    with pytest.raises(DataError, match="quasiPoisson"):
+        tl.glm("y ~ x", data=pd.DataFrame({"y": [-1.0, 2, 3, 4], "x": [1.0, 2, 3, 4]}), family="quasipoisson")
+    # R's quasibinomial takes non-integer successes without binomial's warning
+    df = pd.DataFrame({"p": [0.25, 0.5, 0.6, 0.8, 0.3, 0.7], "x": [1.0, 2, 3, 4, 1.5, 3.5]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tl.glm("p ~ x", data=df, family="quasibinomial", weights=np.full(6, 3.0))
+    with pytest.warns(UserWarning, match="non-integer #successes"):
+        tl.glm("p ~ x", data=df, family="binomial", weights=np.full(6, 3.0))

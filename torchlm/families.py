@@ -318,19 +318,29 @@ class Binomial(Family):
         return float(-2 * (scale * ll).sum())
 
     def initialize(self, y, weights):
-        _check_finite(y, "binomial")
+        _check_finite(y, self.name)
         y = torch.where(weights == 0, torch.zeros_like(y), y)
         if bool(((y < 0) | (y > 1)).any()):
             raise DataError(
-                "binomial response values must be 0 <= y <= 1 (0/1 outcomes, a two-level factor, or a "
+                f"{self.name} response values must be 0 <= y <= 1 (0/1 outcomes, a two-level factor, or a "
                 "proportion with weights= the number of trials)"
             )
         m = weights * y
-        if bool((torch.abs(m - torch.round(m)) > 1e-3).any()):
+        if self.name == "binomial" and bool((torch.abs(m - torch.round(m)) > 1e-3).any()):
             import warnings
 
             warnings.warn("non-integer #successes in a binomial glm!", stacklevel=4)
         return y, torch.ones_like(y), (weights * y + 0.5) / (weights + 1)
+
+
+class QuasiBinomial(Binomial):
+    """R's quasibinomial(): binomial variance and deviance, dispersion estimated (Pearson), no likelihood (AIC NA)."""
+
+    name = "quasibinomial"
+    fixed_dispersion = False
+
+    def aic(self, y, n, mu, wt, dev):
+        return float("nan")
 
 
 class Poisson(Family):
@@ -354,10 +364,21 @@ class Poisson(Family):
         return float(-2 * (ll * wt).sum())
 
     def initialize(self, y, weights):
-        _check_finite(y, "poisson")
+        _check_finite(y, self.name)
         if bool((y < 0).any()):
-            raise DataError("negative values not allowed for the 'Poisson' family (the response is a count)")
+            what = "Poisson" if self.name == "poisson" else "quasiPoisson"  # R's wording
+            raise DataError(f"negative values not allowed for the '{what}' family (the response is a count)")
         return y, torch.ones_like(y), y + 0.1
+
+
+class QuasiPoisson(Poisson):
+    """R's quasipoisson(): Poisson variance and deviance, dispersion estimated (Pearson), no likelihood (AIC NA)."""
+
+    name = "quasipoisson"
+    fixed_dispersion = False
+
+    def aic(self, y, n, mu, wt, dev):
+        return float("nan")
 
 
 class Gamma(Family):
@@ -418,6 +439,8 @@ FAMILIES = {
     "gaussian": Gaussian,
     "binomial": Binomial,
     "poisson": Poisson,
+    "quasibinomial": QuasiBinomial,
+    "quasipoisson": QuasiPoisson,
     "Gamma": Gamma,
     "gamma": Gamma,
     "inverse.gaussian": InverseGaussian,

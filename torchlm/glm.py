@@ -11,7 +11,7 @@ import torch
 
 from .design import build_design
 from .errors import DataError, ModelInputError
-from .families import Binomial, Family, Poisson, as_family, eps_of
+from .families import Binomial, Family, as_family, eps_of
 from .fit import LinearResidual, QRFit, chunk_rows, condition_estimate, qr_solve, resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
 from .inference import quiet
@@ -214,9 +214,10 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     if boundary:
         warnings.warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
     eps10 = 10 * eps_of(mu)
-    if isinstance(family, Binomial) and bool(((mu > 1 - eps10) | (mu < eps10)).any()):
+    # R's glm.fit warns for these two families only (family$family == "binomial" / "poisson"), not their quasi-
+    if family.name == "binomial" and bool(((mu > 1 - eps10) | (mu < eps10)).any()):
         warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
-    if isinstance(family, Poisson) and bool((mu < eps10).any()):
+    if family.name == "poisson" and bool((mu < eps10).any()):
         warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=3)
     out = np.full(p, np.nan)
     est = qr.pivot[: qr.rank]
@@ -324,7 +325,8 @@ def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, sub
     formula : formulaic formula, e.g. ``"am ~ wt + hp"``. A binomial response may be 0/1, boolean,
         a two-level factor (first level = failure) or a proportion with ``weights=`` the trials.
     data : DataFrame (or dict of arrays); not modified.
-    family : "gaussian", "binomial", "poisson", "Gamma", "inverse_gaussian", or a family object
+    family : "gaussian", "binomial", "poisson", "Gamma", "inverse_gaussian", "quasibinomial",
+        "quasipoisson", or a family object
         such as ``tl.families.Binomial(link="probit")``.
     weights : prior weights (column name or array); for a binomial proportion, the number of trials.
     offset : known component of the linear predictor (column name or array).
