@@ -386,6 +386,8 @@ def test_families_are_r_named_objects():
     assert "Dispersion parameter for Gamma family" in html and "<table>" in html
 
 
+# in float32 R's warnings come at float32's thresholds (10 eps for 0/1 probabilities): expected here
+@pytest.mark.filterwarnings("ignore:glm.fit:UserWarning")
 @pytest.mark.parametrize("link", ["logit", "probit", "cloglog", "cauchit"])
 def test_float32_warns_and_stays_close(link):
     import torch
