@@ -14,13 +14,14 @@ from .design import Design, newdata_matrix, newdata_offset
 from .families import Family
 from .fit import r_inverse_cov
 from .inference import quiet
+from .influence import InfluenceMethods
 from .results import confint_labels
 from .sandwich import resolve_type, robust_vcov, vcov_option
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GeneralizedLinearModelResult:
+class GeneralizedLinearModelResult(InfluenceMethods):
     """A fitted GLM (what R's glm() returns), from tl.glm().
 
     Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,

@@ -14,6 +14,7 @@ from scipy import stats
 from .design import Design, newdata_matrix
 from .fit import QRFit, linear_chunks, unscaled_cov
 from .inference import objective_hessian
+from .influence import InfluenceMethods
 from .sandwich import VCOV_TYPES, resolve_type, robust_vcov, vcov_option  # noqa: F401  (VCOV_TYPES re-exported)
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
@@ -26,7 +27,7 @@ def confint_labels(level: float) -> list[str]:
     return [f"{100 * q:.3g} %" for q in (a, 1 - a)]
 
 
-class LinearModelResult:
+class LinearModelResult(InfluenceMethods):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
     Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,

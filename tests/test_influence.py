@@ -1,0 +1,96 @@
+"""Regression diagnostics against R (fixtures/influence/make_influence.R, R 4.2.2): hatvalues, rstandard,
+rstudent, cooks.distance and influence()$sigma for lm and glm, zero weights, NA rows, a leverage of 1
+and an aliased column included."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import torchlm as tl
+from torchlm.families import Gamma
+from _support import FIXTURES
+
+CASES = json.loads((FIXTURES / "influence" / "r_influence.json").read_text())
+MODELS = {
+    "lm_factor": ("mpg ~ wt + C(cyl)", None, False),
+    "lm_zero_weights": ("mpg ~ wt + hp", None, True),
+    "lm_na_rows": ("Ozone ~ Wind + Temp", None, False),
+    "lm_leverage_one": ("mpg ~ wt + C(carb)", None, False),
+    "lm_aliased": ("mpg ~ wt + wt2 + hp", None, False),
+    "glm_binomial": ("am ~ wt + hp", "binomial", False),
+    "glm_poisson": ("breaks ~ wool + tension", "poisson", False),
+    "glm_poisson_zero_weights": ("breaks ~ tension", "poisson", True),
+    "glm_gamma_log": ("mpg ~ wt", Gamma(link="log"), False),
+    "glm_quasipoisson": ("breaks ~ wool + tension", "quasipoisson", False),
+}
+RTOL = 1e-9
+
+
+def arr(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def fit_case(case):
+    formula, family, weighted = MODELS[case["id"]]
+    df = tl.datasets.load(case["data"])
+    if case["data"] == "mtcars":
+        df = df.assign(wt2=2 * df["wt"])
+    kw = {"weights": np.arange(len(df)) % 4} if weighted else {}  # make_influence.R: (seq_len(n) - 1) %% 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family is None:
+            return tl.lm(formula, data=df, **kw)
+        return tl.glm(formula, data=df, family=family, **kw)
+
+
+def close(got: pd.Series, want, rtol=RTOL):
+    got, want = got.to_numpy(dtype=float), arr(want)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    scale = np.maximum(np.abs(want[ok]), 1e-3 * np.max(np.abs(want[ok])))  # entries near 0: relative to the largest
+    assert np.all(np.abs(got[ok] - want[ok]) <= rtol * scale), np.max(np.abs(got[ok] - want[ok]) / scale)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_diagnostics_match_r(case):
+    fit = fit_case(case)
+    glm = case["id"].startswith("glm")
+    hat = fit.hatvalues()
+    # the rows with non-zero weight, by position in the data (R's row names are 1-based positions)
+    assert list(hat.index) == [int(r) - 1 for r in case["rows"]]
+    close(hat, case["hat"])
+    close(fit.influence().sigma, case["sigma"])
+    close(fit.rstandard(), case["rstandard"])
+    close(fit.rstandard("pearson" if glm else "predictive"), case["rstandard_alt"])
+    close(fit.rstudent(), case["rstudent"])
+    close(fit.cooks_distance(), case["cooks"])
+
+
+def test_leverages_sum_to_rank_and_match_the_hat_matrix():
+    fit = fit_case(next(c for c in CASES if c["id"] == "lm_zero_weights"))
+    d = fit.design
+    u = d.weights != 0
+    Xw = np.sqrt(d.weights[u])[:, None] * d.X[u]
+    H = Xw @ np.linalg.solve(Xw.T @ Xw, Xw.T)  # the n x n hat matrix that torchlm never forms
+    np.testing.assert_allclose(fit.hatvalues().to_numpy(), np.diag(H), rtol=1e-12)
+    assert fit.hatvalues().sum() == pytest.approx(fit.rank, rel=1e-12)
+
+
+def test_leverage_one_gives_nan_like_r():
+    fit = fit_case(next(c for c in CASES if c["id"] == "lm_leverage_one"))
+    h = fit.hatvalues()
+    one = h[h == 1].index
+    assert len(one) == 2  # carb 6 and carb 8: one car each
+    assert fit.rstandard()[one].isna().all() and fit.cooks_distance()[one].isna().all()
+    assert np.isfinite(fit.influence().sigma[one]).all()
+
+
+def test_bad_rstandard_type():
+    fit = fit_case(CASES[0])
+    with pytest.raises(ValueError, match="'sd.1' or 'predictive'"):
+        fit.rstandard("pearson")

@@ -1,0 +1,169 @@
+"""Regression diagnostics as R computes them: lm.influence / influence.glm, hatvalues, rstandard, rstudent, cooks.distance.
+
+Every measure is over the rows with non-zero prior weight (R's weighted.residuals drops the others),
+indexed like fitted(). Leverages come from the triangular factor of the fit, row by row, so the
+n x n hat matrix is never formed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .sandwich import leverages, working_rows
+
+_EPS = float(np.finfo(float).eps)
+
+
+@dataclass
+class Influence:
+    """R's influence(fit) (without the coefficient changes).
+
+    hat : leverages h_i (1 where h_i > 1 - 10 eps, as R sets them).
+    sigma : residual standard deviation with case i left out, sqrt((sum e^2 - e_i^2 / (1 - h_i)) / (n - p - 1)).
+    wt_res : lm: weighted residuals sqrt(w_i) (y_i - fitted_i); glm: deviance residuals (R's dev.res).
+        Residuals below 100 eps times their median absolute value are set to 0, as in R.
+    pear_res : glm only: Pearson residuals.
+    """
+
+    hat: pd.Series
+    sigma: pd.Series
+    wt_res: pd.Series
+    pear_res: pd.Series | None = None
+
+
+def _is_glm(fit) -> bool:
+    return hasattr(fit, "family")
+
+
+def influence(fit) -> Influence:
+    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm."""
+    glm = _is_glm(fit)
+    Xw, ew = fit._working()
+    rows = working_rows(fit, len(ew))
+    d = fit.design
+    prior = np.ones(len(rows), dtype=bool) if d.weights is None else np.asarray(d.weights) != 0
+    if not np.array_equal(rows, prior):
+        # R: "non-NA residual length does not match cases used in fitting"
+        raise ValueError("influence measures need every row with non-zero prior weight in the working fit; "
+                         "some have a working weight of 0 (d mu / d eta = 0 at the estimate)")
+    index = d.index[rows]
+    n, k = len(ew), fit.rank
+    if k == 0:
+        hat = np.zeros(n)
+    else:
+        C = fit._unscaled("expected") if glm else fit._unscaled()
+        hat = leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64))).cpu().numpy()
+    hat[hat > 1 - 10 * _EPS] = 1.0
+    # lm: sqrt(w) (y - fitted); glm: deviance residuals (R's weighted.residuals either way)
+    e = fit.residuals("deviance").to_numpy()[rows]
+    if k:
+        e = np.where(np.abs(e) < 100 * _EPS * np.median(np.abs(e)), 0.0, e)
+    ss = float(np.sum(e * e))
+    denom = n - k - 1
+    if k == 0:
+        sigma = np.full(n, math.sqrt(fit.deviance / fit.df_residual))
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sigma = np.sqrt(np.where(hat < 1, (ss - e * e / (1 - hat)) / denom, ss / denom))
+    pear = fit.residuals("pearson").to_numpy()[rows] if glm else None
+
+    def series(v, name):
+        return pd.Series(v, index=index, name=name)
+
+    return Influence(hat=series(hat, "hat"), sigma=series(sigma, "sigma"), wt_res=series(e, "residuals"),
+                     pear_res=None if pear is None else series(pear, "residuals"))
+
+
+def _nan_inf(v: pd.Series) -> pd.Series:
+    # R: res[is.infinite(res)] <- NaN (a leverage of 1 divides by zero)
+    return v.where(~np.isinf(v.to_numpy()), np.nan)
+
+
+def hatvalues(fit) -> pd.Series:
+    """Leverages (diagonal of the hat matrix of the weighted fit), as R's hatvalues()."""
+    return influence(fit).hat
+
+
+def rstandard(fit, type: str | None = None) -> pd.Series:
+    """Standardized residuals, as R's rstandard.lm / rstandard.glm.
+
+    type : lm: "sd.1" (default; e_i / (sigma sqrt(1 - h_i))) or "predictive" (e_i / (1 - h_i), the
+        leave-one-out prediction errors); glm: "deviance" (default) or "pearson", divided by
+        sqrt(dispersion (1 - h_i)).
+    """
+    infl = influence(fit)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if _is_glm(fit):
+            type = type or "deviance"
+            if type not in ("deviance", "pearson"):
+                raise ValueError(f"rstandard type for a glm must be 'deviance' or 'pearson', not {type!r}")
+            res = infl.pear_res if type == "pearson" else infl.wt_res
+            out = res / np.sqrt(fit.dispersion * (1 - infl.hat))
+        else:
+            type = type or "sd.1"
+            if type not in ("sd.1", "predictive"):
+                raise ValueError(f"rstandard type for a linear model must be 'sd.1' or 'predictive', not {type!r}")
+            if type == "predictive":
+                out = infl.wt_res / (1 - infl.hat)
+            else:
+                out = infl.wt_res / (fit.sigma * np.sqrt(1 - infl.hat))
+    return _nan_inf(out.rename("rstandard"))
+
+
+def rstudent(fit) -> pd.Series:
+    """Studentized (externally, leave-one-out) residuals, as R's rstudent.lm / rstudent.glm."""
+    infl = influence(fit)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if _is_glm(fit):
+            r = infl.wt_res
+            r = np.sign(r) * np.sqrt(r**2 + (infl.hat * infl.pear_res**2) / (1 - infl.hat))
+            r = _nan_inf(r)
+            if fit.family.name not in ("binomial", "poisson"):
+                r = r / infl.sigma
+        else:
+            r = _nan_inf(infl.wt_res / (infl.sigma * np.sqrt(1 - infl.hat)))
+    return r.rename("rstudent")
+
+
+def cooks_distance(fit) -> pd.Series:
+    """Cook's distances, as R's cooks.distance.lm / cooks.distance.glm."""
+    infl = influence(fit)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if _is_glm(fit):
+            out = (infl.pear_res / (1 - infl.hat)) ** 2 * infl.hat / (fit.dispersion * fit.rank)
+        else:
+            # R uses the weighted residuals here before its zapping of tiny ones
+            rows = working_rows(fit, len(infl.hat))
+            res = fit.residuals("deviance").to_numpy()[rows]
+            out = pd.Series((res / (fit.sigma * (1 - infl.hat.to_numpy()))) ** 2 * infl.hat.to_numpy() / fit.rank,
+                            index=infl.hat.index)
+    return _nan_inf(out.rename("cooks_distance"))
+
+
+class InfluenceMethods:
+    """The diagnostics above as methods of a fitted model (mixed into the lm and glm result classes)."""
+
+    def influence(self) -> Influence:
+        """R's influence(fit): leverages, leave-one-out sigma and residuals (rows with non-zero weight)."""
+        return influence(self)
+
+    def hatvalues(self) -> pd.Series:
+        """Leverages, as R's hatvalues()."""
+        return hatvalues(self)
+
+    def rstandard(self, type: str | None = None) -> pd.Series:
+        """Standardized residuals, as R's rstandard(); ``type`` as for torchlm.influence.rstandard."""
+        return rstandard(self, type)
+
+    def rstudent(self) -> pd.Series:
+        """Externally studentized residuals, as R's rstudent()."""
+        return rstudent(self)
+
+    def cooks_distance(self) -> pd.Series:
+        """Cook's distances, as R's cooks.distance()."""
+        return cooks_distance(self)
