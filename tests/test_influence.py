@@ -94,3 +94,28 @@ def test_bad_rstandard_type():
     fit = fit_case(CASES[0])
     with pytest.raises(ValueError, match="'sd.1' or 'predictive'"):
         fit.rstandard("pearson")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_coefficient_changes_and_influence_measures_match_r(case):
+    fit = fit_case(case)
+    n = len(case["hat"])
+    k = fit.rank
+
+    def matrix(key, width):
+        return arr(case[key]).reshape(n, width)
+
+    db = fit.dfbeta()
+    assert list(db.columns) == fit.estimable
+    for got, key in ((db, "dfbeta"), (fit.dfbetas(), "dfbetas")):
+        close(pd.Series(got.to_numpy().ravel()), matrix(key, k).ravel())
+    close(fit.dffits(), case["dffits"])
+    close(fit.covratio(), case["covratio"])
+    im = fit.influence_measures()
+    assert list(im.infmat.columns) == [f"dfb.{c}" for c in fit.estimable] + ["dffit", "cov.r", "cook.d", "hat"]
+    close(pd.Series(im.infmat.to_numpy().ravel()), matrix("infmat", k + 4).ravel())
+    want = matrix("is_inf", k + 4)
+    known = ~np.isnan(want)  # R's flag is NA where the measure is NaN (a leverage of 1): not flagged here
+    np.testing.assert_array_equal(im.is_inf.to_numpy()[known], want[known] == 1)
+    assert not im.is_inf.to_numpy()[~known].any()
+    assert set(im.influential.index) == set(im.infmat.index[im.is_inf.any(axis=1)])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from .sandwich import leverages, working_rows
 
@@ -145,6 +146,112 @@ def cooks_distance(fit) -> pd.Series:
     return _nan_inf(out.rename("cooks_distance"))
 
 
+def _basis(fit):
+    """(Xw over the rows with non-zero weight and the estimable columns, (X'WX)^{-1} there), as the QR gives them."""
+    Xw, _ = fit._working()
+    C = fit._unscaled("expected") if _is_glm(fit) else fit._unscaled()
+    return np.asarray(Xw, dtype=float), np.asarray(C, dtype=float)
+
+
+def _weighted_residuals(fit, infl: Influence) -> np.ndarray:
+    """R's weighted.residuals(fit) at the influence rows (before lm.influence zaps the tiny ones)."""
+    rows = working_rows(fit, len(infl.hat))
+    return fit.residuals("deviance").to_numpy()[rows]
+
+
+def dfbeta(fit) -> pd.DataFrame:
+    """Change in each estimable coefficient when case i is left out (one-step for a glm), as R's dfbeta().
+
+    R's lm.influence coefficients: (X'WX)^{-1} x_i e_i / (1 - h_i) with x_i the weighted row and e_i
+    the weighted (glm: deviance) residual; 0 where h_i = 1.
+    """
+    infl = influence(fit)
+    Xw, C = _basis(fit)
+    h, e = infl.hat.to_numpy(), infl.wt_res.to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(h == 1, 0.0, e / (1 - h))
+    return pd.DataFrame((Xw @ C) * scale[:, None], index=infl.hat.index, columns=list(fit.estimable))
+
+
+def dfbetas(fit) -> pd.DataFrame:
+    """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas()."""
+    infl = influence(fit)
+    _, C = _basis(fit)
+    return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(C)))
+
+
+def dffits(fit) -> pd.Series:
+    """R's dffits(): e_i sqrt(h_i) / (sigma_(i) (1 - h_i))."""
+    infl = influence(fit)
+    e = _weighted_residuals(fit, infl)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = e * np.sqrt(infl.hat) / (infl.sigma * (1 - infl.hat))
+    return _nan_inf(out.rename("dffits"))
+
+
+def covratio(fit) -> pd.Series:
+    """R's covratio(): the change in the determinant of the coefficients' covariance when case i is left out."""
+    infl = influence(fit)
+    e = _weighted_residuals(fit, infl)
+    n, p = len(e), fit.rank
+    omh = 1 - infl.hat
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_star = _nan_inf(e / (infl.sigma * np.sqrt(omh)))
+        out = 1 / (omh * (((n - p - 1) + e_star**2) / (n - p)) ** p)
+    return out.rename("covratio")
+
+
+@dataclass
+class InfluenceMeasures:
+    """R's influence.measures(fit): the measures per case and which of them flag the case as influential.
+
+    infmat : columns dfb.<coefficient> (dfbetas), dffit, cov.r, cook.d, hat.
+    is_inf : the same shape, True where R marks the value with * (|dfbetas| > 1; |dffit| > 3 sqrt(k/(n-k));
+        |1 - cov.r| > 3k/(n-k); F(k, n-k) probability of cook.d > 0.5; hat > 3k/n).
+    """
+
+    infmat: pd.DataFrame
+    is_inf: pd.DataFrame
+
+    @property
+    def influential(self) -> pd.DataFrame:
+        """The rows with any flag (R: summary(influence.measures(fit)))."""
+        return self.infmat[self.is_inf.any(axis=1)]
+
+
+def influence_measures(fit) -> InfluenceMeasures:
+    """All of R's influence measures in one table, with R's flags for influential cases."""
+    infl = influence(fit)
+    p = fit.rank
+    e = _weighted_residuals(fit, infl)
+    s = math.sqrt(float(np.sum(e * e)) / fit.df_residual)
+    si, h = infl.sigma.to_numpy(), infl.hat.to_numpy()
+    db = dfbetas(fit)
+    db.columns = [f"dfb.{c}" for c in db.columns]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dffit = e * np.sqrt(h) / (si * (1 - h))
+        cov_r = (si / s) ** (2 * p) / (1 - h)
+        if _is_glm(fit):
+            cook = (infl.pear_res.to_numpy() / (1 - h)) ** 2 * h / (fit.dispersion * p)
+        else:
+            cook = (e / (s * (1 - h))) ** 2 * h / p
+    infmat = db.assign(dffit=dffit, **{"cov.r": cov_r, "cook.d": cook}, hat=h)
+    infmat = infmat.mask(np.isinf(infmat.to_numpy()))
+    k = db.shape[1]
+    n = int((h > 0).sum())
+    if n <= k:
+        raise ValueError("too few cases with h_ii > 0: n <= k")
+    a = infmat.abs().to_numpy()
+    flags = np.column_stack([
+        a[:, :k] > 1,
+        a[:, k] > 3 * math.sqrt(k / (n - k)),
+        np.abs(1 - infmat["cov.r"].to_numpy()) > 3 * k / (n - k),
+        stats.f.cdf(infmat["cook.d"].to_numpy(), k, n - k) > 0.5,
+        h > 3 * k / n,
+    ])
+    return InfluenceMeasures(infmat=infmat, is_inf=pd.DataFrame(flags, index=infmat.index, columns=infmat.columns))
+
+
 class InfluenceMethods:
     """The diagnostics above as methods of a fitted model (mixed into the lm and glm result classes)."""
 
@@ -167,3 +274,23 @@ class InfluenceMethods:
     def cooks_distance(self) -> pd.Series:
         """Cook's distances, as R's cooks.distance()."""
         return cooks_distance(self)
+
+    def dfbeta(self) -> pd.DataFrame:
+        """Coefficient changes with each case left out, as R's dfbeta()."""
+        return dfbeta(self)
+
+    def dfbetas(self) -> pd.DataFrame:
+        """Scaled coefficient changes, as R's dfbetas()."""
+        return dfbetas(self)
+
+    def dffits(self) -> pd.Series:
+        """R's dffits()."""
+        return dffits(self)
+
+    def covratio(self) -> pd.Series:
+        """R's covratio()."""
+        return covratio(self)
+
+    def influence_measures(self) -> InfluenceMeasures:
+        """R's influence.measures(): every measure per case and R's influential-case flags."""
+        return influence_measures(self)
