@@ -42,7 +42,17 @@ def _is_glm(fit) -> bool:
 
 
 def influence(fit) -> Influence:
-    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm."""
+    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm.
+
+    Computed once per fit (a pass over the design) and kept on it: fits do not change.
+    """
+    cached = getattr(fit, "_influence_cache", None)
+    if cached is None:
+        cached = fit._influence_cache = _influence(fit)
+    return cached
+
+
+def _influence(fit) -> Influence:
     glm = _is_glm(fit)
     Xw, ew = fit._working()
     rows = working_rows(fit, len(ew))
