@@ -252,6 +252,29 @@ def test_scores_are_chunk_invariant(monkeypatch):
     np.testing.assert_allclose(M7.numpy(), sw.meat(whole, type="HC3", hat=h_whole).numpy(), rtol=1e-13)
 
 
+@pytest.mark.parametrize("kw", [{"type": "HC1"}, {"type": "HC3"}, {"type": "HC5"}, {"cluster": "cyl"},
+                                {"cluster": ["cyl", "gear"]}])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streamed_meat_equals_the_whole_score_matrix(monkeypatch, kw, weighted):
+    """lm's robust covariances sum the meat over 7-row chunks read from the design's columns, never holding
+    all scores or assembling X: the same covariance as meat() on the whole score matrix."""
+    df = tl.datasets.load("mtcars")
+    wkw = {"weights": np.linspace(0.5, 2.0, len(df))} if weighted else {}
+    monkeypatch.setattr(sw, "chunk_rows", lambda n, p: 7)
+    fit = tl.lm("mpg ~ wt + hp + C(cyl)", data=df, **wkw)
+    V = fit.vcov(**kw)
+    assert fit.design._X is None  # read block by block from formulaic's columns
+    monkeypatch.undo()
+    Xw, ew = fit._working()
+    S = sw.observation_scores(np.asarray(Xw), ew)
+    C = torch.as_tensor(fit._unscaled())
+    type_ = kw.get("type", "HC1")
+    hat = sw.leverages(np.asarray(Xw), C) if type_ in sw.NEEDS_HAT else None
+    cluster = sw.cluster_values(fit, kw["cluster"])[0] if "cluster" in kw else None
+    M = sw.meat(S, type=type_, hat=hat, cluster=cluster)
+    np.testing.assert_allclose(V.to_numpy(), (C @ M @ C).numpy(), rtol=1e-12)
+
+
 def test_user_data_not_modified():
     case = CASES["airquality_na"]
     data = load(case)

@@ -27,6 +27,31 @@ def confint_labels(level: float) -> list[str]:
     return [f"{100 * q:.3g} %" for q in (a, 1 - a)]
 
 
+class WeightedRows:
+    """sqrt(w) X over some columns, as an (n, k) matrix that is read by row slices from the design's columns.
+
+    Row slices (``rows[s:e]``) are arrays; ``np.asarray(rows)`` assembles the whole matrix.
+    """
+
+    def __init__(self, design: Design, cols: list[int], sw: np.ndarray | None):
+        self.design, self.cols, self.sw = design, cols, sw
+        self.all_cols = cols == list(range(design.shape[1]))
+        self.shape = (design.shape[0], len(cols))
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("WeightedRows takes contiguous row slices")
+        start, stop, _ = rows.indices(self.shape[0])
+        B = self.design.row_block(start, max(start, stop))
+        if not self.all_cols:
+            B = B[:, self.cols]
+        return B if self.sw is None else B * self.sw[start:stop, None]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[0:self.shape[0]]
+        return out if dtype is None else out.astype(dtype)
+
+
 class LinearModelResult(InfluenceMethods):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
@@ -93,9 +118,11 @@ class LinearModelResult(InfluenceMethods):
         """
         d = self.design
         cols = sorted(self._qr.pivot[: self.rank])
+        if d.weights is None or self._w_used.all():
+            # read from the design's columns block by block: the robust covariances never need all of X
+            sw = None if d.weights is None else np.sqrt(d.weights)
+            return WeightedRows(d, cols, sw), self._resid if sw is None else self._resid * sw
         X = d.X if len(cols) == d.X.shape[1] else d.X[:, cols]
-        if d.weights is None:
-            return X, self._resid
         u = self._w_used
         sw = np.sqrt(d.weights[u])
         return X[u] * sw[:, None], self._resid[u] * sw

@@ -99,24 +99,61 @@ def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cl
     n, k = S.shape
     if n == 0:
         raise ValueError("scores has no rows")
-    if not _all_finite(S):
-        raise ValueError("scores has non-finite values (NaN or Inf)")
     check_type(type, cluster)
+    df = _residual_df(n, k, df_residual)
+    if type == "HAC":
+        if not _all_finite(S):
+            raise ValueError("scores has non-finite values (NaN or Inf)")
+        lag = newey_west_lag(S, bandwidth_weights)
+        return _hac_meat(S, lag) * (n / df)
+    step = chunk_rows(n, k)
+    return chunked_meat(lambda: ((slice(s, s + step), S[s:s + step]) for s in range(0, n, step)),
+                        n, k, type=type, hat=hat, cluster=cluster, df=df, device=S.device)
+
+
+def _residual_df(n: int, k: int, df_residual) -> int:
     df = n - k if df_residual is None else df_residual
     if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or not 0 < df <= n:
         raise ValueError(f"df_residual must be an integer in 1..n (n = {n}), got {df_residual!r}"
                          + (f" (n - k = {n - k}: no residual degrees of freedom)" if df_residual is None else ""))
+    return int(df)
+
+
+def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None, cluster, df: int,
+                 device=None) -> torch.Tensor:
+    """The HC0-HC5 or clustered meat summed over chunks of scores, so all n x k scores never exist at once.
+
+    chunks : callable giving an iterable of (positions, scores): a slice or an index array into the
+        n observations, and those rows' (m, k) scores. Observations no chunk covers have zero scores
+        (R's zero-weight rows: they count in n but add nothing).
+    hat, cluster : over all n observations, as for ``meat``.
+    """
+    def finite(Sc):
+        if not bool(torch.isfinite(Sc).all()):
+            raise ValueError("scores has non-finite values (NaN or Inf)")
+        return Sc.to(torch.float64)
+
     if cluster is not None:
-        return _cluster_meat(S, type, cluster, df)
-    if type == "HAC":
-        lag = newey_west_lag(S, bandwidth_weights)
-        return _hac_meat(S, lag) * (n / df)
+        terms = cluster_codes(cluster)
+        if terms[0][0].shape[0] != n:
+            raise ValueError(f"cluster has {terms[0][0].shape[0]} rows for {n} rows of scores")
+        if any(G < 2 for _, G, _ in terms):
+            raise ValueError("a cluster variable with a single cluster gives no clustered covariance (G/(G-1))")
+        sums = [torch.zeros(G, k, dtype=torch.float64, device=device) for _, G, _ in terms]
+        codes = [c.to(device) for c, _, _ in terms]
+        for pos, Sc in chunks():
+            Sc = finite(Sc)
+            for c, Sg in zip(codes, sums):
+                Sg.index_add_(0, c[pos], Sc)
+        M = torch.zeros(k, k, dtype=torch.float64, device=device)
+        for (_, G, sign), Sg in zip(terms, sums):
+            M += sign * (G / (G - 1)) * (Sg.T @ Sg)
+        return M * ((n - 1) / df) if type == "HC1" else M
     f = _hc_factor(type, n, hat)
-    M = torch.zeros(k, k, dtype=S.dtype, device=S.device)
-    step = chunk_rows(n, k)
-    for s in range(0, n, step):
-        Sc = S[s:s + step]
-        M += Sc.T @ (Sc if f is None else Sc * f[s:s + step, None])
+    M = torch.zeros(k, k, dtype=torch.float64, device=device)
+    for pos, Sc in chunks():
+        Sc = finite(Sc)
+        M += Sc.T @ (Sc if f is None else Sc * f[pos, None])
     return M * (n / df) if type == "HC1" else M
 
 
@@ -199,22 +236,6 @@ def cluster_codes(cluster) -> list[tuple[torch.Tensor, int, int]]:
     return terms
 
 
-def _cluster_meat(S: torch.Tensor, type: str, cluster, df: int) -> torch.Tensor:
-    n, k = S.shape
-    terms = cluster_codes(cluster)
-    if terms[0][0].shape[0] != n:
-        raise ValueError(f"cluster has {terms[0][0].shape[0]} rows for {n} rows of scores")
-    M = torch.zeros(k, k, dtype=S.dtype, device=S.device)
-    for codes, G, sign in terms:
-        if G < 2:
-            raise ValueError("a cluster variable with a single cluster gives no clustered covariance (G/(G-1))")
-        Sg = torch.zeros(G, k, dtype=S.dtype, device=S.device).index_add_(0, codes.to(S.device), S)
-        M += sign * (G / (G - 1)) * (Sg.T @ Sg)
-    if type == "HC1":
-        M *= (n - 1) / df
-    return M
-
-
 def newey_west_lag(scores: torch.Tensor, bandwidth_weights: np.ndarray | None = None) -> int:
     """R's ``floor(bwNeweyWest(x, prewhite = FALSE))``, the lag NeweyWest() chooses."""
     return math.floor(newey_west_bandwidth(scores, bandwidth_weights))
@@ -270,14 +291,24 @@ def observation_scores(Xw: np.ndarray, ew: np.ndarray, *, device=None) -> torch.
     """
     n, k = Xw.shape
     out = torch.empty(n, k, dtype=torch.float64, device=device)
+    for s, Sc in score_chunks(Xw, ew, device=device):
+        out[s:s + Sc.shape[0]] = Sc
+    return out
+
+
+def score_chunks(Xw, ew: np.ndarray, *, device=None):
+    """observation_scores row chunk by row chunk: (first row, its (m, k) scores) pairs, never all n x k.
+
+    Xw : (n, k) array, or any object with ``shape`` whose row slices are arrays (a design read by blocks).
+    """
+    n, k = Xw.shape
     delta = torch.zeros(k, dtype=torch.float64, device=device)
     per_row = quiet(vmap(grad(lambda d, x, e: 0.5 * (x @ d + e) ** 2), in_dims=(None, 0, 0)))
     step = chunk_rows(n, k)
     for s in range(0, n, step):
         x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=device)
         e = torch.as_tensor(np.ascontiguousarray(ew[s:s + step], dtype=np.float64), device=device)
-        out[s:s + step] = per_row(delta, x, e)
-    return out
+        yield s, per_row(delta, x, e)
 
 
 def leverages(Xw: np.ndarray, unscaled: torch.Tensor) -> torch.Tensor:
@@ -354,13 +385,26 @@ def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
         cluster, labels = cluster_values(fit, cluster)
     Xw, ew = fit._working()
     rows = working_rows(fit, len(ew))
-    n = len(rows)
+    n, k = len(rows), Xw.shape[1]
     device = getattr(fit, "device", None)
     C = torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device)
-    S = _pad(observation_scores(Xw, ew, device=device), rows)
     hat = _pad(leverages(Xw, C), rows) if type in NEEDS_HAT else None
-    bw = hac_bandwidth_weights(fit, S) if type == "HAC" else None
-    M = meat(S, type=type, hat=hat, cluster=cluster, bandwidth_weights=bw)
+    S = bw = None
+    if type == "HAC":
+        # the autocovariances need the scores in order: the whole n x k matrix
+        S = _pad(observation_scores(Xw, ew, device=device), rows)
+        bw = hac_bandwidth_weights(fit, S)
+        M = meat(S, type=type, hat=hat, cluster=cluster, bandwidth_weights=bw)
+    else:
+        # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
+        pos = torch.as_tensor(np.flatnonzero(rows), device=device)
+
+        def chunks():
+            for s, Sc in score_chunks(Xw, ew, device=device):
+                yield pos[s:s + Sc.shape[0]], Sc
+
+        M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=_residual_df(n, k, None),
+                         device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
     V = ((V + V.T) / 2).cpu().numpy()
     names = list(fit.estimable)
