@@ -119,3 +119,12 @@ def test_coefficient_changes_and_influence_measures_match_r(case):
     np.testing.assert_array_equal(im.is_inf.to_numpy()[known], want[known] == 1)
     assert not im.is_inf.to_numpy()[~known].any()
     assert set(im.influential.index) == set(im.infmat.index[im.is_inf.any(axis=1)])
+
+
+def test_results_are_copies():
+    fit = fit_case(CASES[0])
+    h = fit.hatvalues()
+    h[:] = 0
+    infl = fit.influence()
+    infl.sigma[:] = 0
+    assert (fit.hatvalues() > 0).all() and (fit.influence().sigma > 0).all()

@@ -42,10 +42,15 @@ def _is_glm(fit) -> bool:
 
 
 def influence(fit) -> Influence:
-    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm.
+    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm."""
+    c = _cached(fit)
+    return Influence(hat=c.hat.copy(), sigma=c.sigma.copy(), wt_res=c.wt_res.copy(),
+                     pear_res=None if c.pear_res is None else c.pear_res.copy())
 
-    Computed once per fit (a pass over the design) and kept on it: fits do not change.
-    """
+
+def _cached(fit) -> Influence:
+    # computed once per fit (a pass over the design) and kept on it: fits do not change; the
+    # public functions hand out copies
     cached = getattr(fit, "_influence_cache", None)
     if cached is None:
         cached = fit._influence_cache = _influence(fit)
@@ -97,7 +102,7 @@ def _nan_inf(v: pd.Series) -> pd.Series:
 
 def hatvalues(fit) -> pd.Series:
     """Leverages (diagonal of the hat matrix of the weighted fit), as R's hatvalues()."""
-    return influence(fit).hat
+    return _cached(fit).hat.copy()
 
 
 def rstandard(fit, type: str | None = None) -> pd.Series:
@@ -107,7 +112,7 @@ def rstandard(fit, type: str | None = None) -> pd.Series:
         leave-one-out prediction errors); glm: "deviance" (default) or "pearson", divided by
         sqrt(dispersion (1 - h_i)).
     """
-    infl = influence(fit)
+    infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
             type = type or "deviance"
@@ -128,7 +133,7 @@ def rstandard(fit, type: str | None = None) -> pd.Series:
 
 def rstudent(fit) -> pd.Series:
     """Studentized (externally, leave-one-out) residuals, as R's rstudent.lm / rstudent.glm."""
-    infl = influence(fit)
+    infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
             r = infl.wt_res
@@ -143,7 +148,7 @@ def rstudent(fit) -> pd.Series:
 
 def cooks_distance(fit) -> pd.Series:
     """Cook's distances, as R's cooks.distance.lm / cooks.distance.glm."""
-    infl = influence(fit)
+    infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
             out = (infl.pear_res / (1 - infl.hat)) ** 2 * infl.hat / (fit.dispersion * fit.rank)
@@ -175,7 +180,7 @@ def dfbeta(fit) -> pd.DataFrame:
     R's lm.influence coefficients: (X'WX)^{-1} x_i e_i / (1 - h_i) with x_i the weighted row and e_i
     the weighted (glm: deviance) residual; 0 where h_i = 1.
     """
-    infl = influence(fit)
+    infl = _cached(fit)
     Xw, C = _basis(fit)
     h, e = infl.hat.to_numpy(), infl.wt_res.to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -185,14 +190,14 @@ def dfbeta(fit) -> pd.DataFrame:
 
 def dfbetas(fit) -> pd.DataFrame:
     """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas()."""
-    infl = influence(fit)
+    infl = _cached(fit)
     _, C = _basis(fit)
     return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(C)))
 
 
 def dffits(fit) -> pd.Series:
     """R's dffits(): e_i sqrt(h_i) / (sigma_(i) (1 - h_i))."""
-    infl = influence(fit)
+    infl = _cached(fit)
     e = _weighted_residuals(fit, infl)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = e * np.sqrt(infl.hat) / (infl.sigma * (1 - infl.hat))
@@ -201,7 +206,7 @@ def dffits(fit) -> pd.Series:
 
 def covratio(fit) -> pd.Series:
     """R's covratio(): the change in the determinant of the coefficients' covariance when case i is left out."""
-    infl = influence(fit)
+    infl = _cached(fit)
     e = _weighted_residuals(fit, infl)
     n, p = len(e), fit.rank
     omh = 1 - infl.hat
@@ -231,7 +236,7 @@ class InfluenceMeasures:
 
 def influence_measures(fit) -> InfluenceMeasures:
     """All of R's influence measures in one table, with R's flags for influential cases."""
-    infl = influence(fit)
+    infl = _cached(fit)
     p = fit.rank
     e = _weighted_residuals(fit, infl)
     s = math.sqrt(float(np.sum(e * e)) / fit.df_residual)
