@@ -156,11 +156,22 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         se[self.estimable] = np.sqrt(np.diag(vcov_option(self, vcov)[0].to_numpy()))
         return se
 
-    def confint(self, level: float = 0.95, vcov=None) -> pd.DataFrame:
-        """Wald intervals estimate +/- z * SE (R's confint.default; MASS's profile intervals are not computed).
+    def confint(self, level: float = 0.95, vcov=None, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals: Wald (default) or profile likelihood.
 
-        vcov : None (model-based), a type string, a dict {"type": ..., "cluster": ...} or a matrix, as in summary().
+        method : "wald": estimate +/- z * SE (R's confint.default); "profile": R's confint(glm) (MASS's
+            profile intervals, on MASS's grid and spline, so the numbers are R's).
+        vcov : for "wald": None (model-based), a type string, a dict {"type": ..., "cluster": ...} or a
+            matrix, as in summary().
         """
+        if method == "profile":
+            if vcov is not None:
+                raise ValueError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
+            from .profile import confint_profile
+
+            return confint_profile(self, level)
+        if method != "wald":
+            raise ValueError(f"method must be 'wald' or 'profile', not {method!r}")
         b, se = self.coef(), self.std_errors(vcov)
         q = stats.norm.ppf(1 - (1 - level) / 2)
         lo, hi = confint_labels(level)

@@ -1,0 +1,203 @@
+"""Profile-likelihood confidence intervals for GLMs, as R's confint(glm) computes them (MASS's profile.glm).
+
+For each coefficient the deviance is profiled on MASS's grid: the coefficient is fixed at
+estimate +/- step * (zmax / 5) * SE for step = 1..9 (until the signed root of the deviance change
+passes zmax), the other coefficients refitted with it as an offset. The interval is where R's
+interpolating spline (method "fmm") through the signed roots crosses qnorm(a); R's spline and
+approx are reproduced exactly, so the intervals are R's, not a finer root of the profile.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+# families whose profile statistic is z (dispersion fixed); the others use tau with an F cutoff
+_Z_FAMILIES = ("binomial", "poisson")
+
+
+def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: int = 10) -> dict[str, pd.DataFrame]:
+    """MASS's profile.glm: for each coefficient, the signed root statistic at the profiled values.
+
+    fit : a GeneralizedLinearModelResult.
+    which : coefficient names (default all estimable ones).
+    alpha : the grid reaches a statistic of sqrt(qchisq(1 - alpha, 1)) (z) or sqrt(qf(1 - alpha, 1, n - p)) (tau).
+    Returns {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
+    """
+    from .glm import CONTROL_DEFAULTS, irls
+
+    names = list(fit.names)
+    which = list(fit.estimable) if which is None else list(which)
+    unknown = [w for w in which if w not in names]
+    if unknown:
+        raise ValueError(f"unknown coefficient(s) {unknown}; the model has {names}")
+    b0 = fit.coef()
+    se = fit.std_errors()
+    est = [j for j, nm in enumerate(names) if not np.isnan(b0.iloc[j])]
+    n, p = len(fit._y), len(names)
+    if fit.family.name in _Z_FAMILIES:
+        zmax, stat = math.sqrt(stats.chi2.ppf(1 - alpha, 1)), "z"
+    else:
+        zmax, stat = math.sqrt(stats.f.ppf(1 - alpha, 1, n - p)), "tau"
+    delta = zmax / 5
+    X = torch.as_tensor(fit.design.X, dtype=fit.dtype, device=fit.device)
+    B0 = torch.as_tensor(np.nan_to_num(b0.to_numpy()), dtype=fit.dtype, device=fit.device)
+    dev0, disp = fit.deviance, fit.dispersion
+    out = {}
+    for name in which:
+        i = names.index(name)
+        if i not in est:
+            continue  # aliased: R skips it
+        others = [j for j in est if j != i]
+        Xi = X[:, others]
+        zs, values = [0.0], [float(b0.iloc[i])]
+        for sgn in (-1, 1):
+            step, z = 0, 0.0
+            lp = X[:, est] @ B0[est] + fit._offset
+            while (step := step + 1) < maxsteps and abs(z) < zmax:
+                bi = float(b0.iloc[i]) + sgn * step * delta * float(se.iloc[i])
+                off = fit._offset + X[:, i] * bi
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # R's glm.fit warnings at the far grid points
+                    sub, _ = irls(Xi, fit._y, fit._w, off, fit.family, mustart=fit.family.link.linkinv(lp),
+                                  control=dict(CONTROL_DEFAULTS), tol=fit.tol)
+                coef = torch.as_tensor(np.nan_to_num(sub.coef), dtype=fit.dtype, device=fit.device)
+                lp = Xi @ coef + off
+                zz = (sub.deviance - dev0) / disp
+                if zz < -1e-3:
+                    raise ValueError(f"profiling {name!r} found a better fit than the estimate: the fit had not converged")
+                z = sgn * math.sqrt(max(zz, 0.0))
+                zs.append(z)
+                values.append(bi)
+        order = np.argsort(zs, kind="stable")
+        out[name] = pd.DataFrame({stat: np.asarray(zs)[order], "value": np.asarray(values)[order]})
+    return out
+
+
+def confint_profile(fit, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+    """R's confint(glm) (MASS's confint.glm): profile-likelihood intervals; aliased coefficients NaN."""
+    from .results import confint_labels
+
+    names = list(fit.names)
+    parm = names if parm is None else list(parm)
+    prof = profile(fit, [p for p in parm if p in fit.estimable], alpha=(1 - level) / 4)
+    a = (1 - level) / 2
+    cutoff = stats.norm.ppf([a, 1 - a])
+    ci = np.full((len(parm), 2), np.nan)
+    for k, name in enumerate(parm):
+        if name not in prof:
+            continue
+        pro = prof[name]
+        sx, sy = r_spline(pro["value"].to_numpy(), pro.iloc[:, 0].to_numpy())
+        ci[k] = r_approx(sy, sx, cutoff)
+    return pd.DataFrame(ci, index=parm, columns=confint_labels(level))
+
+
+# --- R's spline(method = "fmm") and approx(), as MASS's confint.profile.glm calls them -------------
+
+def _regularize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R's regularize.values(x, y, ties = mean): sorted by x, the y of tied x averaged."""
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    o = np.argsort(x, kind="stable")
+    x, y = x[o], y[o]
+    ux, inv = np.unique(x, return_inverse=True)
+    if len(ux) == len(x):
+        return x, y
+    return ux, np.bincount(inv, weights=y) / np.bincount(inv)
+
+
+def _fmm_coef(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R's fmm_spline (Forsythe, Malcolm and Moler): cubic coefficients b, c, d at the knots."""
+    n = len(x)
+    b, c, d = np.zeros(n), np.zeros(n), np.zeros(n)
+    if n < 2:
+        raise ValueError("a spline needs at least two distinct points")
+    if n < 3:
+        b[:] = (y[1] - y[0]) / (x[1] - x[0])
+        return b, c, d
+    # 0-based transcription of R's splines.c (which indexes from 1)
+    d[0] = x[1] - x[0]
+    c[1] = (y[1] - y[0]) / d[0]
+    for i in range(1, n - 1):
+        d[i] = x[i + 1] - x[i]
+        b[i] = 2.0 * (d[i - 1] + d[i])
+        c[i + 1] = (y[i + 1] - y[i]) / d[i]
+        c[i] = c[i + 1] - c[i]
+    b[0] = -d[0]
+    b[n - 1] = -d[n - 2]
+    c[0] = c[n - 1] = 0.0
+    if n > 3:
+        c[0] = c[2] / (x[3] - x[1]) - c[1] / (x[2] - x[0])
+        c[n - 1] = c[n - 2] / (x[n - 1] - x[n - 3]) - c[n - 3] / (x[n - 2] - x[n - 4])
+        c[0] = c[0] * d[0] * d[0] / (x[3] - x[0])
+        c[n - 1] = -c[n - 1] * d[n - 2] * d[n - 2] / (x[n - 1] - x[n - 4])
+    for i in range(1, n):
+        t = d[i - 1] / b[i - 1]
+        b[i] = b[i] - t * d[i - 1]
+        c[i] = c[i] - t * c[i - 1]
+    c[n - 1] = c[n - 1] / b[n - 1]
+    for i in range(n - 2, -1, -1):
+        c[i] = (c[i] - d[i] * c[i + 1]) / b[i]
+    b[n - 1] = (y[n - 1] - y[n - 2]) / d[n - 2] + d[n - 2] * (c[n - 2] + 2.0 * c[n - 1])
+    for i in range(n - 1):
+        b[i] = (y[i + 1] - y[i]) / d[i] - d[i] * (c[i + 1] + 2.0 * c[i])
+        d[i] = (c[i + 1] - c[i]) / d[i]
+        c[i] = 3.0 * c[i]
+    c[n - 1] = 3.0 * c[n - 1]
+    d[n - 1] = d[n - 2]
+    return b, c, d
+
+
+def r_spline(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """R's spline(x, y) with its defaults: method "fmm", n = 3 * (distinct x) points over [min x, max x]."""
+    x, y = _regularize(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    b, c, d = _fmm_coef(x, y)
+    u = _seq(x[0], x[-1], 3 * len(x))
+    v = np.empty_like(u)
+    i = 0
+    for k, ul in enumerate(u):
+        if ul < x[i] or (i < len(x) - 1 and x[i + 1] < ul):
+            i, j = 0, len(x)
+            while j > i + 1:
+                m = (i + j) // 2
+                if ul < x[m]:
+                    j = m
+                else:
+                    i = m
+        dx = ul - x[i]
+        v[k] = y[i] + dx * (b[i] + dx * (c[i] + dx * d[i]))
+    return u, v
+
+
+def _seq(a: float, b: float, n: int) -> np.ndarray:
+    """R's seq.int(a, b, length.out = n): filled from both ends (not numpy's linspace rounding)."""
+    out = np.empty(n)
+    out[0] = a
+    if n > 1:
+        out[-1] = b
+    by = (b - a) / (n - 1) if n > 1 else 0.0
+    for i in range(1, n - 1):
+        out[i] = a + i * by if i < n // 2 else b - (n - 1 - i) * by
+    return out
+
+
+def r_approx(x, y, xout) -> np.ndarray:
+    """R's approx(x, y, xout): linear interpolation after regularize.values(ties = mean); NaN outside (rule 1)."""
+    x, y = _regularize(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    out = np.full(len(xout), np.nan)
+    for k, v in enumerate(np.atleast_1d(xout)):
+        if len(x) == 0 or v < x[0] or v > x[-1]:
+            continue
+        j = int(np.searchsorted(x, v, side="left"))
+        if x[j] == v:
+            out[k] = y[j]
+            continue
+        i = j - 1
+        out[k] = y[i] + (y[j] - y[i]) * ((v - x[i]) / (x[j] - x[i]))
+    return out
