@@ -10,6 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,7 +18,8 @@ import torchlm as tl
 from torchlm.families import Gamma
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "print" / "r_print.json").read_text())
-FAMILIES = {"binomial": "binomial", "poisson": "poisson", "Gamma_log": Gamma(link="log"), "gaussian": "gaussian"}
+FAMILIES = {"binomial": "binomial", "poisson": "poisson", "Gamma_log": Gamma(link="log"), "gaussian": "gaussian",
+            "quasipoisson": "quasipoisson"}
 
 
 def fit_case(case):
@@ -68,15 +70,26 @@ ANOVA_CASES = json.loads((Path(__file__).parent / "fixtures" / "print" / "r_anov
 def test_anova_print_matches_r(case):
     """print(tl.anova(...)) is R's print(anova(...)) text, heading, zapped columns, blanks and stars included."""
     df = tl.datasets.load(case["data"])
+    kw = {"weights": np.arange(len(df)) % 4} if case["weights"] else {}  # make_print.R: (seq_len(n) - 1) %% 4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if case["family"] is None:
-            fits = [tl.lm(f, data=df) for f in case["models"]]
+            fits = [tl.lm(f, data=df, **kw) for f in case["models"]]
+        else:
+            fits = [tl.glm(f, data=df, family=FAMILIES[case["family"]], **kw) for f in case["models"]]
+        if case["fn"] == "drop1":
+            tab = tl.drop1(fits[0], test=case["test"])
+        elif case["family"] is None:
             tab = tl.anova(*fits)
         else:
-            fits = [tl.glm(f, data=df, family=FAMILIES[case["family"]]) for f in case["models"]]
             tab = tl.anova(*fits, test=case["test"])
     assert str(tab).split("\n") == case["text"]
+    assert list(tab.columns) == case["columns"]
+    want = np.array([np.nan if v is None else v for v in case["values"]]).reshape(tab.shape)
+    got = tab.to_numpy(dtype=float)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-300)
     assert repr(tab) == str(tab)
     assert isinstance(tab, pd.DataFrame)
     # derived frames are plain DataFrames, printed by pandas

@@ -1,7 +1,7 @@
 """torchlm: R's modelling workflow (lm, summary, anova, predict) in Python, fitted with PyTorch."""
 
 from . import datasets, families
-from .anova import anova
+from .anova import AnovaTable, anova, drop1
 from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
 from .glm import glm
 from .glm_result import GeneralizedLinearModelResult
@@ -15,6 +15,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
-    "lm", "glm", "anova", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
+    "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
     "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "__version__",
 ]

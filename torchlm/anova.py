@@ -200,3 +200,107 @@ def _model_lines(fits) -> str:
     # R: paste0("Model ", format(1L:nmodels), ": ", formulas, collapse = "\n")
     w = len(str(len(fits)))
     return "\n".join(f"Model {str(i + 1).rjust(w)}: {f.design.formula}" for i, f in enumerate(fits))
+
+
+# --- drop1: single term deletions -----------------------------------------------------------------
+
+def drop1(fit, test: str | None = None, k: float = 2) -> "AnovaTable":
+    """R's drop1(): refit without each term that can be dropped (not part of a higher-order term).
+
+    Parameters
+    ----------
+    fit : a fitted lm or glm.
+    test : linear models: None or "F" (or "Chisq", R's n log(RSS) likelihood ratio); GLMs: None,
+        "Chisq" (alias "LRT") or "F".
+    k : weight of the degrees of freedom in the AIC column (2: AIC; log(n): BIC), as R's k.
+
+    Returns an AnovaTable laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of
+    Sq, RSS, AIC (lm) or Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
+    """
+    glm = _is_glm(fit)
+    if test == "LRT":
+        test = "Chisq"
+    if test not in (None, "F", "Chisq"):
+        raise ValueError(f"test must be None, 'F' or 'Chisq' (alias 'LRT'), not {test!r}")
+    assign = list(fit.design.assign)
+    scope = _drop_scope(fit)
+    n = fit.design.shape[0]  # R: nrow(model.matrix(fit)), zero-weight rows included
+    dfs, dev = [fit.rank], [fit.deviance]
+    for term in scope:
+        keep = [j for j, t in enumerate(assign) if t != term]
+        d, rank = _refit(fit, keep)
+        dfs.append(rank)
+        dev.append(d)
+    dfs_a, dev_a = np.array(dfs, dtype=float), np.array(dev)
+    index = ["<none>"] + scope
+    ddf = np.r_[np.nan, dfs_a[0] - dfs_a[1:]]
+    if glm:
+        fam = fit.family.name
+        loglik = n * np.log(dev_a / n) if fam == "gaussian" else dev_a / fit.dispersion
+        aic = loglik + k * dfs_a
+        aic = aic + ((fit.aic() + (k - 2) * fit.df_loglik) - aic[0])  # R: + extractAIC(fit, k)[2] - aic[1]
+        tab = pd.DataFrame({"Df": ddf, "Deviance": dev_a, "AIC": aic}, index=index)
+        if np.isnan(aic).all():
+            tab = tab.drop(columns="AIC")
+        if test == "Chisq":
+            lr = np.r_[np.nan, np.maximum(0, loglik[1:] - loglik[0])]
+            tab["LRT" if fit.dispersion == 1 else "scaled dev."] = lr
+            tab["Pr(>Chi)"] = _upper_chisq(lr, ddf)
+        elif test == "F":
+            if fam in ("binomial", "poisson"):
+                warnings.warn(f"F test assumes 'quasi{fam}' family", stacklevel=2)
+            rms = dev_a[0] / fit.df_residual
+            _f_columns(tab, np.r_[np.nan, np.maximum(0, dev_a[1:] - dev_a[0])], ddf, rms, fit.df_residual)
+    else:
+        ss = np.r_[np.nan, dev_a[1:] - dev_a[0]]
+        aic = n * np.log(dev_a / n) + k * dfs_a
+        tab = pd.DataFrame({"Df": ddf, "Sum of Sq": ss, "RSS": dev_a, "AIC": aic}, index=index)
+        if test == "Chisq":
+            lr = n * np.log(dev_a / n)
+            tab["Pr(>Chi)"] = _upper_chisq(np.r_[np.nan, lr[1:] - lr[0]], ddf)
+        elif test == "F":
+            _f_columns(tab, ss, ddf, dev_a[0] / fit.df_residual, fit.df_residual)
+    return _table(tab, f"Single term deletions\n\nModel:\n{fit.design.formula}")
+
+
+def _upper_chisq(stat: np.ndarray, df: np.ndarray) -> np.ndarray:
+    # R's safe_pchisq: df <= 0 gives NA
+    df = np.where(df > 0, df, np.nan)
+    return stats.chi2.sf(stat, df)
+
+
+def _f_columns(tab: pd.DataFrame, ss: np.ndarray, df: np.ndarray, rms: float, rdf: int) -> None:
+    fs = ss / df / rms
+    fs = np.where(df < 1e-4, np.nan, fs)
+    tab["F value"] = fs
+    tab["Pr(>F)"] = stats.f.sf(fs, np.where(df > 0, df, np.nan), rdf)
+
+
+def _drop_scope(fit) -> list[str]:
+    """R's drop.scope: the terms whose factors are not all inside another term's (marginality)."""
+    factors = {}
+    for st in fit.design.spec.structure:
+        label = str(st.term)
+        if label != "1":
+            factors[label] = {str(f) for f in st.term.factors}
+    return [t for t, fs in factors.items() if not any(o != t and fs <= ofs for o, ofs in factors.items())]
+
+
+def _refit(fit, cols: list[int]) -> tuple[float, int]:
+    """Deviance (RSS for lm) and rank of the same model on design columns ``cols``."""
+    if _is_glm(fit):
+        from .glm import refit_deviance
+
+        d, rdf = refit_deviance(fit, cols)
+        return d, fit.nobs - rdf
+    from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
+
+    d = fit.design
+    X = d.X[:, cols]
+    n, p = X.shape
+    qr = qr_solve(linear_chunks(X, d.y, d.weights, d.offset, fit.device, fit.dtype), p, fit.tol, fit.device,
+                  fit.dtype, accurate=n * p <= ACCURATE_ELEMENTS)
+    if qr.rss is not None:
+        return qr.rss, qr.rank
+    r = d.y - X @ np.nan_to_num(qr.coef) - (0 if d.offset is None else d.offset)
+    return float(np.sum((1.0 if d.weights is None else d.weights) * r * r)), qr.rank
