@@ -79,7 +79,7 @@ class Design:
     def row_block(self, start: int, stop: int, spare: int = 0) -> np.ndarray:
         """Rows start:stop of the design matrix (column-major), without assembling all of it.
 
-        spare : columns left unset after the p of the design, for the caller to fill (a new array).
+        spare : extra columns of zeros after the p of the design, for the caller to fill (a new array).
         """
         if self._X is not None and not spare:
             return self._X[start:stop]
