@@ -40,6 +40,10 @@ def test_quickstart_runs():
     assert "(Dispersion parameter for binomial family taken to be 1)" in out
     assert "Residual deviance: 10.059  on 29  degrees of freedom" in out
     assert "Analysis of Deviance Table" in out and "Pr(>Chi)" in out
+    # R's printed anova layout, profile intervals (R: confint(logit), MASS) and drop1
+    assert "Res.Df    RSS Df Sum of Sq      F   Pr(>F)" in out
+    assert "wt        -17.208694  -3.773070" in out
+    assert "Single term deletions" in out and "<none>" in out
 
 
 def test_seed_question_runs_and_matches_r():
