@@ -364,3 +364,30 @@ def test_sandwich_cov_two_way_identity():
     one = sw.sandwich_cov(B, S, type="HC1", cluster=a)
     two = sw.sandwich_cov(B, S, type="HC1", cluster=np.column_stack([a, a]))
     np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("rows_per_chunk", [2, 7, 1000])
+def test_streamed_hac_equals_the_whole_score_matrix(monkeypatch, rows_per_chunk):
+    """HAC in two streamed passes (bandwidth, then lagged products carrying lag + 1 rows across chunks,
+    including chunks shorter than the lag) equals NeweyWest on the whole score matrix."""
+    rng = np.random.default_rng(5)
+    n = 300
+    e, x = np.zeros(n), np.zeros(n)
+    for t in range(1, n):  # autocorrelated regressor and errors: the automatic lag is well above 1
+        e[t] = 0.8 * e[t - 1] + rng.standard_normal()
+        x[t] = 0.8 * x[t - 1] + rng.standard_normal()
+    df = pd.DataFrame({"x": x, "y": 1 + 2 * x + e})
+    monkeypatch.setattr(sw, "chunk_rows", lambda n, p: rows_per_chunk)
+    fit = tl.lm("y ~ x", data=df)
+    V = fit.vcov("HAC")
+    desc = fit.summary(vcov="HAC").vcov_description
+    assert fit.design._X is None
+    monkeypatch.undo()
+    Xw, ew = fit._working()
+    S = sw.observation_scores(np.asarray(Xw), ew)
+    bw = sw.hac_bandwidth_weights(fit, S)
+    lag = sw.newey_west_lag(S, bw)
+    assert lag >= 2 and f"lag {lag}" in desc
+    C = torch.as_tensor(fit._unscaled())
+    M = sw.meat(S, type="HAC", bandwidth_weights=bw)
+    np.testing.assert_allclose(V.to_numpy(), (C @ M @ C).numpy(), rtol=1e-12)

@@ -249,12 +249,23 @@ def newey_west_bandwidth(scores: torch.Tensor, bandwidth_weights: np.ndarray | N
     bandwidth is ``1.1447 ((s1/s0)^2)^(1/3) n^(1/3)``.
     """
     n, k = scores.shape
+    w = _bandwidth_vector(k, bandwidth_weights)
+    u = (scores @ torch.as_tensor(w, dtype=scores.dtype, device=scores.device)).cpu().numpy()
+    return _bandwidth_from_u(u)
+
+
+def _bandwidth_vector(k: int, bandwidth_weights) -> np.ndarray:
     w = np.ones(k) if bandwidth_weights is None else np.asarray(bandwidth_weights, dtype=np.float64)
     if np.all(w <= 0):
         w = np.ones(k)
     if k < 2:
         w = np.ones(1)
-    u = (scores @ torch.as_tensor(w, dtype=scores.dtype, device=scores.device)).cpu().numpy()
+    return w
+
+
+def _bandwidth_from_u(u: np.ndarray) -> float:
+    """bwNeweyWest from the weighted score sums u_i = s_i . w (the formula of newey_west_bandwidth)."""
+    n = len(u)
     m = math.floor(4 * (n / 100) ** (2 / 9))
     sigma = np.array([np.dot(u[: n - j], u[j:]) / n for j in range(m + 1)])
     j = np.arange(1, m + 1)
@@ -277,6 +288,30 @@ def _hac_meat(S: torch.Tensor, lag: int) -> torch.Tensor:
     for j in range(1, len(w)):
         if w[j] != 0:
             G = G + float(w[j]) * (S[: n - j].T @ S[j:])
+    return G + G.T
+
+
+def chunked_hac_meat(chunks, n: int, k: int, lag: int, device=None) -> torch.Tensor:
+    """_hac_meat over chunks of scores in row (time) order, carrying the last lag + 1 rows between chunks.
+
+    chunks : callable giving an iterable of (positions, scores) covering all n rows in order.
+    """
+    w = newey_west_weights(lag)[:n]
+    G = torch.zeros(k, k, dtype=torch.float64, device=device)
+    tail = torch.zeros(0, k, dtype=torch.float64, device=device)
+    for _, Sc in chunks():
+        Sc = Sc.to(torch.float64)
+        if not bool(torch.isfinite(Sc).all()):
+            raise ValueError("scores has non-finite values (NaN or Inf)")
+        t, m = tail.shape[0], Sc.shape[0]
+        T = torch.cat([tail, Sc])
+        G += 0.5 * float(w[0]) * (Sc.T @ Sc)
+        for j in range(1, len(w)):
+            # pairs (i, i + j) whose later row is in this chunk; the earlier one may be in the tail
+            lo = max(t - j, 0)
+            if w[j] != 0 and lo + j < t + m:
+                G += float(w[j]) * (T[lo:t + m - j].T @ T[lo + j:t + m])
+        tail = T[max(0, T.shape[0] - (len(w) - 1)):]
     return G + G.T
 
 
@@ -389,26 +424,36 @@ def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
     device = getattr(fit, "device", None)
     C = torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device)
     hat = _pad(leverages(Xw, C), rows) if type in NEEDS_HAT else None
-    S = bw = None
-    if type == "HAC":
-        # the autocovariances need the scores in order: the whole n x k matrix
+    pos = torch.as_tensor(np.flatnonzero(rows), device=device)
+    df = _residual_df(n, k, None)
+
+    def chunks():
+        for s, Sc in score_chunks(Xw, ew, device=device):
+            yield pos[s:s + Sc.shape[0]], Sc
+
+    lag = None
+    if type == "HAC" and rows.all() and INTERCEPT in fit.estimable:
+        # two passes over the data in time order: the bandwidth, then the autocovariances; memory is
+        # one chunk of scores plus the last lag + 1 rows
+        bw = _bandwidth_vector(k, hac_bandwidth_weights(fit, None))
+        wt = torch.as_tensor(bw, dtype=torch.float64, device=device)
+        u = torch.cat([Sc.to(torch.float64) @ wt for _, Sc in chunks()]).cpu().numpy()
+        lag = math.floor(_bandwidth_from_u(u))
+        M = chunked_hac_meat(chunks, n, k, lag, device=device) * (n / df)
+    elif type == "HAC":
+        # zero-weight rows keep their places in time, and R finds an intercept without the name by
+        # looking at all the scores: the whole n x k matrix
         S = _pad(observation_scores(Xw, ew, device=device), rows)
         bw = hac_bandwidth_weights(fit, S)
+        lag = newey_west_lag(S, bw)
         M = meat(S, type=type, hat=hat, cluster=cluster, bandwidth_weights=bw)
     else:
         # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
-        pos = torch.as_tensor(np.flatnonzero(rows), device=device)
-
-        def chunks():
-            for s, Sc in score_chunks(Xw, ew, device=device):
-                yield pos[s:s + Sc.shape[0]], Sc
-
-        M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=_residual_df(n, k, None),
-                         device=device)
+        M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df, device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
     V = ((V + V.T) / 2).cpu().numpy()
     names = list(fit.estimable)
-    return pd.DataFrame(V, index=names, columns=names), describe(type, labels, S if type == "HAC" else None, bw)
+    return pd.DataFrame(V, index=names, columns=names), describe(type, labels, lag)
 
 
 def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -502,14 +547,12 @@ def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
     return values, label
 
 
-def describe(type: str, cluster_labels: list[str] | None = None, S: torch.Tensor | None = None,
-             bandwidth_weights=None) -> str:
+def describe(type: str, cluster_labels: list[str] | None = None, lag: int | None = None) -> str:
     """How a summary names the covariance: 'HC1 (heteroskedasticity-consistent)', 'clustered by firm (HC1)'."""
     if cluster_labels:
         return f"clustered by {' and '.join(cluster_labels)} ({type})"
     if type == "HAC":
-        lag = "" if S is None else f", lag {newey_west_lag(S, bandwidth_weights)}"
-        return f"HAC (Newey-West, Bartlett kernel{lag})"
+        return f"HAC (Newey-West, Bartlett kernel{'' if lag is None else f', lag {lag}'})"
     return f"{type} (heteroskedasticity-consistent)"
 
 
