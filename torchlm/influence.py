@@ -72,8 +72,7 @@ def _influence(fit) -> Influence:
     if k == 0:
         hat = np.zeros(n)
     else:
-        C = fit._unscaled("expected") if glm else fit._unscaled()
-        hat = leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64))).cpu().numpy()
+        hat = leverages(Xw, torch.as_tensor(_unscaled(fit))).cpu().numpy()
     hat[hat > 1 - 10 * _EPS] = 1.0
     # lm: sqrt(w) (y - fitted); glm: deviance residuals (R's weighted.residuals either way)
     e = fit.residuals("deviance").to_numpy()[rows]
@@ -154,18 +153,15 @@ def cooks_distance(fit) -> pd.Series:
             out = (infl.pear_res / (1 - infl.hat)) ** 2 * infl.hat / (fit.dispersion * fit.rank)
         else:
             # R uses the weighted residuals here before its zapping of tiny ones
-            rows = working_rows(fit, len(infl.hat))
-            res = fit.residuals("deviance").to_numpy()[rows]
+            res = _weighted_residuals(fit, infl)
             out = pd.Series((res / (fit.sigma * (1 - infl.hat.to_numpy()))) ** 2 * infl.hat.to_numpy() / fit.rank,
                             index=infl.hat.index)
     return _nan_inf(out.rename("cooks_distance"))
 
 
-def _basis(fit):
-    """(Xw over the rows with non-zero weight and the estimable columns, (X'WX)^{-1} there), as the QR gives them."""
-    Xw, _ = fit._working()
-    C = fit._unscaled("expected") if _is_glm(fit) else fit._unscaled()
-    return np.asarray(Xw, dtype=float), np.asarray(C, dtype=float)
+def _unscaled(fit) -> np.ndarray:
+    """(X'WX)^{-1} over the estimable coefficients, as the fit's QR gives it (a glm's expected information, as R)."""
+    return np.asarray(fit._unscaled("expected") if _is_glm(fit) else fit._unscaled(), dtype=np.float64)
 
 
 def _weighted_residuals(fit, infl: Influence) -> np.ndarray:
@@ -181,18 +177,17 @@ def dfbeta(fit) -> pd.DataFrame:
     the weighted (glm: deviance) residual; 0 where h_i = 1.
     """
     infl = _cached(fit)
-    Xw, C = _basis(fit)
+    Xw = np.asarray(fit._working()[0], dtype=np.float64)
     h, e = infl.hat.to_numpy(), infl.wt_res.to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(h == 1, 0.0, e / (1 - h))
-    return pd.DataFrame((Xw @ C) * scale[:, None], index=infl.hat.index, columns=list(fit.estimable))
+    return pd.DataFrame((Xw @ _unscaled(fit)) * scale[:, None], index=infl.hat.index, columns=list(fit.estimable))
 
 
 def dfbetas(fit) -> pd.DataFrame:
     """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas()."""
     infl = _cached(fit)
-    _, C = _basis(fit)
-    return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(C)))
+    return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(_unscaled(fit))))
 
 
 def dffits(fit) -> pd.Series:
