@@ -102,13 +102,17 @@ def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cl
     check_type(type, cluster)
     df = _residual_df(n, k, df_residual)
     if type == "HAC":
-        if not _all_finite(S):
+        if not _all_finite(S):  # before the bandwidth, which NaN would make meaningless
             raise ValueError("scores has non-finite values (NaN or Inf)")
         lag = newey_west_lag(S, bandwidth_weights)
-        return _hac_meat(S, lag) * (n / df)
-    step = chunk_rows(n, k)
-    return chunked_meat(lambda: ((slice(s, s + step), S[s:s + step]) for s in range(0, n, step)),
-                        n, k, type=type, hat=hat, cluster=cluster, df=df, device=S.device)
+        return chunked_hac_meat(_matrix_chunks(S), n, k, lag, device=S.device) * (n / df)
+    return chunked_meat(_matrix_chunks(S), n, k, type=type, hat=hat, cluster=cluster, df=df, device=S.device)
+
+
+def _matrix_chunks(S: torch.Tensor):
+    """The chunks argument of chunked_meat / chunked_hac_meat for a whole score matrix."""
+    step = chunk_rows(*S.shape)
+    return lambda: ((slice(s, s + step), S[s:s + step]) for s in range(0, S.shape[0], step))
 
 
 def _residual_df(n: int, k: int, df_residual) -> int:
@@ -128,11 +132,6 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
         (R's zero-weight rows: they count in n but add nothing).
     hat, cluster : over all n observations, as for ``meat``.
     """
-    def finite(Sc):
-        if not bool(torch.isfinite(Sc).all()):
-            raise ValueError("scores has non-finite values (NaN or Inf)")
-        return Sc.to(torch.float64)
-
     if cluster is not None:
         terms = cluster_codes(cluster)
         if terms[0][0].shape[0] != n:
@@ -142,7 +141,7 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
         sums = [torch.zeros(G, k, dtype=torch.float64, device=device) for _, G, _ in terms]
         codes = [c.to(device) for c, _, _ in terms]
         for pos, Sc in chunks():
-            Sc = finite(Sc)
+            Sc = _finite(Sc)
             for c, Sg in zip(codes, sums):
                 Sg.index_add_(0, c[pos], Sc)
         M = torch.zeros(k, k, dtype=torch.float64, device=device)
@@ -152,9 +151,16 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
     f = _hc_factor(type, n, hat)
     M = torch.zeros(k, k, dtype=torch.float64, device=device)
     for pos, Sc in chunks():
-        Sc = finite(Sc)
+        Sc = _finite(Sc)
         M += Sc.T @ (Sc if f is None else Sc * f[pos, None])
     return M * (n / df) if type == "HC1" else M
+
+
+def _finite(Sc: torch.Tensor) -> torch.Tensor:
+    """A chunk of scores in float64, or ValueError if it has NaN or Inf."""
+    if not bool(torch.isfinite(Sc).all()):
+        raise ValueError("scores has non-finite values (NaN or Inf)")
+    return Sc.to(torch.float64)
 
 
 def _all_finite(S: torch.Tensor) -> bool:
@@ -280,19 +286,10 @@ def newey_west_weights(lag: int) -> np.ndarray:
     return np.maximum(1 + np.arange(lag + 2) * by, 0.0)
 
 
-def _hac_meat(S: torch.Tensor, lag: int) -> torch.Tensor:
-    """Σ_j w_j Γ_j summed over lags, symmetrised as R's meatHAC (before the n/(n-k) adjustment)."""
-    n = S.shape[0]
-    w = newey_west_weights(lag)[:n]
-    G = 0.5 * float(w[0]) * (S.T @ S)
-    for j in range(1, len(w)):
-        if w[j] != 0:
-            G = G + float(w[j]) * (S[: n - j].T @ S[j:])
-    return G + G.T
-
-
 def chunked_hac_meat(chunks, n: int, k: int, lag: int, device=None) -> torch.Tensor:
-    """_hac_meat over chunks of scores in row (time) order, carrying the last lag + 1 rows between chunks.
+    """Σ_j w_j Γ_j summed over lags, symmetrised as R's meatHAC (before the n/(n-k) adjustment).
+
+    Accumulated over chunks of scores in row (time) order, carrying the last lag + 1 rows between chunks.
 
     chunks : callable giving an iterable of (positions, scores) covering all n rows in order.
     """
@@ -300,9 +297,7 @@ def chunked_hac_meat(chunks, n: int, k: int, lag: int, device=None) -> torch.Ten
     G = torch.zeros(k, k, dtype=torch.float64, device=device)
     tail = torch.zeros(0, k, dtype=torch.float64, device=device)
     for _, Sc in chunks():
-        Sc = Sc.to(torch.float64)
-        if not bool(torch.isfinite(Sc).all()):
-            raise ValueError("scores has non-finite values (NaN or Inf)")
+        Sc = _finite(Sc)
         t, m = tail.shape[0], Sc.shape[0]
         T = torch.cat([tail, Sc])
         G += 0.5 * float(w[0]) * (Sc.T @ Sc)
@@ -444,9 +439,8 @@ def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
         # zero-weight rows keep their places in time, and R finds an intercept without the name by
         # looking at all the scores: the whole n x k matrix
         S = _pad(observation_scores(Xw, ew, device=device), rows)
-        bw = hac_bandwidth_weights(fit, S)
-        lag = newey_west_lag(S, bw)
-        M = meat(S, type=type, hat=hat, cluster=cluster, bandwidth_weights=bw)
+        lag = newey_west_lag(S, hac_bandwidth_weights(fit, S))
+        M = chunked_hac_meat(_matrix_chunks(S), n, k, lag, device=device) * (n / df)
     else:
         # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
         M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df, device=device)
