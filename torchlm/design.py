@@ -69,11 +69,8 @@ class Design:
         saves a copy of the design, which at n = 1e6 costs as much time as the QR.
         """
         if self._X is None:
-            n, p = self.shape
-            X = np.empty((p, n)).T
-            for j, c in enumerate(self.columns):
-                X[:, j] = c
-            self._X, self.columns = X, [X[:, j] for j in range(p)]
+            X = self.row_block(0, self.shape[0])
+            self._X, self.columns = X, [X[:, j] for j in range(X.shape[1])]
         return self._X
 
     def row_block(self, start: int, stop: int, spare: int = 0) -> np.ndarray:

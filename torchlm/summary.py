@@ -17,6 +17,12 @@ DIGITS = 4  # R: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)
 
 
+def missingness_lines(fit) -> list[str]:
+    """R's naprint line, "  (3 observations deleted due to missingness)", or none."""
+    k = fit.n_dropped_na
+    return [f"  ({k} observation{'s' if k > 1 else ''} deleted due to missingness)"] if k else []
+
+
 def coefficient_print_lines(fit) -> list[str]:
     """R's 'Coefficients:' block of print.lm / print.glm: format(coef, digits = 4) printed with gap 2."""
     coef = fit.coef()
@@ -35,9 +41,7 @@ def print_glm(fit) -> str:
     # R's print.glm: cat("No coefficients\n\n") where print.lm has one newline
     out = ["", f"Call:  {fit.call}", ""] + coefficient_print_lines(fit) + ([""] if len(fit.names) else ["", ""])
     out.append(f"Degrees of Freedom: {fit.df_null} Total (i.e. Null);  {fit.df_residual} Residual")
-    if fit.n_dropped_na:
-        out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
-                   "deleted due to missingness)")
+    out += missingness_lines(fit)
 
     def sig(x):
         return rf.format_scalar(rf.signif(x, DIGITS))
@@ -132,9 +136,7 @@ class LMSummary:
         out += self.coefficient_lines() + [""]
         out.append(f"Residual standard error: {rf.format_scalar(rf.signif(fit.sigma, DIGITS))} "
                    f"on {fit.df_residual} degrees of freedom")
-        if fit.n_dropped_na:
-            out.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
-                       "deleted due to missingness)")
+        out += missingness_lines(fit)
         if fit.fstatistic is not None:
             f = self.fstatistic
             pv = stats.f.sf(f.value, f.numdf, f.dendf)
@@ -212,9 +214,7 @@ class GLMSummary:
         w = max(len(d) for d in dfs)
         lines = [f"{lab} deviance: {d}  on {k.rjust(w)}  degrees of freedom"
                  for lab, d, k in zip(["    Null", "Residual"], devs, dfs)]
-        if fit.n_dropped_na:
-            lines.append(f"  ({fit.n_dropped_na} observation{'s' if fit.n_dropped_na > 1 else ''} "
-                         "deleted due to missingness)")
+        lines += missingness_lines(fit)
         return lines
 
     def __str__(self) -> str:
