@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .inference import (Chunks, accurate_affine, accurate_matmul, factor_jacobian, gradient, jacobian,
+from .inference import (Chunks, accurate_affine, accurate_matmul, column_major, factor_jacobian, gradient, jacobian,
                         limited_pivoting, two_prod)
 
 # about 8 MB of float64 per chunk: large enough for LAPACK's blocked QR, small enough for cache and memory
@@ -101,7 +101,7 @@ class LinearResidual:
         block = self.block
         if block is None:
             rows, p = self.X.shape
-            block = torch.empty((p + 1, rows), dtype=self.X.dtype, device=self.X.device).T
+            block = column_major(rows, p + 1, self.X)
             if self.sw is None:
                 block[:, :p] = self.X
             else:

@@ -55,8 +55,7 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
             block = fn.augmented(beta)
         else:
             J = jacobian(fn, beta)
-            # column-major, as LAPACK stores it: torch.cat would build it row-major, and the QR copy it again
-            block = torch.empty((J.shape[1] + 1, J.shape[0]), dtype=J.dtype, device=J.device).T
+            block = column_major(J.shape[0], J.shape[1] + 1, J)
             block[:, :-1] = J
             block[:, -1] = fn(beta)
         if R is None:
@@ -71,6 +70,12 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     if blocks == 1:
         R = householder_qr(R)
     return R
+
+
+def column_major(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+    """An empty (rows, cols) tensor stored column by column, as LAPACK takes it (torch.cat would build it
+    row-major, and the QR would copy it again)."""
+    return torch.empty((cols, rows), dtype=like.dtype, device=like.device).T
 
 
 def householder_qr(A: torch.Tensor) -> torch.Tensor:
