@@ -2,11 +2,12 @@
 
 from . import datasets, families
 from .anova import AnovaTable, anova, drop1
-from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+from .errors import (DataError, FitError, FormulaError, ModelInputError, NotAtMinimumError, OptimumWarning, OptionError,
+                     SingularHessianWarning, TorchlmError, TorchlmWarning, UnknownVariableError)
 from .glm import glm
 from .glm_result import GeneralizedLinearModelResult
 from .lm import lm
-from .estimates import Estimates, NotAtMinimumError, OptimumWarning, SingularHessianWarning
+from .estimates import Estimates
 from .mle import mle
 from .modules import infer
 from .results import FStatistic, LinearModelResult
@@ -16,5 +17,6 @@ __version__ = "0.1.0"
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
     "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
-    "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "__version__",
+    "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
+    "TorchlmWarning", "__version__",
 ]

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats
+from .errors import DataError, OptionError
 
 
 DEFAULT = "default"
@@ -49,17 +50,19 @@ def anova(*fits, test: str | None = DEFAULT) -> pd.DataFrame:
         when it is estimated, as R >= 4.4 chooses (R 4.2 printed no test by default).
     """
     if not fits:
-        raise TypeError("anova() needs at least one fitted model")
+        raise OptionError("anova() needs at least one fitted model")
     if _is_glm(fits[0]):
         if not all(_is_glm(f) for f in fits):
-            raise TypeError("anova() compares models of one kind: all GLMs or all linear models")
+            raise OptionError("anova() compares models of one kind: all GLMs or all linear models")
         if test == DEFAULT:
             test = "Chisq" if fits[0].family.fixed_dispersion else "F"
         if test == "LRT":
             test = "Chisq"
         if test not in (None, "Chisq", "F"):
-            raise ValueError(f"test must be 'Chisq', 'LRT', 'F' or None for a GLM, not {test!r}")
+            raise OptionError(f"test must be 'Chisq', 'LRT', 'F' or None for a GLM, not {test!r}")
         return _glm_sequential(fits[0], test) if len(fits) == 1 else _glm_nested(fits, test)
+    if test not in (DEFAULT, None, "F"):
+        raise OptionError(f"test must be 'F' or None for linear models, not {test!r}")
     if len(fits) == 1:
         return _sequential(fits[0])
     return _nested(fits, "F" if test == DEFAULT else test)
@@ -100,9 +103,9 @@ def _sequential(fit) -> pd.DataFrame:
 def _nested(fits, test) -> pd.DataFrame:
     n = {f.nobs for f in fits}
     if len(n) != 1:
-        raise ValueError("models were not all fitted to the same size of dataset")
+        raise DataError("models were not all fitted to the same size of dataset")
     if test not in (None, "F"):
-        raise ValueError(f"test must be 'F' or None for linear models, not {test!r}")
+        raise OptionError(f"test must be 'F' or None for linear models, not {test!r}")
     resdf = np.array([f.df_residual for f in fits], dtype=float)
     rss = np.array([f.deviance for f in fits])
     df = np.r_[np.nan, -np.diff(resdf)]
@@ -181,7 +184,7 @@ def _glm_sequential(fit, test) -> pd.DataFrame:
 
 def _glm_nested(fits, test) -> pd.DataFrame:
     if len({f.nobs for f in fits}) != 1:
-        raise ValueError("models were not all fitted to the same size of dataset")
+        raise DataError("models were not all fitted to the same size of dataset")
     resdf = np.array([f.df_residual for f in fits], dtype=float)
     resdev = np.array([f.deviance for f in fits])
     tab = pd.DataFrame({"Resid. Df": resdf, "Resid. Dev": resdev, "Df": np.r_[np.nan, -np.diff(resdf)],
@@ -221,7 +224,7 @@ def drop1(fit, test: str | None = None, k: float = 2) -> "AnovaTable":
     if test == "LRT":
         test = "Chisq"
     if test not in (None, "F", "Chisq"):
-        raise ValueError(f"test must be None, 'F' or 'Chisq' (alias 'LRT'), not {test!r}")
+        raise OptionError(f"test must be None, 'F' or 'Chisq' (alias 'LRT'), not {test!r}")
     assign = list(fit.design.assign)
     scope = _drop_scope(fit)
     n = fit.design.shape[0]  # R: nrow(model.matrix(fit)), zero-weight rows included

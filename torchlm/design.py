@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic import Formula, ModelSpec, model_matrix
-from formulaic.errors import FactorEncodingError, FactorEvaluationError, FormulaSyntaxError
+from formulaic.errors import FactorEncodingError, FactorEvaluationError, FormulaicError, FormulaSyntaxError
 
 from .errors import DataError, FormulaError, ModelInputError, UnknownVariableError
 
@@ -144,8 +144,12 @@ def parse_formula(formula: str) -> Formula:
     try:
         f = Formula(formula)
     except FormulaSyntaxError as e:
-        msg = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(e)).strip().splitlines()[0]
-        raise FormulaError(f"cannot parse formula {formula!r}: {msg}") from None
+        raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(e)}") from None
+    except FormulaicError as e:
+        if "`.` operator" in str(e):
+            raise FormulaError(f"formula {formula!r}: '.' (all other columns) is not supported yet; "
+                               "list the variables, e.g. 'y ~ x1 + x2'") from None
+        raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(e)}") from None
     if not hasattr(f, "lhs") or len(f.lhs) == 0:
         raise FormulaError(f"formula {formula!r} has no response: write it as 'y ~ x'")
     return f
@@ -216,6 +220,15 @@ def _materialize(formula: str, frame: pd.DataFrame, na_action: str):
                 "convert them to numbers first (for example days since a date)"
             ) from None
         raise FormulaError(f"cannot build the design matrix of {formula!r}: {e}") from None
+    except FormulaicError as e:
+        # formulaic's own errors (a '.' it cannot expand, an invalid materializer...): the package's, with its message
+        raise FormulaError(f"cannot build the design matrix of {formula!r}: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    """The first line of an error message, without the terminal colour codes formulaic adds."""
+    text = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(e)).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _formula_variables(formula: str) -> list[str]:

@@ -1,8 +1,29 @@
-"""Exceptions raised for bad model input; all are ValueErrors with a message naming the problem."""
+"""The package's exceptions and warnings: one hierarchy, so ``except tl.TorchlmError`` catches every user error.
+
+Every error torchlm raises for bad input or a bad request is a :class:`TorchlmError`, which is a
+``ValueError`` (code written against ``except ValueError`` keeps working). Each names the problem.
+
+::
+
+    TorchlmError (ValueError)
+    ├── ModelInputError            bad input to a fit or a method of a fit
+    │   ├── FormulaError           the formula cannot be parsed or evaluated (formulaic's errors rewrapped)
+    │   │   └── UnknownVariableError   a variable is not a column of the data (also a KeyError)
+    │   ├── DataError              the data cannot be used as given
+    │   └── OptionError            an argument's value is not valid (vcov type, level, device, ...)
+    ├── FitError                   the fit itself failed (no valid coefficients, singular information)
+    └── NotAtMinimumError          the estimates sit at a saddle point or maximum
+"""
+
+from __future__ import annotations
 
 
-class ModelInputError(ValueError):
-    """Bad input to a model-fitting function (data, formula, weights, offset, options)."""
+class TorchlmError(ValueError):
+    """Base of every error torchlm raises for bad input or a bad request."""
+
+
+class ModelInputError(TorchlmError):
+    """Bad input to a model-fitting function or to a method of a fit (data, formula, weights, offset, options)."""
 
 
 class FormulaError(ModelInputError):
@@ -18,3 +39,27 @@ class UnknownVariableError(FormulaError, KeyError):
 
 class DataError(ModelInputError):
     """The data cannot be used as given (non-numeric response, missing or non-finite values, too few rows)."""
+
+
+class OptionError(ModelInputError):
+    """An argument's value is not one the function accepts (unknown vcov type, bad level, unavailable device)."""
+
+
+class FitError(TorchlmError):
+    """The fit could not be completed from this data and start (no valid coefficients, singular information)."""
+
+
+class NotAtMinimumError(TorchlmError):
+    """The Hessian has negative curvature: the parameters are at a saddle point or maximum, not a minimum."""
+
+
+class TorchlmWarning(UserWarning):
+    """Base of torchlm's own warning classes."""
+
+
+class OptimumWarning(TorchlmWarning):
+    """The estimates are not at an optimum of the objective (gradient not ~0, or the optimiser did not converge)."""
+
+
+class SingularHessianWarning(TorchlmWarning):
+    """The Hessian is singular: the named parameters are not identifiable and get NaN standard errors."""

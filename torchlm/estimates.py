@@ -16,24 +16,13 @@ import torch
 from scipy import stats
 from torch.func import grad, grad_and_value, jvp, vmap
 
+from .errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
 from . import rformat as rf
 from .inference import quiet
 from .results import confint_labels
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 VCOV_TYPES = ("const", "HC0", "HC1")
-
-
-class OptimumWarning(UserWarning):
-    """The estimates are not at an optimum of the objective (gradient not ~0, or the optimiser did not converge)."""
-
-
-class SingularHessianWarning(UserWarning):
-    """The Hessian is singular: the named parameters are not identifiable and get NaN standard errors."""
-
-
-class NotAtMinimumError(ValueError):
-    """The Hessian has negative curvature: the parameters are at a saddle point or maximum, not a minimum."""
 
 
 def user_stacklevel() -> int:
@@ -237,9 +226,9 @@ class Estimates:
             return "const" if cluster is None else ("HC1" if self.sigma is not None else "HC0")
         if type not in VCOV_TYPES:
             hint = " (HC2/HC3 need hat values, which tl.lm and tl.glm have)" if type in ("HC2", "HC3") else ""
-            raise ValueError(f"vcov type {type!r} is not available{hint}; supported: {VCOV_TYPES}")
+            raise OptionError(f"vcov type {type!r} is not available{hint}; supported: {VCOV_TYPES}")
         if type == "const" and cluster is not None:
-            raise ValueError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
+            raise OptionError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
         return type
 
     def _full_vcov(self, type, cluster) -> np.ndarray:
@@ -249,7 +238,7 @@ class Estimates:
         from .sandwich import sandwich_cov
 
         if self._scores_fn is None:
-            raise ValueError(
+            raise OptionError(
                 "robust covariances need per-observation contributions to the objective: this objective is "
                 "one number (for tl.mle, return a vector of per-observation negative log-likelihoods)")
         if self._scores is None:
@@ -258,7 +247,7 @@ class Estimates:
         if cluster is not None:
             cluster = cluster.to_numpy() if hasattr(cluster, "to_numpy") else np.asarray(cluster)
             if cluster.shape[0] != n:
-                raise ValueError(f"cluster has {cluster.shape[0]} labels for {n} observations")
+                raise DataError(f"cluster has {cluster.shape[0]} labels for {n} observations")
         bread = torch.from_numpy(self.curvature.pinv)
         df = n - len(self.estimable)
         V = sandwich_cov(bread, self._scores, type=type, cluster=cluster, df_residual=df if df > 0 else None)
@@ -292,7 +281,7 @@ class Estimates:
     def confint(self, level: float = 0.95, type: str | None = None, cluster=None) -> pd.DataFrame:
         """Wald intervals: estimate -/+ quantile * SE (t with df_residual when the dispersion is estimated, else z)."""
         if not 0 < level < 1:
-            raise ValueError(f"level must be between 0 and 1, not {level!r}")
+            raise OptionError(f"level must be between 0 and 1, not {level!r}")
         b, se = self.coef(), self.std_errors(type, cluster)
         q = self._quantile(level)
         lo, hi = confint_labels(level)
@@ -302,7 +291,7 @@ class Estimates:
     def loglik(self) -> float:
         """Log-likelihood at the estimate (for tl.infer, where the loss determines one)."""
         if self._loglik is None:
-            raise ValueError(f"no log-likelihood: {self._loglik_note or 'the objective is not a likelihood'}")
+            raise OptionError(f"no log-likelihood: {self._loglik_note or 'the objective is not a likelihood'}")
         return float(self._loglik)
 
     def aic(self) -> float:
@@ -313,7 +302,7 @@ class Estimates:
         """-2 loglik + log(nobs) * (number of parameters)."""
         ll = self.loglik()
         if not self.nobs:
-            raise ValueError("BIC needs the number of observations: pass nobs= (or data with rows) to the fit")
+            raise OptionError("BIC needs the number of observations: pass nobs= (or data with rows) to the fit")
         return -2 * ll + math.log(self.nobs) * self.df_loglik
 
     # --- presentation --------------------------------------------------------------------------

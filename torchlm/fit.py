@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import OptionError
 from .inference import (Chunks, accurate_affine, accurate_matmul, column_major, factor_jacobian, gradient, jacobian,
                         limited_pivoting, two_prod)
 
@@ -28,14 +29,14 @@ def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a torch device: {e}") from None
+        raise OptionError(f"device {device!r} is not a torch device: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise OptionError(f"device {device!r} requested but CUDA is not available")
     dt = torch.float64 if dtype is None else dtype
     if isinstance(dt, str):
         dt = getattr(torch, dt, None)
     if dt not in (torch.float64, torch.float32):
-        raise ValueError(f"dtype must be torch.float64 or torch.float32, not {dtype!r}")
+        raise OptionError(f"dtype must be torch.float64 or torch.float32, not {dtype!r}")
     if dt == torch.float32:
         warnings.warn(
             "fitting in float32: about 7 significant digits, fewer for ill-conditioned designs; "

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from .errors import FitError, OptionError
 from .design import Design, newdata_matrix, newdata_offset
 from .families import Family
 from .fit import r_inverse_cov
@@ -119,12 +120,12 @@ class GeneralizedLinearModelResult(InfluenceMethods):
             order = np.argsort(self._qr.pivot[: self.rank])
             return C[np.ix_(order, order)]
         if information != "observed":
-            raise ValueError(f"information must be 'expected' or 'observed', not {information!r}")
+            raise OptionError(f"information must be 'expected' or 'observed', not {information!r}")
         H = self.hessian().to_numpy()
         try:
             L = np.linalg.cholesky(H)
         except np.linalg.LinAlgError:
-            raise ValueError(
+            raise FitError(
                 "the observed information (autograd Hessian of the negative log-likelihood) is not positive "
                 "definite at the estimate; use information='expected'"
             ) from None
@@ -166,12 +167,12 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         """
         if method == "profile":
             if vcov is not None:
-                raise ValueError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
+                raise OptionError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
             from .profile import confint_profile
 
             return confint_profile(self, level)
         if method != "wald":
-            raise ValueError(f"method must be 'wald' or 'profile', not {method!r}")
+            raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
         b, se = self.coef(), self.std_errors(vcov)
         q = stats.norm.ppf(1 - (1 - level) / 2)
         lo, hi = confint_labels(level)
@@ -224,7 +225,7 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         elif type == "response":
             r = y - mu
         else:
-            raise ValueError(f"residual type must be one of {RESIDUAL_TYPES}, not {type!r}")
+            raise OptionError(f"residual type must be one of {RESIDUAL_TYPES}, not {type!r}")
         return self._series(r, "residuals")
 
     def _working_rows(self) -> np.ndarray:
@@ -253,7 +254,7 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         Returns a Series of predictions, or a DataFrame with columns fit and se_fit.
         """
         if type not in ("link", "response"):
-            raise ValueError(f"predict type must be 'link' or 'response', not {type!r}")
+            raise OptionError(f"predict type must be 'link' or 'response', not {type!r}")
         d = self.design
         if newdata is None:
             X, off, index = d.X, d.offset, d.index

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from .errors import DataError, FitError, OptionError
 from .sandwich import leverages, working_rows
 
 _EPS = float(np.finfo(float).eps)
@@ -65,7 +66,7 @@ def _influence(fit) -> Influence:
     prior = np.ones(len(rows), dtype=bool) if d.weights is None else np.asarray(d.weights) != 0
     if not np.array_equal(rows, prior):
         # R: "non-NA residual length does not match cases used in fitting"
-        raise ValueError("influence measures need every row with non-zero prior weight in the working fit; "
+        raise FitError("influence measures need every row with non-zero prior weight in the working fit; "
                          "some have a working weight of 0 (d mu / d eta = 0 at the estimate)")
     index = d.index[rows]
     n, k = len(ew), fit.rank
@@ -116,13 +117,13 @@ def rstandard(fit, type: str | None = None) -> pd.Series:
         if _is_glm(fit):
             type = type or "deviance"
             if type not in ("deviance", "pearson"):
-                raise ValueError(f"rstandard type for a glm must be 'deviance' or 'pearson', not {type!r}")
+                raise OptionError(f"rstandard type for a glm must be 'deviance' or 'pearson', not {type!r}")
             res = infl.pear_res if type == "pearson" else infl.wt_res
             out = res / np.sqrt(fit.dispersion * (1 - infl.hat))
         else:
             type = type or "sd.1"
             if type not in ("sd.1", "predictive"):
-                raise ValueError(f"rstandard type for a linear model must be 'sd.1' or 'predictive', not {type!r}")
+                raise OptionError(f"rstandard type for a linear model must be 'sd.1' or 'predictive', not {type!r}")
             if type == "predictive":
                 out = infl.wt_res / (1 - infl.hat)
             else:
@@ -250,7 +251,7 @@ def influence_measures(fit) -> InfluenceMeasures:
     k = db.shape[1]
     n = int((h > 0).sum())
     if n <= k:
-        raise ValueError("too few cases with h_ii > 0: n <= k")
+        raise DataError("too few cases with h_ii > 0: n <= k")
     a = infmat.abs().to_numpy()
     flags = np.column_stack([
         a[:, :k] > 1,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
+from .errors import FitError, OptionError
 
 # families whose profile statistic is z (dispersion fixed); the others use tau with an F cutoff
 _Z_FAMILIES = ("binomial", "poisson")
@@ -35,7 +36,7 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     which = list(fit.estimable) if which is None else list(which)
     unknown = [w for w in which if w not in names]
     if unknown:
-        raise ValueError(f"unknown coefficient(s) {unknown}; the model has {names}")
+        raise OptionError(f"unknown coefficient(s) {unknown}; the model has {names}")
     b0 = fit.coef()
     se = fit.std_errors()
     est = [j for j, nm in enumerate(names) if not np.isnan(b0.iloc[j])]
@@ -70,7 +71,7 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
                 lp = Xi @ coef + off
                 zz = (sub.deviance - dev0) / disp
                 if zz < -1e-3:
-                    raise ValueError(f"profiling {name!r} found a better fit than the estimate: the fit had not converged")
+                    raise FitError(f"profiling {name!r} found a better fit than the estimate: the fit had not converged")
                 z = sgn * math.sqrt(max(zz, 0.0))
                 zs.append(z)
                 values.append(bi)
@@ -117,7 +118,7 @@ def _fmm_coef(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     n = len(x)
     b, c, d = np.zeros(n), np.zeros(n), np.zeros(n)
     if n < 2:
-        raise ValueError("a spline needs at least two distinct points")
+        raise FitError("a spline needs at least two distinct points")
     if n < 3:
         b[:] = (y[1] - y[0]) / (x[1] - x[0])
         return b, c, d

@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .design import Design, newdata_matrix
+from .errors import DataError, OptionError
+from .design import Design, newdata_matrix, newdata_offset
 from .fit import QRFit, linear_chunks, unscaled_cov
 from .inference import objective_hessian
 from .influence import InfluenceMethods
@@ -40,7 +41,7 @@ class WeightedRows:
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
-            raise TypeError("WeightedRows takes contiguous row slices")
+            raise TypeError("WeightedRows takes contiguous row slices")  # internal: a programming error, not user input
         start, stop, _ = rows.indices(self.shape[0])
         B = self.design.row_block(start, max(start, stop))
         if not self.all_cols:
@@ -221,7 +222,7 @@ class LinearModelResult(InfluenceMethods):
         elif type in ("pearson", "deviance"):
             r = self._resid if self.design.weights is None else np.sqrt(self.design.weights) * self._resid
         else:
-            raise ValueError(f"residual type must be response, working, pearson or deviance, not {type!r}")
+            raise OptionError(f"residual type must be response, working, pearson or deviance, not {type!r}")
         return pd.Series(r, index=self.design.index, name="residuals")
 
     def predict(self, newdata=None, *, se_fit: bool = False, interval: str | None = None,
@@ -242,9 +243,9 @@ class LinearModelResult(InfluenceMethods):
         Returns a Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
         """
         if type not in ("response", "link"):
-            raise ValueError(f"predict type must be 'response' for a linear model, not {type!r}")
+            raise OptionError(f"predict type must be 'response' for a linear model, not {type!r}")
         if interval not in (None, "none", "confidence", "prediction"):
-            raise ValueError(f"interval must be None, 'confidence' or 'prediction', not {interval!r}")
+            raise OptionError(f"interval must be None, 'confidence' or 'prediction', not {interval!r}")
         interval = None if interval == "none" else interval
         d = self.design
         if newdata is None:
@@ -252,7 +253,7 @@ class LinearModelResult(InfluenceMethods):
         else:
             X = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
-            off = self._new_offset(newdata, offset, len(X))
+            off = newdata_offset(d, newdata, offset, len(X))
             if self.rank < len(self.names):
                 warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
         est = self._qr.pivot[: self.rank]
@@ -295,16 +296,6 @@ class LinearModelResult(InfluenceMethods):
             out["lwr"] = fit - q * width
             out["upr"] = fit + q * width
         return out
-
-    def _new_offset(self, newdata, offset, n):
-        d = self.design
-        if offset is not None:
-            return np.asarray(offset, dtype=float)
-        if d.offset is None:
-            return None
-        if d.offset_column is not None and d.offset_column in getattr(newdata, "columns", []):
-            return np.asarray(newdata[d.offset_column], dtype=float)
-        raise ValueError("the model has an offset: pass offset= (one value per row of newdata)")
 
     # --- presentation ----------------------------------------------------------------------
     def summary(self, vcov=None):

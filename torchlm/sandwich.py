@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch.func import grad, vmap
 
+from .errors import DataError, OptionError, UnknownVariableError
 from .fit import chunk_rows
 from .inference import quiet
 
@@ -75,11 +76,11 @@ def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0"
     B = _as_float64(bread, "bread")
     S = _as_float64(scores, "scores").to(B.device)
     if B.ndim != 2 or B.shape[0] != B.shape[1]:
-        raise ValueError(f"bread must be a square (k, k) matrix, got shape {tuple(B.shape)}")
+        raise OptionError(f"bread must be a square (k, k) matrix, got shape {tuple(B.shape)}")
     if S.ndim != 2 or S.shape[1] != B.shape[0]:
-        raise ValueError(f"scores must be (n, k) with k = {B.shape[0]} (the size of bread), got shape {tuple(S.shape)}")
+        raise OptionError(f"scores must be (n, k) with k = {B.shape[0]} (the size of bread), got shape {tuple(S.shape)}")
     if not torch.isfinite(B).all():
-        raise ValueError("bread has non-finite values")
+        raise DataError("bread has non-finite values")
     h = None if hat is None else _as_float64(hat, "hat").to(B.device)
     M = meat(S, type=type, hat=h, cluster=cluster, df_residual=df_residual)
     V = B @ M @ B
@@ -95,15 +96,15 @@ def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cl
     """
     S = _as_float64(scores, "scores")
     if S.ndim != 2:
-        raise ValueError(f"scores must be an (n, k) matrix, got shape {tuple(S.shape)}")
+        raise OptionError(f"scores must be an (n, k) matrix, got shape {tuple(S.shape)}")
     n, k = S.shape
     if n == 0:
-        raise ValueError("scores has no rows")
+        raise DataError("scores has no rows")
     check_type(type, cluster)
     df = _residual_df(n, k, df_residual)
     if type == "HAC":
         if not _all_finite(S):  # before the bandwidth, which NaN would make meaningless
-            raise ValueError("scores has non-finite values (NaN or Inf)")
+            raise DataError("scores has non-finite values (NaN or Inf)")
         lag = newey_west_lag(S, bandwidth_weights)
         return chunked_hac_meat(_matrix_chunks(S), n, k, lag, device=S.device) * (n / df)
     return chunked_meat(_matrix_chunks(S), n, k, type=type, hat=hat, cluster=cluster, df=df, device=S.device)
@@ -118,7 +119,7 @@ def _matrix_chunks(S: torch.Tensor):
 def _residual_df(n: int, k: int, df_residual) -> int:
     df = n - k if df_residual is None else df_residual
     if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or not 0 < df <= n:
-        raise ValueError(f"df_residual must be an integer in 1..n (n = {n}), got {df_residual!r}"
+        raise OptionError(f"df_residual must be an integer in 1..n (n = {n}), got {df_residual!r}"
                          + (f" (n - k = {n - k}: no residual degrees of freedom)" if df_residual is None else ""))
     return int(df)
 
@@ -135,9 +136,9 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
     if cluster is not None:
         terms = cluster_codes(cluster)
         if terms[0][0].shape[0] != n:
-            raise ValueError(f"cluster has {terms[0][0].shape[0]} rows for {n} rows of scores")
+            raise OptionError(f"cluster has {terms[0][0].shape[0]} rows for {n} rows of scores")
         if any(G < 2 for _, G, _ in terms):
-            raise ValueError("a cluster variable with a single cluster gives no clustered covariance (G/(G-1))")
+            raise OptionError("a cluster variable with a single cluster gives no clustered covariance (G/(G-1))")
         sums = [torch.zeros(G, k, dtype=torch.float64, device=device) for _, G, _ in terms]
         codes = [c.to(device) for c, _, _ in terms]
         for pos, Sc in chunks():
@@ -159,7 +160,7 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
 def _finite(Sc: torch.Tensor) -> torch.Tensor:
     """A chunk of scores in float64, or ValueError if it has NaN or Inf."""
     if not bool(torch.isfinite(Sc).all()):
-        raise ValueError("scores has non-finite values (NaN or Inf)")
+        raise DataError("scores has non-finite values (NaN or Inf)")
     return Sc.to(torch.float64)
 
 
@@ -172,20 +173,20 @@ def _all_finite(S: torch.Tensor) -> bool:
 def check_type(type, cluster=None) -> None:
     """ValueError unless ``type`` is a robust type usable with ``cluster``."""
     if type not in ROBUST_TYPES:
-        raise ValueError(f"unknown robust covariance type {type!r}; choose one of {', '.join(ROBUST_TYPES)}")
+        raise OptionError(f"unknown robust covariance type {type!r}; choose one of {', '.join(ROBUST_TYPES)}")
     if cluster is not None and type not in CLUSTER_TYPES:
-        raise ValueError(f"clustered covariances are available for type HC0 or HC1 (R's vcovCL), not {type!r}")
+        raise OptionError(f"clustered covariances are available for type HC0 or HC1 (R's vcovCL), not {type!r}")
 
 
 def _as_float64(t, what: str) -> torch.Tensor:
     if isinstance(t, torch.Tensor):
         if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-            raise ValueError(f"{what} must be a real-valued tensor, got dtype {t.dtype}")
+            raise OptionError(f"{what} must be a real-valued tensor, got dtype {t.dtype}")
         return t.to(torch.float64)
     try:
         return torch.as_tensor(np.asarray(t, dtype=np.float64))
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a numeric tensor or array, got {type(t).__name__}") from None
+        raise OptionError(f"{what} must be a numeric tensor or array, got {type(t).__name__}") from None
 
 
 def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | None:
@@ -193,12 +194,12 @@ def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | No
     if type in ("HC0", "HC1"):
         return None
     if hat is None:
-        raise ValueError(f"type {type!r} needs hat= (the leverages h_i, one per row of scores)")
+        raise OptionError(f"type {type!r} needs hat= (the leverages h_i, one per row of scores)")
     h = hat.reshape(-1)
     if h.shape[0] != n:
-        raise ValueError(f"hat has {h.shape[0]} values for {n} rows of scores")
+        raise OptionError(f"hat has {h.shape[0]} values for {n} rows of scores")
     if not torch.isfinite(h).all() or (h < 0).any() or (h > 1 + 1e-10).any():
-        raise ValueError("hat values must lie in [0, 1]")
+        raise DataError("hat values must lie in [0, 1]")
     if (h > 1 - math.sqrt(np.finfo(float).eps)).any():
         warnings.warn(f"{type} covariances become numerically unstable if hat values are close to 1", stacklevel=4)
     one_minus = 1 - h
@@ -209,7 +210,7 @@ def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | No
     # R: p <- as.integer(round(sum(diaghat), digits = 0)); numpy's round is R's (half to even)
     p = int(np.round(float(h.sum())))
     if p == 0:
-        raise ValueError(f"type {type!r} needs leverages whose sum (the number of coefficients) rounds to 1 or more")
+        raise OptionError(f"type {type!r} needs leverages whose sum (the number of coefficients) rounds to 1 or more")
     r = n * h / p
     if type == "HC4":
         delta = torch.clamp(r, max=4)
@@ -224,7 +225,7 @@ def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | No
 def _codes(labels, what: str) -> tuple[torch.Tensor, int]:
     codes, uniques = pd.factorize(pd.Series(labels), use_na_sentinel=True)
     if (codes < 0).any():
-        raise ValueError(f"{what} has missing values (R's vcovCL cannot handle NAs in 'cluster' either)")
+        raise DataError(f"{what} has missing values (R's vcovCL cannot handle NAs in 'cluster' either)")
     return torch.as_tensor(codes, dtype=torch.int64), len(uniques)
 
 
@@ -234,7 +235,7 @@ def cluster_codes(cluster) -> list[tuple[torch.Tensor, int, int]]:
     if cl.ndim == 1:
         return [(*_codes(cl, "cluster"), 1)]
     if cl.ndim != 2 or cl.shape[1] not in (1, 2):
-        raise ValueError(f"cluster must have shape (n,) or (n, 2) (at most two-way clustering), got {cl.shape}")
+        raise OptionError(f"cluster must have shape (n,) or (n, 2) (at most two-way clustering), got {cl.shape}")
     terms = [(*_codes(cl[:, j], f"cluster column {j}"), 1) for j in range(cl.shape[1])]
     if cl.shape[1] == 2:
         (a, _, _), (b, gb, _) = terms
@@ -366,7 +367,8 @@ def working_rows(fit, n_working: int) -> np.ndarray:
     else:
         rows = np.ones(len(d.index), dtype=bool)
     if rows.sum() != n_working:
-        raise RuntimeError(f"fit._working() has {n_working} rows but the fit uses {rows.sum()} rows with "
+        raise RuntimeError(  # internal: a result class without _working_rows()
+            f"fit._working() has {n_working} rows but the fit uses {rows.sum()} rows with "
                            "non-zero weight; define _working_rows() on the result class")
     return rows
 
@@ -381,9 +383,9 @@ def resolve_type(fit, type, cluster) -> str:
             return "const"
         return "HC0" if hasattr(fit, "family") else "HC1"
     if type not in VCOV_TYPES:
-        raise ValueError(f"unknown vcov type {type!r}; choose one of {', '.join(VCOV_TYPES)}")
+        raise OptionError(f"unknown vcov type {type!r}; choose one of {', '.join(VCOV_TYPES)}")
     if type == "const" and cluster is not None:
-        raise ValueError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
+        raise OptionError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
     if cluster is not None:
         check_type(type, cluster)
     return type
@@ -408,7 +410,7 @@ def robust_vcov(fit, type: str | None, cluster=None) -> pd.DataFrame:
 def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
     type = resolve_type(fit, type, cluster)
     if type == "const":
-        raise ValueError("robust_vcov computes robust types; type 'const' is fit.vcov()")
+        raise OptionError("robust_vcov computes robust types; type 'const' is fit.vcov()")
     check_type(type, cluster)
     labels = None
     if cluster is not None:
@@ -499,7 +501,7 @@ def cluster_values(fit, cluster) -> tuple[np.ndarray, list[str]]:
     else:
         parts = [cluster]
     if len(parts) > 2:
-        raise ValueError(f"at most two-way clustering is supported, got {len(parts)} cluster variables")
+        raise OptionError(f"at most two-way clustering is supported, got {len(parts)} cluster variables")
     cols, labels = [], []
     for c in parts:
         values, label = _one_cluster(fit, c)
@@ -516,16 +518,16 @@ def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
     n_used = len(d.index)
     if isinstance(c, str):
         if data is None:
-            raise ValueError(f"cluster={c!r} names a column, but this fit keeps no reference to its data; "
+            raise OptionError(f"cluster={c!r} names a column, but this fit keeps no reference to its data; "
                              "pass an array")
         if c not in data.columns:
             cols = ", ".join(map(str, list(data.columns)[:12]))
-            raise ValueError(f"cluster variable {c!r} is not a column of the data (columns: {cols})")
+            raise UnknownVariableError(f"cluster variable {c!r} is not a column of the data (columns: {cols})")
         values, label = np.asarray(data[c].to_numpy())[rows], c
     else:
         arr = np.asarray(c)
         if arr.ndim != 1:
-            raise ValueError(f"a cluster array must be one-dimensional, got shape {arr.shape}")
+            raise OptionError(f"a cluster array must be one-dimensional, got shape {arr.shape}")
         label = str(getattr(c, "name", None) or "the cluster array")
         if data is not None and len(arr) == len(data):
             values = arr[rows]
@@ -533,10 +535,10 @@ def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
             values = arr
         else:
             n_data = "" if data is None else f"the data has {len(data)} rows, "
-            raise ValueError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}")
+            raise OptionError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}")
     missing = pd.isna(pd.Series(values)).to_numpy()
     if missing.any():
-        raise ValueError(f"cluster variable {label!r} has {int(missing.sum())} missing value(s) in the rows used by "
+        raise DataError(f"cluster variable {label!r} has {int(missing.sum())} missing value(s) in the rows used by "
                          "the fit; refit without those rows (subset=) or fill them in")
     return values, label
 
@@ -564,7 +566,7 @@ def vcov_option(fit, vcov) -> tuple[pd.DataFrame, str | None]:
     if isinstance(vcov, dict):
         bad = set(vcov) - {"type", "cluster"}
         if bad:
-            raise ValueError(f"vcov dict keys must be 'type' and/or 'cluster', got {sorted(bad)}")
+            raise OptionError(f"vcov dict keys must be 'type' and/or 'cluster', got {sorted(bad)}")
         type = resolve_type(fit, vcov.get("type"), vcov.get("cluster"))
         if type == "const":
             return fit.vcov(type="const"), None
@@ -578,17 +580,17 @@ def _user_matrix(fit, V) -> pd.DataFrame:
     if isinstance(V, pd.DataFrame):
         missing = [n for n in names if n not in V.index or n not in V.columns]
         if missing:
-            raise ValueError(f"vcov matrix has no row/column for {missing[:5]}")
+            raise OptionError(f"vcov matrix has no row/column for {missing[:5]}")
         V = V.loc[names, names]
     try:
         A = np.asarray(V, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("vcov must be None, a type string, a dict or a (k, k) matrix, "
+        raise OptionError("vcov must be None, a type string, a dict or a (k, k) matrix, "
                          f"not {type(V).__name__}") from None
     if A.shape != (k, k):
-        raise ValueError(f"vcov matrix must be ({k}, {k}) over the estimable coefficients, got shape {A.shape}")
+        raise OptionError(f"vcov matrix must be ({k}, {k}) over the estimable coefficients, got shape {A.shape}")
     if not np.isfinite(A).all():
-        raise ValueError("vcov matrix has non-finite values")
+        raise OptionError("vcov matrix has non-finite values")
     return pd.DataFrame(A, index=names, columns=names)
 
 

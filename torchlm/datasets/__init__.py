@@ -6,6 +6,8 @@ from importlib import resources
 
 import pandas as pd
 
+from ..errors import OptionError
+
 # R's factor levels of the bundled datasets (written by scripts/make_datasets.R)
 LEVELS_FILE = "_factor_levels.csv"
 
@@ -35,7 +37,7 @@ def load(name: str) -> pd.DataFrame:
     reference of treatment contrasts as in R (warpbreaks$tension: L, M, H; not alphabetical).
     """
     if name not in available():
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(available())}")
+        raise OptionError(f"unknown dataset {name!r}; available: {', '.join(available())}")
     with _data_file(f"{name}.csv").open() as fh:
         df = pd.read_csv(fh, keep_default_na=False, na_values=["", "NA"])
     for col, levels in factor_levels(name).items():
