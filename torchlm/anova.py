@@ -135,9 +135,8 @@ def _dispersion_for_test(big, test):
     scale = big.dispersion
     df_scale = math.inf if scale == 1 else big.df_residual
     if test == "F" and df_scale == math.inf:
-        fam = big.family.name
-        if fam in ("binomial", "poisson"):
-            warnings.warn(f"using F test with a '{fam}' family is inappropriate", stacklevel=4)
+        if big.family.fixed_dispersion:
+            warnings.warn(f"using F test with a '{big.family.name}' family is inappropriate", stacklevel=4)
         else:
             warnings.warn("using F test with a fixed dispersion is inappropriate", stacklevel=4)
     return scale, df_scale
@@ -238,8 +237,7 @@ def drop1(fit, test: str | None = None, k: float = 2) -> "AnovaTable":
     index = ["<none>"] + scope
     ddf = np.r_[np.nan, dfs_a[0] - dfs_a[1:]]
     if glm:
-        fam = fit.family.name
-        loglik = n * np.log(dev_a / n) if fam == "gaussian" else dev_a / fit.dispersion
+        loglik = n * np.log(dev_a / n) if fit.family.deviance_is_rss else dev_a / fit.dispersion
         aic = loglik + k * dfs_a
         aic = aic + ((fit.aic() + (k - 2) * fit.df_loglik) - aic[0])  # R: + extractAIC(fit, k)[2] - aic[1]
         tab = pd.DataFrame({"Df": ddf, "Deviance": dev_a, "AIC": aic}, index=index)
@@ -250,8 +248,8 @@ def drop1(fit, test: str | None = None, k: float = 2) -> "AnovaTable":
             tab["LRT" if fit.dispersion == 1 else "scaled dev."] = lr
             tab["Pr(>Chi)"] = _upper_chisq(lr, ddf)
         elif test == "F":
-            if fam in ("binomial", "poisson"):
-                warnings.warn(f"F test assumes 'quasi{fam}' family", stacklevel=2)
+            if fit.family.fixed_dispersion:
+                warnings.warn(f"F test assumes 'quasi{fit.family.name}' family", stacklevel=2)
             rms = dev_a[0] / fit.df_residual
             _f_columns(tab, np.r_[np.nan, np.maximum(0, dev_a[1:] - dev_a[0])], ddf, rms, fit.df_residual)
     else:

@@ -8,6 +8,8 @@ tensors, so the IRLS fit runs on the model's device.
 from __future__ import annotations
 
 import math
+import warnings
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -203,21 +205,44 @@ def _ylogy(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return torch.where(pos, y * torch.log(torch.where(pos, y, 1.0) / mu), 0.0)
 
 
-class Family:
-    """An exponential-family distribution with a link, as an R family object.
+class Family(ABC):
+    """An exponential-family distribution with a link, as an R family object: the protocol every model code reads.
+
+    What differs between families is said by the capability attributes below, never by the family's
+    name: the fitter, the summary, anova, influence and profile read these.
 
     Parameters
     ----------
     link : link name (one of the family's ``links``) or a Link instance; default the family's default.
+
+    Attributes
+    ----------
+    name : R's family$family (printed, never branched on).
+    links, default_link : the links R allows, and R's default (the canonical link for R's families).
+    fixed_dispersion : the dispersion is 1 by the model (binomial, poisson: z tests, chi-squared
+        anova, z profile statistic) rather than estimated from the Pearson residuals (t tests, F).
+    aic_counts_dispersion : R's logLik.glm counts the dispersion as a parameter (gaussian, Gamma,
+        inverse.gaussian).
+    has_likelihood : AIC and logLik exist (False for the quasi families: R's AIC is NA).
+    deviance_is_rss : the deviance is a residual sum of squares (gaussian), so drop1's AIC profiles
+        the variance out: n log(deviance / n).
+    boundary_message : R's glm.fit warning when fitted means reach the edge of the family's range
+        (None: R gives none); ``at_boundary(mu)`` says whether they did.
+    factor_response : a two-level factor response is accepted (binomial: first level failure).
+    estimates_parameters : the family has parameters of its own fitted alternately with the
+        coefficients (a negative binomial's theta); ``update_parameters`` takes one such step.
     """
 
     name = ""
     links: tuple[str, ...] = ()
     default_link = ""
-    # dispersion fixed at 1 (binomial, poisson: z tests) or estimated (t tests)
     fixed_dispersion = False
-    # AIC counts the dispersion as a parameter (R's logLik.glm)
     aic_counts_dispersion = False
+    has_likelihood = True
+    deviance_is_rss = False
+    boundary_message: str | None = None
+    factor_response = False
+    estimates_parameters = False
 
     def __init__(self, link: str | Link | None = None):
         if link is None:
@@ -231,23 +256,59 @@ class Family:
                 )
             self.link = LINKS[link]()
 
+    # --- capabilities derived from the attributes --------------------------------------------
+    @property
+    def canonical(self) -> bool:
+        """The link is the family's canonical one (Fisher scoring is then Newton's method)."""
+        return self.link.name == self.default_link
+
+    @property
+    def test_statistic(self) -> str:
+        """"z" for a fixed dispersion, "t" for an estimated one (summary.glm's tests, Wald intervals)."""
+        return "z" if self.fixed_dispersion else "t"
+
+    @property
+    def profile_statistic(self) -> str:
+        """MASS's profile.glm statistic: "z" (chi-squared cut-off) for a fixed dispersion, else "tau" (F)."""
+        return "z" if self.fixed_dispersion else "tau"
+
+    def at_boundary(self, mu: torch.Tensor) -> bool:
+        """Whether fitted means lie numerically at the edge of the range (R's glm.fit warning condition)."""
+        return False
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """The family's own parameters (empty for R's families)."""
+        return {}
+
+    def update_parameters(self, y: torch.Tensor, mu: torch.Tensor, weights: torch.Tensor) -> "Family":
+        """The family with its parameters re-estimated at the means ``mu`` (self when it has none).
+
+        Families are immutable: a fitter alternating coefficients and family parameters (MASS's
+        glm.nb) takes the returned family into the next iteratively reweighted least-squares pass.
+        """
+        return self
+
     # --- R's family functions ----------------------------------------------------------------
+    @abstractmethod
     def variance(self, mu: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """V(mu)."""
 
-    def dev_resids(self, y, mu, wt) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        """Per-row deviance contributions (R's family$dev.resids)."""
 
-    def aic(self, y, n, mu, wt, dev: float) -> float:
+    @abstractmethod
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         """R's family$aic: -2 log-likelihood (plus 2 for an estimated dispersion where R adds it)."""
-        raise NotImplementedError
 
     def validmu(self, mu: torch.Tensor) -> bool:
+        """Whether the means are inside the family's range."""
         return True
 
+    @abstractmethod
     def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Check the response and give (y, n, mustart) as R's family$initialize."""
-        raise NotImplementedError
 
     # --- presentation ----------------------------------------------------------------------
     def r_call(self) -> str:
@@ -260,7 +321,11 @@ class Family:
         return f"Family: {self.name}\nLink function: {self.link.name}"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Family) and (self.name, self.link.name) == (other.name, other.link.name)
+        return isinstance(other, Family) and (self.name, self.link.name, self.parameters) == (
+            other.name, other.link.name, other.parameters)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.link.name, tuple(sorted(self.parameters.items()))))
 
 
 def _check_finite(y: torch.Tensor, family: str):
@@ -273,6 +338,7 @@ class Gaussian(Family):
     links = ("identity", "log", "inverse")
     default_link = "identity"
     aic_counts_dispersion = True
+    deviance_is_rss = True
 
     def variance(self, mu):
         return torch.ones_like(mu)
@@ -298,6 +364,12 @@ class Binomial(Family):
     links = ("logit", "probit", "cloglog", "cauchit", "log")
     default_link = "logit"
     fixed_dispersion = True
+    boundary_message = "glm.fit: fitted probabilities numerically 0 or 1 occurred"
+    factor_response = True
+
+    def at_boundary(self, mu):
+        eps10 = 10 * eps_of(mu)
+        return bool(((mu > 1 - eps10) | (mu < eps10)).any())
 
     def variance(self, mu):
         return mu * (1 - mu)
@@ -326,9 +398,7 @@ class Binomial(Family):
                 "proportion with weights= the number of trials)"
             )
         m = weights * y
-        if self.name == "binomial" and bool((torch.abs(m - torch.round(m)) > 1e-3).any()):
-            import warnings
-
+        if self.has_likelihood and bool((torch.abs(m - torch.round(m)) > 1e-3).any()):
             warnings.warn("non-integer #successes in a binomial glm!", stacklevel=4)
         return y, torch.ones_like(y), (weights * y + 0.5) / (weights + 1)
 
@@ -338,6 +408,11 @@ class QuasiBinomial(Binomial):
 
     name = "quasibinomial"
     fixed_dispersion = False
+    has_likelihood = False
+    boundary_message = None  # R's glm.fit warns for binomial and poisson only
+
+    def at_boundary(self, mu):
+        return False
 
     def aic(self, y, n, mu, wt, dev):
         return float("nan")
@@ -348,6 +423,10 @@ class Poisson(Family):
     links = ("log", "identity", "sqrt")
     default_link = "log"
     fixed_dispersion = True
+    boundary_message = "glm.fit: fitted rates numerically 0 occurred"
+
+    def at_boundary(self, mu):
+        return bool((mu < 10 * eps_of(mu)).any())
 
     def variance(self, mu):
         return mu
@@ -366,7 +445,7 @@ class Poisson(Family):
     def initialize(self, y, weights):
         _check_finite(y, self.name)
         if bool((y < 0).any()):
-            what = "Poisson" if self.name == "poisson" else "quasiPoisson"  # R's wording
+            what = "quasiPoisson" if not self.has_likelihood else "Poisson"  # R's wording
             raise DataError(f"negative values not allowed for the '{what}' family (the response is a count)")
         return y, torch.ones_like(y), y + 0.1
 
@@ -376,6 +455,11 @@ class QuasiPoisson(Poisson):
 
     name = "quasipoisson"
     fixed_dispersion = False
+    has_likelihood = False
+    boundary_message = None
+
+    def at_boundary(self, mu):
+        return False
 
     def aic(self, y, n, mu, wt, dev):
         return float("nan")

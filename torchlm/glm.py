@@ -11,7 +11,7 @@ import torch
 
 from .design import build_design
 from .errors import DataError, ModelInputError
-from .families import Binomial, Family, as_family, eps_of
+from .families import Family, as_family, eps_of
 from .fit import LinearResidual, QRFit, chunk_rows, condition_estimate, qr_solve, resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
 from .inference import quiet
@@ -193,7 +193,7 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
     iterations = it
 
     polish = 0
-    canonical = link.name == family.default_link
+    canonical = family.canonical
     if conv and not boundary:
         r_change = math.inf if coefold is None else _relative_change(coef, coefold)
 
@@ -213,12 +213,8 @@ def irls(X: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, offset: torch.
         warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
         warnings.warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
-    eps10 = 10 * eps_of(mu)
-    # R's glm.fit warns for these two families only (family$family == "binomial" / "poisson"), not their quasi-
-    if family.name == "binomial" and bool(((mu > 1 - eps10) | (mu < eps10)).any()):
-        warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
-    if family.name == "poisson" and bool((mu < eps10).any()):
-        warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=3)
+    if family.boundary_message and family.at_boundary(mu):
+        warnings.warn(family.boundary_message, stacklevel=3)
     out = np.full(p, np.nan)
     est = qr.pivot[: qr.rank]
     out[est] = coef.cpu().double().numpy()[est]
@@ -345,7 +341,7 @@ def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, sub
     ctl = _control(control)
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
-                          allow_factor_response=isinstance(fam, Binomial))
+                          allow_factor_response=fam.factor_response)
     n, p = design.X.shape
     def as_t(a):
         with warnings.catch_warnings():

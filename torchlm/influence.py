@@ -139,7 +139,7 @@ def rstudent(fit) -> pd.Series:
             r = infl.wt_res
             r = np.sign(r) * np.sqrt(r**2 + (infl.hat * infl.pear_res**2) / (1 - infl.hat))
             r = _nan_inf(r)
-            if fit.family.name not in ("binomial", "poisson"):
+            if not fit.family.fixed_dispersion:
                 r = r / infl.sigma
         else:
             r = _nan_inf(infl.wt_res / (infl.sigma * np.sqrt(1 - infl.hat)))

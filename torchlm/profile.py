@@ -19,7 +19,6 @@ from scipy import stats
 from .errors import FitError, OptionError
 
 # families whose profile statistic is z (dispersion fixed); the others use tau with an F cutoff
-_Z_FAMILIES = ("binomial", "poisson")
 
 
 def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: int = 10) -> dict[str, pd.DataFrame]:
@@ -41,7 +40,7 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     se = fit.std_errors()
     est = [j for j, nm in enumerate(names) if not np.isnan(b0.iloc[j])]
     n, p = len(fit._y), len(names)
-    if fit.family.name in _Z_FAMILIES:
+    if fit.family.profile_statistic == "z":
         zmax, stat = math.sqrt(stats.chi2.ppf(1 - alpha, 1)), "z"
     else:
         zmax, stat = math.sqrt(stats.f.ppf(1 - alpha, 1, n - p)), "tau"
