@@ -19,10 +19,9 @@ from torch.func import grad, grad_and_value, jvp, vmap
 from .errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
 from . import rformat as rf
 from .inference import quiet
-from .results import confint_labels
+from .result_base import ModelResult
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
-VCOV_TYPES = ("const", "HC0", "HC1")
 
 
 def user_stacklevel() -> int:
@@ -133,7 +132,7 @@ def analyse_curvature(H: np.ndarray, names: list[str], tol: float) -> Curvature:
 
 
 # --- the result -----------------------------------------------------------------------------
-class Estimates:
+class Estimates(ModelResult):
     """Parameter estimates with covariance from the Hessian of a summed objective (tl.infer, tl.mle).
 
     vcov = scale * H^-1, H the Hessian of the summed objective at the estimate: scale is 1 for a negative
@@ -142,7 +141,12 @@ class Estimates:
 
     Attributes: names, nobs, df_residual, dispersion, sigma, converged, iterations, method,
     at_optimum, newton_step (distance to the optimum in standard errors), gradient, call.
+    coef/vcov/std_errors/confint/coef_table/wald_test come from ModelResult; the robust types are
+    HC0 and HC1 (and clusters), from the per-observation gradients.
     """
+
+    robust_types = ("HC0", "HC1")
+    robust_hint = " (HC2/HC3 need hat values, which tl.lm and tl.glm have)"
 
     def __init__(self, *, names, estimate, hessian, gradient, scale: float, statistic: str,
                  call: str, nobs: int | None = None, df_residual: int | None = None,
@@ -157,7 +161,7 @@ class Estimates:
         self._est = np.asarray(estimate, dtype=float)
         self._H = np.asarray(hessian, dtype=float)
         self.gradient = pd.Series(np.asarray(gradient, dtype=float), index=self.names, name="gradient")
-        self.scale = float(scale)
+        self._scale = float(scale)
         self.statistic = statistic
         self.call = call
         self.header = header
@@ -192,7 +196,7 @@ class Estimates:
         step = np.full(len(self.names), np.nan)
         if ok.any():
             delta = c.pinv @ self.gradient.to_numpy()
-            se = np.sqrt(self.scale * np.diag(c.pinv))
+            se = np.sqrt(self._scale * np.diag(c.pinv))
             with np.errstate(invalid="ignore", divide="ignore"):
                 step[ok] = np.abs(delta[ok]) / se[ok]
         self.newton_step = pd.Series(step, index=self.names, name="newton_step")
@@ -206,35 +210,28 @@ class Estimates:
                 f"point that is not the optimum: {advice}",
                 OptimumWarning, stacklevel=user_stacklevel())
 
-    # --- estimates -----------------------------------------------------------------------------
-    def coef(self) -> pd.Series:
-        """Estimates by parameter name."""
-        return pd.Series(self._est, index=self.names, name="Estimate")
+    # --- ModelResult hooks ---------------------------------------------------------------------
+    def _coef_values(self) -> np.ndarray:
+        return self._est
+
+    def _identified(self) -> np.ndarray:
+        return np.asarray(self.curvature.identifiable, dtype=bool)
+
+    def _unscaled(self) -> np.ndarray:
+        ok = self._identified()
+        return self.curvature.pinv[np.ix_(ok, ok)]
 
     @property
-    def estimable(self) -> list[str]:
-        """Names of the identifiable parameters (those with standard errors)."""
-        return [n for n, ok in zip(self.names, self.curvature.identifiable) if ok]
+    def scale(self) -> float:
+        """Factor of the inverse Hessian in the covariance (1 for a negative log-likelihood)."""
+        return self._scale
 
-    def hessian(self) -> pd.DataFrame:
-        """Hessian of the summed objective (sum over observations of the loss or nll) at the estimate."""
-        return pd.DataFrame(self._H, index=self.names, columns=self.names)
+    @property
+    def cluster_default(self) -> str:
+        """R's vcovCL default: HC1 for a least-squares fit (it has a sigma), HC0 for likelihood models."""
+        return "HC1" if self.sigma is not None else "HC0"
 
-    def _resolve(self, type, cluster) -> str:
-        if type is None:
-            # R's vcovCL default: HC1 for a least-squares fit, HC0 for likelihood models
-            return "const" if cluster is None else ("HC1" if self.sigma is not None else "HC0")
-        if type not in VCOV_TYPES:
-            hint = " (HC2/HC3 need hat values, which tl.lm and tl.glm have)" if type in ("HC2", "HC3") else ""
-            raise OptionError(f"vcov type {type!r} is not available{hint}; supported: {VCOV_TYPES}")
-        if type == "const" and cluster is not None:
-            raise OptionError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
-        return type
-
-    def _full_vcov(self, type, cluster) -> np.ndarray:
-        type = self._resolve(type, cluster)
-        if type == "const":
-            return self.scale * self.curvature.pinv
+    def _robust_vcov(self, type: str, cluster) -> tuple[pd.DataFrame, str]:
         from .sandwich import sandwich_cov
 
         if self._scores_fn is None:
@@ -244,48 +241,30 @@ class Estimates:
         if self._scores is None:
             self._scores = self._scores_fn().detach().to(torch.float64).cpu()
         n = self._scores.shape[0]
+        description = f"{type} (sandwich: heteroskedasticity-consistent)"
         if cluster is not None:
             cluster = cluster.to_numpy() if hasattr(cluster, "to_numpy") else np.asarray(cluster)
             if cluster.shape[0] != n:
                 raise DataError(f"cluster has {cluster.shape[0]} labels for {n} observations")
+            c = np.asarray(cluster, dtype=object)
+            c = c[:, None] if c.ndim == 1 else c
+            counts = " x ".join(str(len(pd.unique(c[:, j]))) for j in range(c.shape[1]))
+            description = f"clustered ({type}, {counts} clusters)"
         bread = torch.from_numpy(self.curvature.pinv)
         df = n - len(self.estimable)
         V = sandwich_cov(bread, self._scores, type=type, cluster=cluster, df_residual=df if df > 0 else None)
-        return V.cpu().double().numpy()
-
-    def vcov(self, type: str | None = None, cluster=None) -> pd.DataFrame:
-        """Covariance of the identifiable parameters (non-identifiable ones left out, as R's aliased terms).
-
-        Parameters
-        ----------
-        type : None or "const" (scale * inverse Hessian); "HC0" or "HC1" (sandwich: inverse Hessian, outer
-            product of per-observation gradients, inverse Hessian; HC1 times n / (n - k)).
-        cluster : cluster labels, one per observation, or an (n, 2) array for two-way clustering: R's
-            vcovCL (type None means its default, HC1 for least squares and HC0 otherwise).
-        """
-        V = self._full_vcov(type, cluster)
-        ok = self.curvature.identifiable
+        ok = self._identified()
         names = self.estimable
-        return pd.DataFrame(V[np.ix_(ok, ok)], index=names, columns=names)
+        return pd.DataFrame(V.cpu().double().numpy()[np.ix_(ok, ok)], index=names, columns=names), description
 
-    def std_errors(self, type: str | None = None, cluster=None) -> pd.Series:
-        """Standard errors (NaN for non-identifiable parameters); type and cluster as vcov()."""
-        V = self._full_vcov(type, cluster)
-        se = np.where(self.curvature.identifiable, np.sqrt(np.abs(np.diag(V))), np.nan)
-        return pd.Series(se, index=self.names, name="Std. Error")
+    def hessian(self) -> pd.DataFrame:
+        """Hessian of the summed objective (sum over observations of the loss or nll) at the estimate.
 
-    def _quantile(self, level: float) -> float:
-        p = 1 - (1 - level) / 2
-        return stats.t.ppf(p, self.df_residual) if self.statistic == "t" else stats.norm.ppf(p)
-
-    def confint(self, level: float = 0.95, type: str | None = None, cluster=None) -> pd.DataFrame:
-        """Wald intervals: estimate -/+ quantile * SE (t with df_residual when the dispersion is estimated, else z)."""
-        if not 0 < level < 1:
-            raise OptionError(f"level must be between 0 and 1, not {level!r}")
-        b, se = self.coef(), self.std_errors(type, cluster)
-        q = self._quantile(level)
-        lo, hi = confint_labels(level)
-        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
+        Returns
+        -------
+        pandas.DataFrame (p, p) over every parameter.
+        """
+        return pd.DataFrame(self._H, index=self.names, columns=self.names)
 
     # --- likelihood ----------------------------------------------------------------------------
     def loglik(self) -> float:
@@ -306,9 +285,18 @@ class Estimates:
         return -2 * ll + math.log(self.nobs) * self.df_loglik
 
     # --- presentation --------------------------------------------------------------------------
-    def summary(self, type: str | None = None, cluster=None) -> "EstimatesSummary":
-        """R-style coefficient table (print it, or read .coefficients); type/cluster as vcov()."""
-        return EstimatesSummary(self, type, cluster)
+    def summary(self, vcov=None, *, cluster=None) -> "EstimatesSummary":
+        """R-style coefficient table (print it, or read .coefficients).
+
+        Parameters
+        ----------
+        vcov, cluster : the covariance behind the tests, as in vcov().
+
+        Returns
+        -------
+        EstimatesSummary
+        """
+        return EstimatesSummary(self, vcov, cluster)
 
     def __repr__(self) -> str:
         return f"<Estimates {self.call}: {len(self.names)} parameters>\n{self.coef().to_string()}"
@@ -322,23 +310,11 @@ class EstimatesSummary:
     coefficients : DataFrame with Estimate, Std. Error, t or z value, Pr(>|t|) or Pr(>|z|) (identifiable rows).
     """
 
-    def __init__(self, est: Estimates, type: str | None = None, cluster=None):
+    def __init__(self, est: Estimates, vcov=None, cluster=None):
         self.est = est
-        self.type = est._resolve(type, cluster)
-        self.clusters = None
-        if cluster is not None:
-            c = np.asarray(cluster, dtype=object)
-            c = c[:, None] if c.ndim == 1 else c
-            self.clusters = " x ".join(str(len(pd.unique(c[:, j]))) for j in range(c.shape[1]))
-        b = est.coef()
-        se = est.std_errors(type, cluster)
-        stat = b / se
-        s = est.statistic
-        p = 2 * (stats.t.sf(np.abs(stat), est.df_residual) if s == "t" else stats.norm.sf(np.abs(stat)))
-        table = pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
-                             index=est.names)
-        self._table = table
-        self.coefficients = table.loc[est.estimable]
+        V, self.vcov_description = est._covariance(vcov, cluster)
+        self._table = est._table(V)
+        self.coefficients = self._table.loc[est.estimable]
 
     def coefficient_lines(self) -> list[str]:
         est = self.est
@@ -362,10 +338,8 @@ class EstimatesSummary:
             out.append(ll)
         if est.nobs:
             out.append(f"Number of observations: {est.nobs}")
-        if self.clusters is not None:
-            out.append(f"Standard errors: clustered ({self.type}, {self.clusters} clusters)")
-        elif self.type != "const":
-            out.append(f"Standard errors: {self.type} (sandwich: heteroskedasticity-consistent)")
+        if self.vcov_description is not None:
+            out.append(f"Standard errors: {self.vcov_description}")
         if est.iterations is not None:
             state = "converged" if est.converged else "did NOT converge"
             out.append(f"{est.method}: {state} in {est.iterations} iterations")

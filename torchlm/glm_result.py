@@ -16,13 +16,13 @@ from .families import Family
 from .fit import r_inverse_cov
 from .inference import quiet
 from .influence import InfluenceMethods
-from .results import confint_labels
-from .sandwich import resolve_type, robust_vcov, vcov_option
+from .result_base import ModelResult
+from .sandwich import robust_covariance
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GeneralizedLinearModelResult(InfluenceMethods):
+class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     """A fitted GLM (what R's glm() returns), from tl.glm().
 
     Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,
@@ -43,7 +43,7 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         self._y, self._w, self._offset = y, weights, offset
         self.names = list(design.names)
         self.rank = fit.qr.rank
-        self.aliased = pd.Series(np.isnan(fit.coef), index=self.names)
+        self.statistic = family.test_statistic
         self.iterations = fit.iterations
         self.converged = fit.converged
         self.boundary = fit.boundary
@@ -69,15 +69,19 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         else:
             self.dispersion = float("nan")
 
-    # --- estimates -------------------------------------------------------------------------
-    def coef(self) -> pd.Series:
-        """Estimates by term name; aliased terms are NaN."""
-        return pd.Series(self._fit.coef, index=self.names, name="Estimate")
+    # --- ModelResult hooks -----------------------------------------------------------------
+    cluster_default = "HC0"  # R's vcovCL for a likelihood model
+
+    def _coef_values(self) -> np.ndarray:
+        return self._fit.coef
 
     @property
-    def estimable(self) -> list[str]:
-        """Names of the non-aliased coefficients, in formula order."""
-        return [n for n, a in zip(self.names, self.aliased) if not a]
+    def scale(self) -> float:
+        """The dispersion, the factor of the inverse information in the model-based covariance."""
+        return self.dispersion
+
+    def _robust_vcov(self, type: str, cluster) -> tuple[pd.DataFrame, str]:
+        return robust_covariance(self, type, cluster)
 
     def _est_columns(self) -> list[int]:
         return sorted(self._qr.pivot[: self.rank])
@@ -95,18 +99,24 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         return f, range(0, X.shape[0], step)
 
     def hessian(self) -> pd.DataFrame:
-        """Autograd Hessian of half the deviance (the negative log-likelihood for dispersion 1) at the estimate.
+        """Autograd Hessian of half the deviance (the negative log-likelihood at unit dispersion) at the estimate.
 
-        Over the estimable coefficients; for canonical links it equals the expected information X^T W X.
+        The convention of every fit's hessian(): the objective whose inverse Hessian, times the scale,
+        is the covariance (lm: half the weighted residual sum of squares), over all coefficients,
+        aliased ones evaluated at 0 (their rows and columns make it singular). For canonical links it
+        equals the expected information X^T W X.
+
+        Returns
+        -------
+        pandas.DataFrame (p, p) over every coefficient name.
         """
-        cols = self._est_columns()
+        cols = list(range(len(self.names)))
         f, starts = self._objective(cols)
-        b = torch.as_tensor(self._fit.coef[cols], dtype=self.dtype, device=self.device)
+        b = torch.as_tensor(np.nan_to_num(self._fit.coef), dtype=self.dtype, device=self.device)
         H = torch.zeros(len(cols), len(cols), dtype=self.dtype, device=self.device)
         for s in starts:
             H += quiet(torch.func.hessian(lambda bb: f(bb, s)))(b)
-        names = [self.names[j] for j in cols]
-        return pd.DataFrame(H.cpu().double().numpy(), index=names, columns=names)
+        return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
 
     def _unscaled(self, information: str | None = None) -> np.ndarray:
         """Inverse information over the estimable coefficients (formula order), before the dispersion.
@@ -121,7 +131,8 @@ class GeneralizedLinearModelResult(InfluenceMethods):
             return C[np.ix_(order, order)]
         if information != "observed":
             raise OptionError(f"information must be 'expected' or 'observed', not {information!r}")
-        H = self.hessian().to_numpy()
+        est = self.estimable
+        H = self.hessian().loc[est, est].to_numpy()
         try:
             L = np.linalg.cholesky(H)
         except np.linalg.LinAlgError:
@@ -132,51 +143,56 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         Linv = np.linalg.inv(L)
         return Linv.T @ Linv
 
-    def vcov(self, type: str | None = None, cluster=None, information: str | None = None) -> pd.DataFrame:
+    def vcov(self, type=None, *, cluster=None, information: str | None = None) -> pd.DataFrame:
         """Covariance of the estimable coefficients (aliased terms left out): model-based, robust or clustered.
 
         Parameters
         ----------
-        type : "const" (R's vcov(glm): dispersion times the inverse information); "HC0".."HC5", "HC4m"
-            (sandwich::vcovHC); "HAC" (sandwich::NeweyWest(fit, prewhite = FALSE, adjust = TRUE)).
-            Default "const", or vcovCL's default for a GLM, "HC0", when ``cluster`` is given.
-        cluster : cluster variable(s) for sandwich::vcovCL, as in LinearModelResult.vcov.
+        type : the covariance choice, as the ``vcov=`` option of the other methods: None (R's
+            vcov(glm): dispersion times the inverse information); a type string "const",
+            "HC0".."HC5", "HC4m" (sandwich::vcovHC), "HAC" (sandwich::NeweyWest(fit, prewhite = FALSE,
+            adjust = TRUE)); a dict {"type": ..., "cluster": ...}; or a (k, k) matrix.
+        cluster : cluster variable(s) for sandwich::vcovCL (default type HC0 for a GLM), as in
+            LinearModelResult.vcov.
         information : "expected" (R's summary.glm) or "observed"; default the fit's ``information``.
             The bread of the robust types is the same inverse information.
+
+        Returns
+        -------
+        pandas.DataFrame (k, k) labelled by the estimable coefficients.
         """
-        type = resolve_type(self, type, cluster)
-        if type != "const":
-            return robust_vcov(self, type, cluster)
-        V = self.dispersion * self._unscaled(information)
-        names = self.estimable
-        return pd.DataFrame(V, index=names, columns=names)
+        return self._covariance(type, cluster, information=information)[0]
 
-    def std_errors(self, vcov=None) -> pd.Series:
-        """Standard errors (NaN for aliased terms); ``vcov`` as in summary() (None: model-based)."""
-        se = pd.Series(np.nan, index=self.names)
-        se[self.estimable] = np.sqrt(np.diag(vcov_option(self, vcov)[0].to_numpy()))
-        return se
-
-    def confint(self, level: float = 0.95, vcov=None, method: str = "wald") -> pd.DataFrame:
+    def confint(self, level: float = 0.95, parm=None, vcov=None, *, cluster=None,
+                method: str = "wald") -> pd.DataFrame:
         """Confidence intervals: Wald (default) or profile likelihood.
 
-        method : "wald": estimate +/- z * SE (R's confint.default); "profile": R's confint(glm) (MASS's
-            profile intervals, on MASS's grid and spline, so the numbers are R's).
-        vcov : for "wald": None (model-based), a type string, a dict {"type": ..., "cluster": ...} or a
-            matrix, as in summary().
+        Parameters
+        ----------
+        level : coverage, in (0, 1).
+        parm : coefficient names or positions (default all).
+        vcov, cluster : for "wald", the covariance behind the standard errors, as in vcov().
+        method : "wald": estimate +/- z * SE (R's confint.default: normal quantiles whatever the
+            family); "profile": R's confint(glm) (MASS's profile intervals, on MASS's grid and
+            spline, so the numbers are R's).
+
+        Returns
+        -------
+        pandas.DataFrame with R's columns ("2.5 %", "97.5 %").
         """
         if method == "profile":
-            if vcov is not None:
+            if vcov is not None or cluster is not None:
                 raise OptionError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
             from .profile import confint_profile
 
-            return confint_profile(self, level)
+            return confint_profile(self, level, None if parm is None else self._parm(parm))
         if method != "wald":
             raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
-        b, se = self.coef(), self.std_errors(vcov)
-        q = stats.norm.ppf(1 - (1 - level) / 2)
-        lo, hi = confint_labels(level)
-        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
+        return super().confint(level, parm, vcov, cluster=cluster)
+
+    def _quantile(self, level: float, statistic: str | None = None) -> float:
+        # R's confint.default: normal quantiles even where summary.glm's tests use t
+        return super()._quantile(level, statistic or "z")
 
     # --- likelihood ------------------------------------------------------------------------
     def aic(self) -> float:
@@ -277,14 +293,14 @@ class GeneralizedLinearModelResult(InfluenceMethods):
             fit = eta
         if not se_fit:
             return pd.Series(fit, index=index, name="fit")
-        V = vcov_option(self, vcov)[0].to_numpy()
+        V = self._covariance(vcov)[0].to_numpy()
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xe, V, Xe))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())
         return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov=None):
+    def summary(self, vcov=None, *, cluster=None):
         """R-style summary (print it, or read .coefficients).
 
         vcov : covariance of the coefficient table's tests: None (model-based, R's summary.glm), a type
@@ -293,7 +309,7 @@ class GeneralizedLinearModelResult(InfluenceMethods):
         """
         from .summary import GLMSummary
 
-        return GLMSummary(self, vcov=vcov)
+        return GLMSummary(self, vcov=vcov, cluster=cluster)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: call, coefficients, degrees of freedom, deviances and AIC."""

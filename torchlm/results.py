@@ -16,16 +16,11 @@ from .design import Design, newdata_matrix, newdata_offset
 from .fit import QRFit, linear_chunks, unscaled_cov
 from .inference import objective_hessian
 from .influence import InfluenceMethods
-from .sandwich import VCOV_TYPES, resolve_type, robust_vcov, vcov_option  # noqa: F401  (VCOV_TYPES re-exported)
+from .result_base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
+from .sandwich import robust_covariance
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 
-
-
-def confint_labels(level: float) -> list[str]:
-    """R's column names for an interval: '2.5 %', '97.5 %'."""
-    a = (1 - level) / 2
-    return [f"{100 * q:.3g} %" for q in (a, 1 - a)]
 
 
 class WeightedRows:
@@ -53,13 +48,17 @@ class WeightedRows:
         return out if dtype is None else out.astype(dtype)
 
 
-class LinearModelResult(InfluenceMethods):
+class LinearModelResult(ModelResult, InfluenceMethods):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
     Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,
     n_dropped_na, call. Methods follow R: coef(), vcov(), confint(), summary(), predict(),
-    fitted(), residuals(), hessian(), loglik(), aic(), bic().
+    fitted(), residuals(), hessian(), loglik(), aic(), bic(); coef/vcov/std_errors/confint/
+    coef_table/wald_test come from ModelResult, with t tests on df_residual.
     """
+
+    statistic = "t"
+    cluster_default = "HC1"  # R's vcovCL for a least-squares fit
 
     def __init__(self, design: Design, qr: QRFit, *, device, dtype, tol: float, call: str):
         self.design = design
@@ -70,7 +69,6 @@ class LinearModelResult(InfluenceMethods):
         d = design
         self.names = list(d.names)
         self.rank = qr.rank
-        self.aliased = pd.Series(np.isnan(qr.coef), index=self.names)
         beta = np.where(np.isnan(qr.coef), 0.0, qr.coef)
         eta = d.matvec(beta)
         self._fitted = eta if d.offset is None else eta + d.offset
@@ -85,22 +83,32 @@ class LinearModelResult(InfluenceMethods):
         self.n_dropped_na = d.n_dropped
         self._r2()
 
-    # --- estimates -------------------------------------------------------------------------
-    def coef(self) -> pd.Series:
-        """Estimates by term name; aliased (non-estimable) terms are NaN, as R's NA."""
-        return pd.Series(self._qr.coef, index=self.names, name="Estimate")
+    # --- ModelResult hooks -----------------------------------------------------------------
+    def _coef_values(self) -> np.ndarray:
+        return self._qr.coef
 
     @property
-    def estimable(self) -> list[str]:
-        """Names of the non-aliased coefficients, in formula order."""
-        return [n for n, a in zip(self.names, self.aliased) if not a]
+    def scale(self) -> float:
+        """sigma^2, the factor of (X'WX)^{-1} in the classical covariance."""
+        return self.sigma**2
+
+    def _robust_vcov(self, type: str, cluster) -> tuple[pd.DataFrame, str]:
+        return robust_covariance(self, type, cluster)
 
     def _chunks(self):
         d = self.design
         return linear_chunks(d, d.y, d.weights, d.offset, self.device, self.dtype)
 
     def hessian(self) -> pd.DataFrame:
-        """Hessian of the objective 0.5 * sum(w * (y - fitted)^2) at the estimate, by autograd (X^T W X)."""
+        """Hessian of the objective 0.5 * sum(w * (y - fitted)^2) at the estimate, by autograd (X^T W X).
+
+        The convention of every fit's hessian(): over all coefficients, aliased ones at 0 (their rows
+        and columns make it singular); sigma^2 times the inverse of its estimable block is vcov().
+
+        Returns
+        -------
+        pandas.DataFrame (p, p) over every coefficient name.
+        """
         beta = torch.as_tensor(np.nan_to_num(self._qr.coef), dtype=self.dtype, device=self.device)
         H = objective_hessian(self._chunks(), beta)
         return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
@@ -127,41 +135,6 @@ class LinearModelResult(InfluenceMethods):
         u = self._w_used
         sw = np.sqrt(d.weights[u])
         return X[u] * sw[:, None], self._resid[u] * sw
-
-    def vcov(self, type: str | None = None, cluster=None) -> pd.DataFrame:
-        """Covariance of the estimable coefficients (aliased terms left out): classical, robust or clustered.
-
-        Parameters
-        ----------
-        type : "const" (R's vcov(lm): sigma^2 (X^T W X)^{-1}); "HC0", "HC1", "HC2", "HC3", "HC4",
-            "HC4m", "HC5" (sandwich::vcovHC); "HAC" (sandwich::NeweyWest(fit, prewhite = FALSE,
-            adjust = TRUE), automatic lag). Default "const", or "HC1" when ``cluster`` is given.
-        cluster : cluster variable(s) for sandwich::vcovCL (type HC0 or HC1): a column name of the
-            data, an array (one value per row of the data or per row used), or a list of two of
-            those for two-way clustering. Looked up at the rows used (after subset and NA removal).
-        """
-        type = resolve_type(self, type, cluster)
-        if type != "const":
-            return robust_vcov(self, type, cluster)
-        V = self.sigma**2 * self._unscaled()
-        names = self.estimable
-        return pd.DataFrame(V, index=names, columns=names)
-
-    def std_errors(self, vcov=None) -> pd.Series:
-        """Standard errors (NaN for aliased terms); ``vcov`` as in summary() (None: classical)."""
-        se = pd.Series(np.nan, index=self.names)
-        se[self.estimable] = np.sqrt(np.diag(vcov_option(self, vcov)[0].to_numpy()))
-        return se
-
-    def confint(self, level: float = 0.95, vcov=None) -> pd.DataFrame:
-        """t-based confidence intervals (R's confint.lm; with ``vcov``, lmtest::coefci); aliased terms are NaN.
-
-        vcov : None (classical), a type string, a dict {"type": ..., "cluster": ...} or a matrix, as in summary().
-        """
-        b, se = self.coef(), self.std_errors(vcov)
-        q = stats.t.ppf(1 - (1 - level) / 2, self.df_residual)
-        lo, hi = confint_labels(level)
-        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=self.names)
 
     # --- fit statistics --------------------------------------------------------------------
     def _r2(self):
@@ -273,7 +246,7 @@ class LinearModelResult(InfluenceMethods):
             XRinv = torch.linalg.solve_triangular(R, torch.as_tensor(X[:, est]), upper=True, left=False).numpy()
             ip = res_var * np.sum(XRinv**2, axis=1)
         else:
-            V = vcov_option(self, vcov)[0].to_numpy()
+            V = self._covariance(vcov)[0].to_numpy()
             Xe = X[:, sorted(est)]
             ip = np.einsum("ij,jk,ik->i", Xe, V, Xe)
         out = pd.DataFrame({"fit": fit}, index=index)
@@ -298,7 +271,7 @@ class LinearModelResult(InfluenceMethods):
         return out
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov=None):
+    def summary(self, vcov=None, *, cluster=None):
         """R-style summary (print it, or read .coefficients).
 
         vcov : covariance of the coefficient table's t tests and of the F test: None (classical, R's
@@ -308,7 +281,7 @@ class LinearModelResult(InfluenceMethods):
         """
         from .summary import LMSummary
 
-        return LMSummary(self, vcov=vcov)
+        return LMSummary(self, vcov=vcov, cluster=cluster)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: the call and the coefficients."""

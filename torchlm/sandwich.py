@@ -4,7 +4,7 @@ Two levels:
 
 * ``sandwich_cov(bread, scores, ...)``: the estimator itself, for any model whose objective is a sum
   over observations (user-written torch models included);
-* ``robust_vcov(fit, type, cluster)``: the covariance of a fitted lm/glm result, with per-observation
+* ``robust_covariance(fit, type, cluster)``: the covariance of a fitted lm/glm result, with per-observation
   scores from autograd and R's bookkeeping (zero weights, missing values, cluster look-up).
 
 Reference: Zeileis (2004, 2006), Zeileis, Köll & Graham (2020); R package sandwich 3.0-2
@@ -55,7 +55,7 @@ def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0"
       ``Γ_j = Σ_i s_i s_{i+j}'`` over the rows in the given (time) order, Bartlett weights
       ``w_j = 1 - j / (L + 1)`` and lag ``L = floor(bwNeweyWest)``, the automatic bandwidth of
       Newey & West (1994) without prewhitening: R's ``NeweyWest(fit, prewhite = FALSE, adjust = TRUE)``.
-      Here every coefficient enters the bandwidth; ``robust_vcov`` leaves the intercept out, as R does.
+      Here every coefficient enters the bandwidth; ``robust_covariance`` leaves the intercept out, as R does.
     * ``cluster`` (one column of codes, or two for two-way clustering; type HC0 or HC1): R's
       ``vcovCL`` with its defaults (``cadjust = TRUE``, ``multi0 = FALSE``). With ``S_g`` the sum of the
       scores in cluster g and G clusters, the meat is ``G/(G-1) Σ_g S_g S_g'``; two-way clustering adds
@@ -373,29 +373,10 @@ def working_rows(fit, n_working: int) -> np.ndarray:
     return rows
 
 
-def resolve_type(fit, type, cluster) -> str:
-    """The covariance type a call means: None is "const" without a cluster, vcovCL's default with one.
+def robust_covariance(fit, type: str, cluster=None) -> tuple[pd.DataFrame, str]:
+    """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich package, and its description.
 
-    vcovCL's default is HC1 for lm and HC0 for glm (any fit with a ``family``).
-    """
-    if type is None:
-        if cluster is None:
-            return "const"
-        return "HC0" if hasattr(fit, "family") else "HC1"
-    if type not in VCOV_TYPES:
-        raise OptionError(f"unknown vcov type {type!r}; choose one of {', '.join(VCOV_TYPES)}")
-    if type == "const" and cluster is not None:
-        raise OptionError("cluster= needs a robust type: 'HC0' or 'HC1' (or leave type out for vcovCL's default)")
-    if cluster is not None:
-        check_type(type, cluster)
-    return type
-
-
-def robust_vcov(fit, type: str | None, cluster=None) -> pd.DataFrame:
-    """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich package.
-
-    type : HC0..HC5, HC4m or HAC (vcovHC / NeweyWest); with ``cluster``, HC0 or HC1 (vcovCL), and
-        None for vcovCL's default (HC1 for lm, HC0 for glm).
+    type : HC0..HC5, HC4m or HAC (vcovHC / NeweyWest); with ``cluster``, HC0 or HC1 (vcovCL).
     cluster : a column name of the fit's data, an array (one value per row of the data, or per row
         used), or a list of two of those for two-way clustering; see ``cluster_values``.
 
@@ -403,14 +384,11 @@ def robust_vcov(fit, type: str | None, cluster=None) -> pd.DataFrame:
     ``fit.design`` (index, weights, X, data). R conventions kept: rows with zero weight stay in as
     zero scores, so n counts them (HC1's n/(n-k), the HAC autocovariances, vcovCL's n and G), while
     R's bread scales by nobs; the result therefore carries R's factor (nobs/n)^2. Their leverages are 0.
+
+    Returns
+    -------
+    (pandas.DataFrame over fit.estimable, description for the summary)
     """
-    return _robust(fit, type, cluster)[0]
-
-
-def _robust(fit, type, cluster) -> tuple[pd.DataFrame, str]:
-    type = resolve_type(fit, type, cluster)
-    if type == "const":
-        raise OptionError("robust_vcov computes robust types; type 'const' is fit.vcov()")
     check_type(type, cluster)
     labels = None
     if cluster is not None:
@@ -550,59 +528,3 @@ def describe(type: str, cluster_labels: list[str] | None = None, lag: int | None
     if type == "HAC":
         return f"HAC (Newey-West, Bartlett kernel{'' if lag is None else f', lag {lag}'})"
     return f"{type} (heteroskedasticity-consistent)"
-
-
-def vcov_option(fit, vcov) -> tuple[pd.DataFrame, str | None]:
-    """Covariance over ``fit.estimable`` for a ``vcov=`` option, and its description (None: the classical one).
-
-    vcov : None or "const" (classical); a type string ("HC0".."HC5", "HC4m", "HAC"); a dict with keys
-        "type" and/or "cluster" (as ``fit.vcov(type=, cluster=)``); or a (k, k) covariance matrix
-        (DataFrame labelled by the estimable coefficients, or an array in their order).
-    """
-    if vcov is None:
-        return fit.vcov(), None
-    if isinstance(vcov, str):
-        vcov = {"type": vcov}
-    if isinstance(vcov, dict):
-        bad = set(vcov) - {"type", "cluster"}
-        if bad:
-            raise OptionError(f"vcov dict keys must be 'type' and/or 'cluster', got {sorted(bad)}")
-        type = resolve_type(fit, vcov.get("type"), vcov.get("cluster"))
-        if type == "const":
-            return fit.vcov(type="const"), None
-        return _robust(fit, type, vcov.get("cluster"))
-    return _user_matrix(fit, vcov), "user-supplied covariance matrix"
-
-
-def _user_matrix(fit, V) -> pd.DataFrame:
-    names = list(fit.estimable)
-    k = len(names)
-    if isinstance(V, pd.DataFrame):
-        missing = [n for n in names if n not in V.index or n not in V.columns]
-        if missing:
-            raise OptionError(f"vcov matrix has no row/column for {missing[:5]}")
-        V = V.loc[names, names]
-    try:
-        A = np.asarray(V, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise OptionError("vcov must be None, a type string, a dict or a (k, k) matrix, "
-                         f"not {type(V).__name__}") from None
-    if A.shape != (k, k):
-        raise OptionError(f"vcov matrix must be ({k}, {k}) over the estimable coefficients, got shape {A.shape}")
-    if not np.isfinite(A).all():
-        raise OptionError("vcov matrix has non-finite values")
-    return pd.DataFrame(A, index=names, columns=names)
-
-
-def wald_f(fit, V: pd.DataFrame) -> tuple[float, int, int] | None:
-    """Wald F test that every coefficient but the intercept is 0, with covariance V (lmtest::waldtest, test="F").
-
-    Returns (F, numerator df, denominator df = fit.df_residual), or None for an intercept-only model.
-    """
-    names = [n for n in fit.estimable if n != INTERCEPT]
-    if not names:
-        return None
-    b = fit.coef()[names].to_numpy()
-    Vs = V.loc[names, names].to_numpy()
-    F = float(b @ np.linalg.solve(Vs, b)) / len(names)
-    return F, len(names), fit.df_residual

@@ -11,7 +11,6 @@ import pandas as pd
 from scipy import stats
 
 from . import rformat as rf
-from .sandwich import vcov_option, wald_f
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)
@@ -79,35 +78,25 @@ class LMSummary:
     vcov_description : which covariance the standard errors use (None: the classical one).
     """
 
-    def __init__(self, fit, vcov=None):
+    def __init__(self, fit, vcov=None, cluster=None):
         self.fit = fit
         f = fit.fitted().to_numpy()
         if len(f) > 1 and fit.sigma**2 < (f.mean() ** 2 + f.var(ddof=1)) * 1e-30:
             warnings.warn("essentially perfect fit: summary may be unreliable", stacklevel=3)
-        b = fit.coef()[fit.estimable]
-        V, self.vcov_description = vcov_option(fit, vcov)
-        se = pd.Series(np.sqrt(np.diag(V.to_numpy())), index=fit.estimable)
-        t = b / se
-        p = 2 * stats.t.sf(np.abs(t), fit.df_residual)
-        self.coefficients = pd.DataFrame(
-            {"Estimate": b, "Std. Error": se, "t value": t, "Pr(>|t|)": p}, index=fit.estimable
-        )
+        V, self.vcov_description = fit._covariance(vcov, cluster)
+        self._full = fit._table(V)
+        self.coefficients = self._full.loc[fit.estimable]
         self.sigma = fit.sigma
         self.r_squared = fit.r_squared
         self.adj_r_squared = fit.adj_r_squared
         self.fstatistic = fit.fstatistic
         if self.vcov_description is not None and fit.fstatistic is not None:
-            from .results import FStatistic
-
-            w = wald_f(fit, V)
-            self.fstatistic = None if w is None else FStatistic(*map(float, w))
+            w = fit._wald(V)
+            self.fstatistic = None if w is None else type(fit.fstatistic)(w.statistic, float(w.df), float(w.df_residual))
         self.df_residual = fit.df_residual
 
     def _full_table(self) -> np.ndarray:
-        tab = np.full((len(self.fit.names), 4), np.nan)
-        pos = [self.fit.names.index(n) for n in self.coefficients.index]
-        tab[pos] = self.coefficients.to_numpy()
-        return tab
+        return self._full.to_numpy()
 
     def residual_lines(self) -> list[str]:
         fit = self.fit
@@ -167,21 +156,11 @@ class GLMSummary:
     vcov_description : which covariance the standard errors use (None: the model-based one).
     """
 
-    def __init__(self, fit, vcov=None):
+    def __init__(self, fit, vcov=None, cluster=None):
         self.fit = fit
-        b = fit.coef()[fit.estimable]
-        V, self.vcov_description = vcov_option(fit, vcov)
-        se = pd.Series(np.sqrt(np.diag(V.to_numpy())), index=fit.estimable)
-        stat = b / se
-        if fit.family.fixed_dispersion:
-            cols = ["z value", "Pr(>|z|)"]
-            p = 2 * stats.norm.sf(np.abs(stat))
-        else:
-            cols = ["t value", "Pr(>|t|)"]
-            p = 2 * stats.t.sf(np.abs(stat), fit.df_residual) if fit.df_residual > 0 else np.full(len(b), np.nan)
-        self.coefficients = pd.DataFrame(
-            {"Estimate": b, "Std. Error": se, cols[0]: stat, cols[1]: p}, index=fit.estimable
-        )
+        V, self.vcov_description = fit._covariance(vcov, cluster)
+        self._full = fit._table(V)
+        self.coefficients = self._full.loc[fit.estimable]
         self.dispersion = fit.dispersion
         self.deviance, self.null_deviance = fit.deviance, fit.null_deviance
         self.df_residual, self.df_null = fit.df_residual, fit.df_null
@@ -189,10 +168,7 @@ class GLMSummary:
         self.iterations = fit.iterations
 
     def _full_table(self) -> np.ndarray:
-        tab = np.full((len(self.fit.names), 4), np.nan)
-        pos = [self.fit.names.index(n) for n in self.coefficients.index]
-        tab[pos] = self.coefficients.to_numpy()
-        return tab
+        return self._full.to_numpy()
 
     def residual_lines(self) -> list[str]:
         r = self.fit.residuals("deviance")
