@@ -18,9 +18,6 @@ import torch
 from scipy import stats
 from .errors import FitError, OptionError
 
-# families whose profile statistic is z (dispersion fixed); the others use tau with an F cutoff
-
-
 def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: int = 10) -> dict[str, pd.DataFrame]:
     """MASS's profile.glm: for each coefficient, the signed root statistic at the profiled values.
 
@@ -30,6 +27,8 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     Returns {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
     """
     from .glm import CONTROL_DEFAULTS, irls
+    from .solvers.irls import GLMPasses
+    from .sources.row_blocks import DesignSource
 
     names = list(fit.names)
     which = list(fit.estimable) if which is None else list(which)
@@ -45,8 +44,7 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     else:
         zmax, stat = math.sqrt(stats.f.ppf(1 - alpha, 1, n - p)), "tau"
     delta = zmax / 5
-    X = torch.as_tensor(fit.design.X, dtype=fit.dtype, device=fit.device)
-    B0 = torch.as_tensor(np.nan_to_num(b0.to_numpy()), dtype=fit.dtype, device=fit.device)
+    source = DesignSource(fit.design)
     dev0, disp = fit.deviance, fit.dispersion
     out = {}
     for name in which:
@@ -54,20 +52,19 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
         if i not in est:
             continue  # aliased: R skips it
         others = [j for j in est if j != i]
-        Xi = X[:, others]
         zs, values = [0.0], [float(b0.iloc[i])]
         for sgn in (-1, 1):
             step, z = 0, 0.0
-            lp = X[:, est] @ B0[est] + fit._offset
+            lp = fit._fit.eta
             while (step := step + 1) < maxsteps and abs(z) < zmax:
                 bi = float(b0.iloc[i]) + sgn * step * delta * float(se.iloc[i])
-                off = fit._offset + X[:, i] * bi
+                # the profiled coefficient held at bi (its column enters the offset), the others refitted
+                passes = GLMPasses(source, fit._y, fit._w, fit._offset, fit.family, columns=others, fixed={i: bi})
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # R's glm.fit warnings at the far grid points
-                    sub, _ = irls(Xi, fit._y, fit._w, off, fit.family, mustart=fit.family.link.linkinv(lp),
-                                  control=dict(CONTROL_DEFAULTS), tol=fit.tol)
-                coef = torch.as_tensor(np.nan_to_num(sub.coef), dtype=fit.dtype, device=fit.device)
-                lp = Xi @ coef + off
+                    sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=dict(CONTROL_DEFAULTS),
+                               tol=fit.tol)
+                lp = sub.eta
                 zz = (sub.deviance - dev0) / disp
                 if zz < -1e-3:
                     raise FitError(f"profiling {name!r} found a better fit than the estimate: the fit had not converged")

@@ -1,0 +1,324 @@
+"""R's model.frame: the rows a model uses (subset, then na.omit), with their weights and offset.
+
+A frame holds no copy of the data: it keeps the user's table (a reference, never modified) and the
+positions of the rows used, and evaluates a variable at those rows when asked. A model that needs no
+design matrix (nls) uses the frame alone; :func:`torchlm.frame.design.model_matrix` builds on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.layered_mapping import LayeredMapping
+from formulaic.utils.stateful_transforms import stateful_eval
+
+from ..errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+from .data import as_frame, columns_text
+
+NA_ACTIONS = ("omit", "fail")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFrame:
+    """The rows a model uses, after subset and the removal of rows with missing values (R's model.frame).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The user's data as given (a reference, never copied or modified).
+    rows : numpy.ndarray
+        Positions in ``data`` of the rows used, increasing.
+    index : pandas.Index
+        Labels in ``data.index`` of the rows used.
+    subset : numpy.ndarray or None
+        The subset as a boolean mask over every row of ``data``; None when no subset was given.
+    weights, offset : numpy.ndarray or None
+        Prior weights and offset at the rows used (float64).
+    n_dropped : int
+        Rows of the subset dropped because of missing values (in a variable, the weights or the offset).
+    na_action : str
+        "omit" (drop incomplete rows, R's na.omit) or "fail".
+    variables : tuple of str
+        The variables (column names or expressions) whose missing values removed rows.
+    weights_column, offset_column : str or None
+        The column names of the weights and offset when they were given as names.
+    """
+
+    data: pd.DataFrame = field(repr=False)
+    rows: np.ndarray = field(repr=False)
+    index: pd.Index = field(repr=False)
+    subset: np.ndarray | None = field(repr=False)
+    weights: np.ndarray | None = field(repr=False)
+    offset: np.ndarray | None = field(repr=False)
+    n_dropped: int
+    na_action: str
+    variables: tuple[str, ...] = ()
+    weights_column: str | None = None
+    offset_column: str | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of rows used.
+
+        Returns
+        -------
+        int
+            ``len(self.rows)``.
+        """
+        return len(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> pd.Series | pd.DataFrame:
+        """A variable at the rows used, labelled by their index.
+
+        Parameters
+        ----------
+        name : str
+            A column of the data, or an expression of its columns (``"log(y)"``; ``^`` is a power, as in R).
+
+        Returns
+        -------
+        pandas.Series or pandas.DataFrame
+            The values at the rows used (a DataFrame when the expression gives several columns).
+        """
+        full = evaluate_variable(self.data, name)
+        if isinstance(full, pd.Series):
+            return full.iloc[self.rows]
+        part = full[self.rows]
+        if part.ndim == 1:
+            return pd.Series(part, index=self.index, name=name)
+        return pd.DataFrame(part, index=self.index)
+
+    def values(self, name: str) -> np.ndarray:
+        """A variable at the rows used, as an array.
+
+        Parameters
+        ----------
+        name : str
+            A column of the data or an expression of its columns (see :meth:`column`).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,) values (or (n, k) for an expression giving k columns), in the column's dtype.
+        """
+        return self.column(name).to_numpy()
+
+    def restrict(self, keep: np.ndarray | Sequence[int], *, variables: Iterable[str] = ()) -> ModelFrame:
+        """A frame of some of these rows: the others count as dropped for missing values.
+
+        Parameters
+        ----------
+        keep : array of int or bool
+            Positions among this frame's rows (0..n-1, increasing), or a boolean mask of length n.
+        variables : iterable of str
+            Variables to record as having decided the dropped rows (added to ``self.variables``).
+
+        Returns
+        -------
+        ModelFrame
+            A new frame; this one is unchanged.
+        """
+        keep = np.asarray(keep)
+        if keep.dtype == bool:
+            if keep.shape != (self.n,):
+                raise ModelInputError(f"a mask restricting a frame of {self.n} rows has shape {keep.shape}")
+            keep = np.flatnonzero(keep)
+        known = list(self.variables)
+        known += [v for v in variables if v not in known]
+        if len(keep) == self.n:  # increasing positions, so all of them: no copies of the row arrays
+            return dataclasses.replace(self, variables=tuple(known))
+        keep = keep.astype(np.int64, copy=False)
+        rows = self.rows[keep]
+        return dataclasses.replace(
+            self, rows=rows, index=self.data.index[rows],
+            weights=None if self.weights is None else self.weights[keep],
+            offset=None if self.offset is None else self.offset[keep],
+            n_dropped=self.n_dropped + self.n - len(rows), variables=tuple(known),
+        )
+
+
+def check_na_action(na_action: str) -> None:
+    """Raise a ModelInputError unless ``na_action`` is one the package knows.
+
+    Parameters
+    ----------
+    na_action : str
+        "omit" or "fail".
+
+    Returns
+    -------
+    None
+    """
+    if na_action not in NA_ACTIONS:
+        raise ModelInputError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
+
+
+def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any = None, offset: Any = None,
+                subset: Any = None, na_action: str = "omit") -> ModelFrame:
+    """The rows a model uses, with R's semantics: subset first, then NA omission over everything used.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or dict of arrays
+        The user's data; never modified.
+    variables : iterable of str, or str
+        Column names or expressions of columns (``["log(y)", "x"]``): a row with a missing value in any of
+        them is dropped (na_action="omit") or an error (na_action="fail").
+    weights, offset : str or array, optional
+        A column name or one value per row of data. Missing values drop the row as a variable's do;
+        Inf is an error, and so are negative weights.
+    subset : array of bool or str, optional
+        Boolean mask over the rows of data, or a query string (``"x > 0"``), applied before NA removal.
+    na_action : str
+        "omit" (drop incomplete rows, as R's na.omit) or "fail".
+
+    Returns
+    -------
+    ModelFrame
+        The rows used, their weights and offset, and the count of rows dropped for missing values.
+    """
+    check_na_action(na_action)
+    frame = as_frame(data)
+    names = _variable_names(variables)
+    w, wname = _column_or_array(weights, frame, "weights")
+    off, oname = _column_or_array(offset, frame, "offset")
+    # a copy: the user's own mask array may change after the fit
+    mask = None if subset is None else _subset_mask(subset, frame).copy()
+    keep = np.ones(len(frame), dtype=bool) if mask is None else mask.copy()
+    n_subset = int(keep.sum())
+    for arr, what in ((w, "weights"), (off, "offset")):
+        if arr is None:
+            continue
+        if np.isinf(arr).any():
+            raise DataError(f"{what} contain non-finite values (Inf)")
+        if np.isnan(arr[keep]).any() and na_action == "fail":
+            raise DataError(f"{what} contain missing values and na_action='fail'")
+        keep &= ~np.isnan(arr)
+    if w is not None and (w[keep] < 0).any():
+        raise DataError("weights must be non-negative; found negative weights")
+    if not keep.any():
+        raise DataError("no observations: the subset (or missing weights/offset) leaves no rows")
+    rows = np.flatnonzero(keep)
+    mf = ModelFrame(
+        data=frame, rows=rows, index=frame.index[rows], subset=mask,
+        weights=None if w is None else w[rows], offset=None if off is None else off[rows],
+        n_dropped=n_subset - len(rows), na_action=na_action, weights_column=wname, offset_column=oname,
+    )
+    return _omit_missing(mf, names) if names else mf
+
+
+def evaluate_variable(data: pd.DataFrame, name: str) -> pd.Series | np.ndarray:
+    """A variable over every row of ``data``: a column, or an expression of columns evaluated as formulaic does.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The user's data.
+    name : str
+        A column name, or an expression such as ``"log(y)"`` or ``"y / n"`` (formulaic's transforms and
+        ``np`` are available; ``^`` is a power, as in R; backticks quote odd column names).
+
+    Returns
+    -------
+    pandas.Series or numpy.ndarray
+        One value (or one row of values) per row of data.
+    """
+    if not isinstance(name, str):
+        raise ModelInputError(f"a variable is a column name or an expression (a string), not {type(name).__name__}")
+    if name in data.columns:
+        return data[name]
+    if name.isidentifier():
+        raise UnknownVariableError(f"variable {name!r} is not a column of data (columns: {columns_text(data)})")
+    try:
+        value = stateful_eval(_r_arithmetic(name), LayeredMapping(data, TRANSFORMS), None, {}, None)
+    except NameError as e:
+        missing = getattr(e, "name", None) or str(e)
+        raise UnknownVariableError(f"variable {name!r} uses {missing!r}, which is not a column of data "
+                                   f"(columns: {columns_text(data)})") from None
+    except SyntaxError as e:
+        raise FormulaError(f"cannot parse variable {name!r}: {e.msg}") from None
+    except Exception as e:  # arbitrary user code: any failure is a bad variable
+        raise FormulaError(f"cannot evaluate variable {name!r}: {e}") from None
+    if isinstance(value, pd.Series) and len(value) == len(data):
+        return value
+    arr = np.asarray(value)
+    if arr.ndim not in (1, 2) or len(arr) != len(data):
+        raise DataError(f"variable {name!r} gives shape {arr.shape}, not one value per row of data ({len(data)})")
+    return arr
+
+
+def _omit_missing(mf: ModelFrame, names: list[str]) -> ModelFrame:
+    """``mf`` without the rows where a variable is missing (or an error when na_action='fail')."""
+    incomplete = np.zeros(mf.n, dtype=bool)
+    all_na = []
+    for name in names:
+        na = np.asarray(pd.isna(mf.column(name)))
+        if na.ndim == 2:
+            na = na.any(axis=1)
+        if na.any() and mf.na_action == "fail":
+            raise DataError(f"missing values in variable {name!r} and na_action='fail'")
+        if na.all():
+            all_na.append(name)
+        incomplete |= na
+    if incomplete.all():
+        hint = f" (all values of {', '.join(map(repr, all_na))} are missing)" if all_na else ""
+        raise DataError(f"no observations left after removing rows with missing values{hint}")
+    return mf.restrict(np.flatnonzero(~incomplete), variables=names)
+
+
+def _variable_names(variables: Iterable[str] | str) -> list[str]:
+    names = [variables] if isinstance(variables, str) else list(variables)
+    for v in names:
+        if isinstance(v, str) and "~" in v:
+            raise FormulaError(f"variable {v!r} is a formula: give the variables (names or expressions) one by one")
+    return list(dict.fromkeys(names))
+
+
+def _r_arithmetic(expr: str) -> str:
+    """``^`` as ``**`` outside backtick-quoted names: R's power, where Python's ^ (XOR) means nothing for data."""
+    parts = expr.split("`")
+    return "`".join(p.replace("^", "**") if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def _column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    """weights=/offset= given as a column name or an array -> float array of len(frame)."""
+    if value is None:
+        return None, None
+    name = None
+    if isinstance(value, str):
+        if value not in frame.columns:
+            raise UnknownVariableError(f"{what}={value!r} is not a column of data (columns: {columns_text(frame)})")
+        name, value = value, frame[value]
+    arr = np.asarray(value)
+    if arr.ndim != 1 or len(arr) != len(frame):
+        raise DataError(f"{what} must be one value per row of data ({len(frame)}), got shape {arr.shape}")
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        try:
+            arr = pd.to_numeric(pd.Series(arr), errors="raise").to_numpy()
+        except (ValueError, TypeError):
+            raise DataError(f"{what} must be numeric; got values of type {arr.dtype}") from None
+    return arr.astype(np.float64), name
+
+
+def _subset_mask(subset: Any, frame: pd.DataFrame) -> np.ndarray:
+    """subset= as a boolean mask over the rows of ``frame`` (a query string is evaluated by pandas)."""
+    if isinstance(subset, str):
+        try:
+            mask = frame.eval(subset)
+        except Exception as e:  # pandas raises many kinds here
+            raise ModelInputError(f"cannot evaluate subset={subset!r}: {e}") from None
+    else:
+        mask = subset
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (len(frame),):
+        raise ModelInputError(f"subset must be a boolean mask with one value per row ({len(frame)}) or a query string")
+    return mask

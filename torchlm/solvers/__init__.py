@@ -1,0 +1,1 @@
+"""Iterative solvers shared by the model fits."""
