@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 from .errors import DataError, OptionError
 
@@ -297,11 +298,11 @@ def _refit(fit, cols: list[int]) -> tuple[float, int]:
     from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 
     d = fit.design
-    X = d.X[:, cols]
-    n, p = X.shape
-    qr = qr_solve(linear_chunks(X, d.y, d.weights, d.offset, fit.device, fit.dtype), p, fit.tol, fit.device,
-                  fit.dtype, accurate=n * p <= ACCURATE_ELEMENTS)
+    n, p = d.shape[0], len(cols)
+    chunks = linear_chunks(d, d.y, d.weights, d.offset, fit.device, fit.dtype, columns=cols)
+    qr = qr_solve(chunks, p, fit.tol, fit.device, fit.dtype, accurate=n * p <= ACCURATE_ELEMENTS)
     if qr.rss is not None:
         return qr.rss, qr.rank
-    r = d.y - X @ np.nan_to_num(qr.coef) - (0 if d.offset is None else d.offset)
-    return float(np.sum((1.0 if d.weights is None else d.weights) * r * r)), qr.rank
+    # the weighted residual sum of squares at the refit, one more pass over the blocks
+    beta = torch.as_tensor(np.nan_to_num(qr.coef), dtype=fit.dtype, device=fit.device)
+    return float(sum(float(fn(beta).square().sum()) for fn in chunks())), qr.rank

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import OptionError
+from .sources.row_blocks import ArraySource, DesignSource, RowBlockSource
 from .inference import (Chunks, accurate_affine, accurate_matmul, column_major, factor_jacobian, gradient, jacobian,
                         limited_pivoting, two_prod)
 
@@ -47,40 +48,45 @@ def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 
 def chunk_rows(n: int, p: int) -> int:
-    """Rows per chunk for a p-column problem."""
+    """Rows per chunk for a p-column problem (CHUNK_ELEMENTS is read at call time, so tests can shrink it)."""
     return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
 
 
-def linear_chunks(X, y: np.ndarray, weights, offset, device, dtype) -> Chunks:
-    """Residual functions e(beta) = sqrt(w) * (X beta + offset - y) of a linear model, one per row chunk.
+def linear_chunks(X, y: np.ndarray | None = None, weights=None, offset=None, device=None, dtype=torch.float64,
+                  *, columns: list[int] | None = None) -> Chunks:
+    """Residual functions e(beta) = sqrt(w) * (X beta + offset - y) of a linear model, one per row block.
 
-    X : (n, p) array, or a Design, whose row blocks are assembled chunk by chunk from its columns.
+    Parameters
+    ----------
+    X : a RowBlockSource (blocks carry y, weights and offset), a Design (whose row blocks are
+        assembled from its columns) or an (n, p) array.
+    y, weights, offset : per-row vectors for a Design or an array (None: the Design's own).
+    device, dtype : where the blocks are made.
+    columns : design columns of the model (default all).
+
+    Returns
+    -------
+    A callable giving an iterator of LinearResidual, one per block (re-readable: each call reads the
+    source again).
     """
-    n, p = X.shape
-    step = chunk_rows(n, p)
-
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-
-    def to(a, s, e, spare=0):
-        part = a.row_block(s, e, spare) if hasattr(a, "row_block") else a[s:e]
-        if part.dtype != np_dtype:
-            part = part.astype(np_dtype)
-        with warnings.catch_warnings():
-            # the design is often a read-only pandas buffer; torch only reads it
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.from_numpy(part).to(device)
+    if isinstance(X, RowBlockSource):
+        source = X
+    elif hasattr(X, "row_block"):
+        source = DesignSource(X, y=y, weights=weights, offset=offset)
+    else:
+        source = ArraySource(X, y, weights=weights, offset=offset)
+    p = len(source.names) if columns is None else len(columns)
+    step = chunk_rows(source.n_rows, p)
+    dev = torch.device("cpu" if device is None else device)
 
     def gen():
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            target = to(y, s, e) if offset is None else to(y, s, e) - to(offset, s, e)
-            sw = None if weights is None else to(weights, s, e).sqrt()
-            if hasattr(X, "row_block") and sw is None:
-                # read with a spare column, where augmented() puts the residuals: [J | e] without a copy
-                block = to(X, s, e, spare=1)
-                yield LinearResidual(block[:, :p], target, None, block)
+        for blk in source.blocks(columns=columns, device=dev, dtype=dtype, spare=1, rows=step):
+            target = blk.y if blk.offset is None else blk.y - blk.offset
+            if blk.weights is None:
+                # the block has a spare column, where augmented() puts the residuals: [J | e] without a copy
+                yield LinearResidual(blk.X[:, :p], target, None, blk.X)
             else:
-                yield LinearResidual(to(X, s, e), target, sw)
+                yield LinearResidual(blk.X[:, :p], target, blk.weights.sqrt())
 
     return gen
 

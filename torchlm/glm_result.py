@@ -18,6 +18,7 @@ from .inference import quiet
 from .influence import InfluenceMethods
 from .result_base import ModelResult
 from .sandwich import robust_covariance
+from .sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
@@ -86,18 +87,6 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     def _est_columns(self) -> list[int]:
         return sorted(self._qr.pivot[: self.rank])
 
-    def _objective(self, cols):
-        """Half the deviance as a function of the estimable coefficients, chunked: the negative log-likelihood (dispersion 1)."""
-        X = torch.as_tensor(self.design.X[:, cols], dtype=self.dtype, device=self.device)
-        fam, y, w, off = self.family, self._y, self._w, self._offset
-        step = max(1, 2**20 // max(len(cols), 1))
-
-        def f(b, s):
-            mu = fam.link.linkinv(X[s:s + step] @ b + off[s:s + step])
-            return 0.5 * fam.dev_resids(y[s:s + step], mu, w[s:s + step]).sum()
-
-        return f, range(0, X.shape[0], step)
-
     def hessian(self) -> pd.DataFrame:
         """Autograd Hessian of half the deviance (the negative log-likelihood at unit dispersion) at the estimate.
 
@@ -110,12 +99,17 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         -------
         pandas.DataFrame (p, p) over every coefficient name.
         """
-        cols = list(range(len(self.names)))
-        f, starts = self._objective(cols)
+        fam, y, w, off = self.family, self._y, self._w, self._offset
         b = torch.as_tensor(np.nan_to_num(self._fit.coef), dtype=self.dtype, device=self.device)
-        H = torch.zeros(len(cols), len(cols), dtype=self.dtype, device=self.device)
-        for s in starts:
-            H += quiet(torch.func.hessian(lambda bb: f(bb, s)))(b)
+        p = len(self.names)
+        H = torch.zeros(p, p, dtype=self.dtype, device=self.device)
+        for blk in DesignSource(self.design).blocks(device=self.device, dtype=self.dtype):
+            r = blk.rows
+
+            def half_deviance(bb, X=blk.X, r=r):
+                return 0.5 * fam.dev_resids(y[r], fam.link.linkinv(X @ bb + off[r]), w[r]).sum()
+
+            H += quiet(torch.func.hessian(half_deviance))(b)
         return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
 
     def _unscaled(self, information: str | None = None) -> np.ndarray:
@@ -251,10 +245,10 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     def _working(self):
         """sqrt(W) X over the estimable columns and sqrt(W) times the working residuals (rows with W > 0)."""
         g = self._good.cpu().numpy()
-        sw = torch.sqrt(self._working_w)[self._good].cpu().double().numpy()
-        Xw = self.design.X[g][:, self._est_columns()] * sw[:, None]
-        ew = sw * self._working_resid()[self._good].cpu().double().numpy()
-        return Xw, ew
+        sw = torch.sqrt(self._working_w).cpu().double().numpy()
+        ew = (sw * self._working_resid().cpu().double().numpy())[g]
+        # read from the design's columns block by block: the robust covariances never need all of X
+        return WorkingRows(self.design, self._est_columns(), sw, g), ew
 
     def predict(self, newdata=None, *, type: str = "link", se_fit: bool = False, offset=None, vcov=None):
         """Predictions (R's predict.glm).
@@ -272,19 +266,19 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         if type not in ("link", "response"):
             raise OptionError(f"predict type must be 'link' or 'response', not {type!r}")
         d = self.design
+        cols = self._est_columns()
         if newdata is None:
-            X, off, index = d.X, d.offset, d.index
+            X, off, index = WorkingRows(d, list(range(len(self.names))), None), d.offset, d.index
+            eta = self._fit.eta.cpu().double().numpy()
         else:
             X = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
             off = newdata_offset(d, newdata, offset, len(X))
             if self.rank < len(self.names):
                 warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
-        cols = self._est_columns()
-        Xe = X[:, cols]
-        eta = Xe @ self._fit.coef[cols]
-        if off is not None:
-            eta = eta + off
+            eta = X[:, cols] @ self._fit.coef[cols]
+            if off is not None:
+                eta = eta + off
         link = self.family.link
         if type == "response":
             et = torch.as_tensor(eta, dtype=torch.float64)
@@ -293,8 +287,8 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             fit = eta
         if not se_fit:
             return pd.Series(fit, index=index, name="fit")
-        V = self._covariance(vcov)[0].to_numpy()
-        se = np.sqrt(np.einsum("ij,jk,ik->i", Xe, V, Xe))
+        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
+        se = np.sqrt(row_quadratic(X, cols, lambda B: ((B @ V) * B).sum(dim=1)))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())
         return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)

@@ -178,11 +178,17 @@ def dfbeta(fit) -> pd.DataFrame:
     the weighted (glm: deviance) residual; 0 where h_i = 1.
     """
     infl = _cached(fit)
-    Xw = np.asarray(fit._working()[0], dtype=np.float64)
+    Xw = fit._working()[0]
     h, e = infl.hat.to_numpy(), infl.wt_res.to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(h == 1, 0.0, e / (1 - h))
-    return pd.DataFrame((Xw @ _unscaled(fit)) * scale[:, None], index=infl.hat.index, columns=list(fit.estimable))
+    C = _unscaled(fit)
+    out = np.empty((len(h), C.shape[0]))
+    step = max(1, 2**20 // max(C.shape[0], 1))
+    for s in range(0, len(h), step):
+        # the weighted design read block by block (its rows are the n rows of the influence measures)
+        out[s:s + step] = (np.asarray(Xw[s:s + step], dtype=np.float64) @ C) * scale[s:s + step, None]
+    return pd.DataFrame(out, index=infl.hat.index, columns=list(fit.estimable))
 
 
 def dfbetas(fit) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from scipy import stats
 from .errors import DataError, OptionError
 from .design import Design, newdata_matrix, newdata_offset
 from .fit import QRFit, linear_chunks, unscaled_cov
+from .sources.row_blocks import WorkingRows, row_quadratic
 from .inference import objective_hessian
 from .influence import InfluenceMethods
 from .result_base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
@@ -21,31 +22,6 @@ from .sandwich import robust_covariance
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 
-
-
-class WeightedRows:
-    """sqrt(w) X over some columns, as an (n, k) matrix that is read by row slices from the design's columns.
-
-    Row slices (``rows[s:e]``) are arrays; ``np.asarray(rows)`` assembles the whole matrix.
-    """
-
-    def __init__(self, design: Design, cols: list[int], sw: np.ndarray | None):
-        self.design, self.cols, self.sw = design, cols, sw
-        self.all_cols = cols == list(range(design.shape[1]))
-        self.shape = (design.shape[0], len(cols))
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        if not isinstance(rows, slice) or rows.step not in (None, 1):
-            raise TypeError("WeightedRows takes contiguous row slices")  # internal: a programming error, not user input
-        start, stop, _ = rows.indices(self.shape[0])
-        B = self.design.row_block(start, max(start, stop))
-        if not self.all_cols:
-            B = B[:, self.cols]
-        return B if self.sw is None else B * self.sw[start:stop, None]
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[0:self.shape[0]]
-        return out if dtype is None else out.astype(dtype)
 
 
 class LinearModelResult(ModelResult, InfluenceMethods):
@@ -127,14 +103,11 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         """
         d = self.design
         cols = sorted(self._qr.pivot[: self.rank])
-        if d.weights is None or self._w_used.all():
-            # read from the design's columns block by block: the robust covariances never need all of X
-            sw = None if d.weights is None else np.sqrt(d.weights)
-            return WeightedRows(d, cols, sw), self._resid if sw is None else self._resid * sw
-        X = d.X if len(cols) == d.X.shape[1] else d.X[:, cols]
-        u = self._w_used
-        sw = np.sqrt(d.weights[u])
-        return X[u] * sw[:, None], self._resid[u] * sw
+        # read from the design's columns block by block: the robust covariances never need all of X
+        sw = None if d.weights is None else np.sqrt(d.weights)
+        u = None if d.weights is None or self._w_used.all() else self._w_used
+        ew = self._resid if sw is None else self._resid * sw
+        return WorkingRows(d, cols, sw, u), (ew if u is None else ew[u])
 
     # --- fit statistics --------------------------------------------------------------------
     def _r2(self):
@@ -222,7 +195,8 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         interval = None if interval == "none" else interval
         d = self.design
         if newdata is None:
-            X, off, index = (d.X if se_fit or interval else None), d.offset, d.index
+            X, off, index = (WorkingRows(d, list(range(len(self.names))), None) if se_fit or interval else None,
+                             d.offset, d.index)
         else:
             X = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
@@ -243,12 +217,11 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         if vcov is None:
             # X R^{-1}: rows' standard errors without forming (X^T X)^{-1} or the hat matrix
             R = self._qr.R.cpu().double()
-            XRinv = torch.linalg.solve_triangular(R, torch.as_tensor(X[:, est]), upper=True, left=False).numpy()
-            ip = res_var * np.sum(XRinv**2, axis=1)
+            ip = res_var * row_quadratic(X, est, lambda B: torch.linalg.solve_triangular(
+                R, B, upper=True, left=False).square().sum(dim=1))
         else:
-            V = self._covariance(vcov)[0].to_numpy()
-            Xe = X[:, sorted(est)]
-            ip = np.einsum("ij,jk,ik->i", Xe, V, Xe)
+            V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
+            ip = row_quadratic(X, sorted(est), lambda B: ((B @ V) * B).sum(dim=1))
         out = pd.DataFrame({"fit": fit}, index=index)
         if se_fit:
             out["se_fit"] = np.sqrt(ip)

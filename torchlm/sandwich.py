@@ -449,11 +449,17 @@ def hac_bandwidth_weights(fit, S: torch.Tensor) -> np.ndarray:
     if INTERCEPT in names:
         w[names.index(INTERCEPT)] = 0
         return w
-    X = fit.design.X[:, [list(fit.design.names).index(nm) for nm in names]]
+    from .sources.row_blocks import WorkingRows
+
+    X = WorkingRows(fit.design, [list(fit.design.names).index(nm) for nm in names], None)
     U = S.cpu().numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(X != 0, U / np.where(X != 0, X, 1), np.nan)
-        res = np.nanmean(ratio, axis=1)
+    res = np.empty(U.shape[0])
+    step = chunk_rows(*U.shape)
+    for s in range(0, U.shape[0], step):
+        Xb, Ub = X[s:s + step], U[s:s + step]
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows of zeros: nanmean of nothing is NaN, as R
+            res[s:s + step] = np.nanmean(np.where(Xb != 0, Ub / np.where(Xb != 0, Xb, 1), np.nan), axis=1)
     w[np.sum((U - res[:, None]) ** 2, axis=0) < 1e-16] = 0
     return w
 

@@ -208,3 +208,56 @@ class WorkingRows:
     def __array__(self, dtype=None, copy=None):
         out = self[0:self.shape[0]]
         return out if dtype is None else out.astype(dtype)
+
+
+class ArraySource(DesignSource):
+    """An (n, p) matrix with its response, weights and offset as a RowBlockSource (column names x1..xp).
+
+    Parameters
+    ----------
+    X : (n, p) array.
+    y : (n,) response; weights, offset : (n,) arrays or None.
+    names : column names (default "x1".."xp").
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, *, weights: np.ndarray | None = None,
+                 offset: np.ndarray | None = None, names: list[str] | None = None):
+        self._X = np.asarray(X)
+        self._y, self._w, self._off = y, weights, offset
+        self._names = names or [f"x{j + 1}" for j in range(self._X.shape[1])]
+        self.design = self
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, p) of the matrix."""
+        return self._X.shape
+
+    @property
+    def names(self) -> list[str]:
+        """The columns' names."""
+        return list(self._names)
+
+    def row_block(self, start: int, stop: int, spare: int = 0) -> np.ndarray:
+        """Rows start:stop, column-major, with ``spare`` zero columns after them (a new array)."""
+        part = self._X[start:stop]
+        if not spare and part.flags.f_contiguous:
+            return part
+        B = np.empty((part.shape[1] + spare, part.shape[0]), dtype=np.result_type(part.dtype, np.float64)).T
+        B[:, :part.shape[1]] = part
+        B[:, part.shape[1]:] = 0.0
+        return B
+
+
+def row_quadratic(X, cols: list[int], form) -> np.ndarray:
+    """form(X[rows, cols]) block by block: per-row quadratic forms (standard errors of fitted values) without all of X.
+
+    X : an (m, p) array, or WorkingRows read by row slices.
+    form : function of a (rows, k) float64 tensor giving (rows,) values.
+    """
+    m = X.shape[0]
+    out = np.empty(m)
+    step = max(1, 2**20 // max(len(cols), 1))
+    for s in range(0, m, step):
+        B = np.asarray(X[s:s + step], dtype=np.float64)[:, cols]
+        out[s:s + step] = form(torch.as_tensor(np.ascontiguousarray(B))).numpy()
+    return out
