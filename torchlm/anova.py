@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from .errors import DataError, OptionError
 
+from .errors import DataError, OptionError
+from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
+from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from .sources.row_blocks import DesignSource
 
 DEFAULT = "default"
 
@@ -161,8 +164,6 @@ def _deviance_tests(tab: pd.DataFrame, test, scale: float, df_scale: float) -> p
 
 
 def _glm_sequential(fit, test) -> pd.DataFrame:
-    from .glm import refit_deviance
-
     terms, cols = _term_columns(fit)
     resdf, resdev = [fit.df_null], [fit.null_deviance]
     for c in cols[:-1]:
@@ -291,11 +292,8 @@ def _drop_scope(fit) -> list[str]:
 def _refit(fit, cols: list[int]) -> tuple[float, int]:
     """Deviance (RSS for lm) and rank of the same model on design columns ``cols``."""
     if _is_glm(fit):
-        from .glm import refit_deviance
-
         d, rdf = refit_deviance(fit, cols)
         return d, fit.nobs - rdf
-    from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 
     d = fit.design
     n, p = d.shape[0], len(cols)
@@ -306,3 +304,15 @@ def _refit(fit, cols: list[int]) -> tuple[float, int]:
     # the weighted residual sum of squares at the refit, one more pass over the blocks
     beta = torch.as_tensor(np.nan_to_num(qr.coef), dtype=fit.dtype, device=fit.device)
     return float(sum(float(fn(beta).square().sum()) for fn in chunks())), qr.rank
+
+
+def refit_deviance(fit: "GeneralizedLinearModelResult", cols: list[int]) -> tuple[float, int]:
+    """Deviance and residual df of the same GLM restricted to design columns ``cols`` (R's anova.glm refits)."""
+    ctl = dict(CONTROL_DEFAULTS)
+    passes = GLMPasses(DesignSource(fit.design), fit._y, fit._w, fit._offset, fit.family, columns=cols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # R's anova.glm refits start from the family's mustart at the (initialized) response
+        _, _, mu0 = fit.family.initialize(fit._y, fit._w)
+        sub = irls(passes, mustart=mu0, control=ctl, tol=fit.tol)
+    return sub.deviance, fit.nobs - sub.qr.rank

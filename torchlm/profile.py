@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from scipy import stats
 from .errors import FitError, OptionError
+from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from .sources.row_blocks import DesignSource
 
 def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: int = 10) -> dict[str, pd.DataFrame]:
     """MASS's profile.glm: for each coefficient, the signed root statistic at the profiled values.
@@ -26,9 +28,6 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     alpha : the grid reaches a statistic of sqrt(qchisq(1 - alpha, 1)) (z) or sqrt(qf(1 - alpha, 1, n - p)) (tau).
     Returns {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
     """
-    from .glm import CONTROL_DEFAULTS, irls
-    from .solvers.irls import GLMPasses
-    from .sources.row_blocks import DesignSource
 
     names = list(fit.names)
     which = list(fit.estimable) if which is None else list(which)
