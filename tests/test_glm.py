@@ -412,7 +412,7 @@ def test_gram_steps_follow_the_qr_iteration(monkeypatch, formula, family):
     """IRLS steps from the Gram matrix (well-conditioned designs) give R's QR iteration: same count, same MLE."""
     import importlib
 
-    glm_module = importlib.import_module("torchlm.glm")
+    glm_module = importlib.import_module("torchlm.solvers.irls")
     df = tl.datasets.load("mtcars")
     fast = tl.glm(formula, data=df, family=family)
     monkeypatch.setattr(glm_module, "GRAM_CONDITION", 0.0)  # every step by QR, as R's glm.fit
