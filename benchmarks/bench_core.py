@@ -25,14 +25,18 @@ import torchlm as tl
 job, repeats = sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(0)
 n, p = 1_000_000, (100 if job == "lm100" else 20)
-X = rng.standard_normal((n, p))
-df = pd.DataFrame(X, columns=[f"x{j}" for j in range(p)])
+# column by column, so that the high-water mark before the job is the data frame itself
+cols, lin = {}, np.zeros(n)
+for j in range(p):
+    cols[f"x{j}"] = rng.standard_normal(n)
+    lin += cols[f"x{j}"] * rng.standard_normal() * (0.3 if job == "logit20" else 1.0)
+df = pd.DataFrame(cols, copy=False)
+del cols
 if job == "logit20":
-    eta = -0.5 + X @ (rng.standard_normal(p) * 0.3)
-    df["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float)
+    df["y"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-(lin - 0.5)))).astype(float)
 else:
-    df["y"] = X @ rng.standard_normal(p) + rng.standard_normal(n)
-del X
+    df["y"] = lin + rng.standard_normal(n)
+del lin
 f = "y ~ " + " + ".join(f"x{j}" for j in range(p))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 times = []

@@ -25,7 +25,12 @@ DIGITS = 4  # R: max(3, getOption("digits") - 3)
 
 
 def user_stacklevel() -> int:
-    """warnings.warn's stacklevel that points at the first caller outside torchlm."""
+    """warnings.warn's stacklevel that points at the first caller outside torchlm.
+
+    Returns
+    -------
+    int
+    """
     here = os.path.dirname(os.path.abspath(__file__))
     frame, level = sys._getframe(1), 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
@@ -35,7 +40,12 @@ def user_stacklevel() -> int:
 
 # --- parameter names ------------------------------------------------------------------------
 def element_names(name: str, shape) -> list[str]:
-    """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order."""
+    """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order.
+
+    Returns
+    -------
+    list of str
+    """
     shape = tuple(shape)
     n = math.prod(shape)
     if n == 1:
@@ -44,7 +54,12 @@ def element_names(name: str, shape) -> list[str]:
 
 
 def name_list(names: list[str], most: int = 8) -> str:
-    """'a, b, c' with at most `most` names, then 'and N more'."""
+    """'a, b, c' with at most `most` names, then 'and N more'.
+
+    Returns
+    -------
+    str
+    """
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
@@ -108,6 +123,10 @@ def analyse_curvature(H: np.ndarray, names: list[str], tol: float) -> Curvature:
     A direction counts as flat when its eigenvalue in the unit-diagonal scaling is within ``tol`` of 0
     (a parameter's variance inflation of 1/tol); a parameter is not identifiable when its unit vector has
     a component above 1e-5 along a flat direction.
+
+    Returns
+    -------
+    Curvature
     """
     k = H.shape[0]
     d = np.diag(H).copy()
@@ -268,17 +287,32 @@ class Estimates(ModelResult):
 
     # --- likelihood ----------------------------------------------------------------------------
     def loglik(self) -> float:
-        """Log-likelihood at the estimate (for tl.infer, where the loss determines one)."""
+        """Log-likelihood at the estimate (for tl.infer, where the loss determines one).
+
+        Returns
+        -------
+        float
+        """
         if self._loglik is None:
             raise OptionError(f"no log-likelihood: {self._loglik_note or 'the objective is not a likelihood'}")
         return float(self._loglik)
 
     def aic(self) -> float:
-        """-2 loglik + 2 * (number of parameters, plus 1 for an estimated Gaussian variance)."""
+        """-2 loglik + 2 * (number of parameters, plus 1 for an estimated Gaussian variance).
+
+        Returns
+        -------
+        float
+        """
         return -2 * self.loglik() + 2 * self.df_loglik
 
     def bic(self) -> float:
-        """-2 loglik + log(nobs) * (number of parameters)."""
+        """-2 loglik + log(nobs) * (number of parameters).
+
+        Returns
+        -------
+        float
+        """
         ll = self.loglik()
         if not self.nobs:
             raise OptionError("BIC needs the number of observations: pass nobs= (or data with rows) to the fit")

@@ -26,7 +26,12 @@ REFINE_STEPS = 4
 
 
 def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
-    """torch device (default cpu) and dtype (default float64); float32 warns that digits are lost."""
+    """torch device (default cpu) and dtype (default float64); float32 warns that digits are lost.
+
+    Returns
+    -------
+    (torch.device, torch.dtype)
+    """
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as e:
@@ -48,7 +53,12 @@ def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
 
 
 def chunk_rows(n: int, p: int) -> int:
-    """Rows per chunk for a p-column problem (CHUNK_ELEMENTS is read at call time, so tests can shrink it)."""
+    """Rows per chunk for a p-column problem (CHUNK_ELEMENTS is read at call time, so tests can shrink it).
+
+    Returns
+    -------
+    int
+    """
     return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
 
 
@@ -104,6 +114,11 @@ class LinearResidual:
 
         An unweighted chunk read with a spare column already holds X: only e is written. Otherwise
         sqrt(w) X is written straight into a new block, without an intermediate copy.
+
+        Returns
+        -------
+        torch.Tensor
+            (rows, p + 1), column-major.
         """
         block = self.block
         if block is None:
@@ -121,7 +136,13 @@ class LinearResidual:
         return r if self.sw is None else self.sw * r
 
     def jacobian(self, beta: torch.Tensor) -> torch.Tensor:
-        """d e / d beta = sqrt(w) X, rounded as autograd's jacfwd rounds it (without its overhead)."""
+        """d e / d beta = sqrt(w) X, rounded as autograd's jacfwd rounds it (without its overhead).
+
+        Returns
+        -------
+        torch.Tensor
+            (rows, p).
+        """
         return self.X if self.sw is None else self.sw.unsqueeze(1) * self.X
 
     def accurate(self, beta: torch.Tensor, tail: bool = False):
@@ -136,7 +157,13 @@ class LinearResidual:
         return (r, lo) if tail else r + lo
 
     def accurate_vjp(self, e: torch.Tensor, tail: torch.Tensor | None = None) -> torch.Tensor:
-        """J^T (e + tail) (the gradient's product) in doubled precision."""
+        """J^T (e + tail) (the gradient's product) in doubled precision.
+
+        Returns
+        -------
+        torch.Tensor
+            (p,).
+        """
         v, lo = e, tail
         if self.sw is not None:
             v, err = two_prod(self.sw, e)
@@ -180,6 +207,10 @@ def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool =
     Large well-conditioned problems (``accurate=False`` and condition number below
     REFINE_CONDITION) skip it: the QR solution already has all but a few digits there; the others
     get one step in working precision.
+
+    Returns
+    -------
+    QRFit
     """
     beta0 = torch.zeros(p, device=device, dtype=dtype)
     Raug = factor_jacobian(chunks, beta0)
@@ -217,14 +248,25 @@ def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool =
 
 
 def condition_estimate(R: torch.Tensor) -> float:
-    """2-norm condition number of the column-equilibrated triangular factor (cheap: R is rank x rank)."""
+    """2-norm condition number of the column-equilibrated triangular factor (cheap: R is rank x rank).
+
+    Returns
+    -------
+    float
+    """
     d = torch.linalg.vector_norm(R, dim=0)
     d = torch.where(d == 0, torch.ones_like(d), d)
     return float(torch.linalg.cond(R / d))
 
 
 def r_inverse_cov(R: torch.Tensor) -> torch.Tensor:
-    """(R^T R)^{-1} = R^{-1} R^{-T} from the triangular factor, never forming or inverting R^T R (R's chol2inv)."""
+    """(R^T R)^{-1} = R^{-1} R^{-T} from the triangular factor, never forming or inverting R^T R (R's chol2inv).
+
+    Returns
+    -------
+    torch.Tensor
+        (rank, rank), in pivot order.
+    """
     eye = torch.eye(R.shape[0], dtype=R.dtype, device=R.device)
     Rinv = torch.linalg.solve_triangular(R, eye, upper=True)
     return Rinv @ Rinv.T
@@ -235,6 +277,11 @@ def unscaled_cov(qr: QRFit, chunks: Chunks) -> torch.Tensor:
 
     qr : the fit; the result is cached on it.
     chunks : the residual chunks it was fitted from (for J).
+
+    Returns
+    -------
+    torch.Tensor
+        (rank, rank), in pivot order.
     """
     if qr.cov is None:
         C = r_inverse_cov(qr.R)

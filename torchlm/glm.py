@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -18,9 +20,9 @@ from .lm import _call_string
 from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, control_settings, irls
 from .sources.row_blocks import DesignSource
 
-def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, subset=None, na_action: str = "omit",
-        start=None, control: dict | None = None, information: str = "expected", device=None,
-        dtype=None) -> GeneralizedLinearModelResult:
+def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,
+        subset: Any = None, na_action: str = "omit", start: Any = None, control: dict | None = None,
+        information: str = "expected", device: Any = None, dtype: Any = None) -> GeneralizedLinearModelResult:
     """Fit a generalized linear model by Fisher scoring to the maximum-likelihood estimate, as R's glm().
 
     Parameters
@@ -41,6 +43,10 @@ def glm(formula: str, data, *, family="gaussian", weights=None, offset=None, sub
     information : "expected" (Fisher information, what R's summary.glm uses) or "observed"
         (autograd Hessian of the negative log-likelihood); they agree for canonical links.
     device, dtype : as in tl.lm.
+
+    Returns
+    -------
+    GeneralizedLinearModelResult
     """
     fam = as_family(family)
     if information not in ("expected", "observed"):

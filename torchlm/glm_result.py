@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ from .fit import r_inverse_cov
 from .inference import quiet
 from .influence import InfluenceMethods
 from .result_base import ModelResult
+from .profile import confint_profile
 from .sandwich import robust_covariance
+from .summary import GLMSummary, print_glm
 from .sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
@@ -137,7 +140,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         Linv = np.linalg.inv(L)
         return Linv.T @ Linv
 
-    def vcov(self, type=None, *, cluster=None, information: str | None = None) -> pd.DataFrame:
+    def vcov(self, type: Any = None, *, cluster: Any = None, information: str | None = None) -> pd.DataFrame:
         """Covariance of the estimable coefficients (aliased terms left out): model-based, robust or clustered.
 
         Parameters
@@ -157,7 +160,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         """
         return self._covariance(type, cluster, information=information)[0]
 
-    def confint(self, level: float = 0.95, parm=None, vcov=None, *, cluster=None,
+    def confint(self, level: float = 0.95, parm: Any = None, vcov: Any = None, *, cluster: Any = None,
                 method: str = "wald") -> pd.DataFrame:
         """Confidence intervals: Wald (default) or profile likelihood.
 
@@ -177,8 +180,6 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         if method == "profile":
             if vcov is not None or cluster is not None:
                 raise OptionError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
-            from .profile import confint_profile
-
             return confint_profile(self, level, None if parm is None else self._parm(parm))
         if method != "wald":
             raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
@@ -190,7 +191,13 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
 
     # --- likelihood ------------------------------------------------------------------------
     def aic(self) -> float:
-        """R's AIC: the family's aic plus 2 * rank."""
+        """R's AIC: the family's aic plus 2 * rank.
+
+        Returns
+        -------
+        float
+            NaN for the quasi families (no likelihood).
+        """
         n = torch.ones_like(self._y)
         return self.family.aic(self._y, n, self._fit.mu, self._w, self.deviance) + 2 * self.rank
 
@@ -200,11 +207,21 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         return self.rank + int(self.family.aic_counts_dispersion)
 
     def loglik(self) -> float:
-        """R's logLik.glm: df - AIC / 2."""
+        """R's logLik.glm: df - AIC / 2.
+
+        Returns
+        -------
+        float
+        """
         return self.df_loglik - self.aic() / 2
 
     def bic(self) -> float:
-        """R's BIC: -2 logLik + log(n) * df, where R's logLik.glm counts every row used, zero weights included."""
+        """R's BIC: -2 logLik + log(n) * df, where R's logLik.glm counts every row used, zero weights included.
+
+        Returns
+        -------
+        float
+        """
         return -2 * self.loglik() + math.log(len(self.design.y)) * self.df_loglik
 
     # --- observations ----------------------------------------------------------------------
@@ -215,15 +232,33 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         return (self._y - self._fit.mu) / self._mu_eta
 
     def fitted(self) -> pd.Series:
-        """Fitted means mu (response scale) for the rows used."""
+        """Fitted means mu (response scale) for the rows used.
+
+        Returns
+        -------
+        pandas.Series
+            named "fitted", indexed by the rows used.
+        """
         return self._series(self._fit.mu, "fitted")
 
     def linear_predictors(self) -> pd.Series:
-        """Linear predictor eta (offset included)."""
+        """Linear predictor eta (offset included).
+
+        Returns
+        -------
+        pandas.Series
+            named "eta", indexed by the rows used.
+        """
         return self._series(self._fit.eta, "eta")
 
     def residuals(self, type: str = "deviance") -> pd.Series:
-        """Residuals as R's residuals.glm: "deviance" (default), "pearson", "working" or "response"."""
+        """Residuals as R's residuals.glm: "deviance" (default), "pearson", "working" or "response".
+
+        Returns
+        -------
+        pandas.Series
+            named "residuals", indexed by the rows used.
+        """
         y, mu, w, fam = self._y, self._fit.mu, self._w, self.family
         if type == "deviance":
             d = torch.clamp(fam.dev_resids(y, mu, w), min=0)
@@ -250,7 +285,8 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         # read from the design's columns block by block: the robust covariances never need all of X
         return WorkingRows(self.design, self._est_columns(), sw, g), ew
 
-    def predict(self, newdata=None, *, type: str = "link", se_fit: bool = False, offset=None, vcov=None):
+    def predict(self, newdata: Any = None, *, type: str = "link", se_fit: bool = False, offset: Any = None,
+                vcov: Any = None) -> pd.Series | pd.DataFrame:
         """Predictions (R's predict.glm).
 
         Parameters
@@ -261,7 +297,9 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         offset : offset for newdata when the model was fitted with an offset array.
         vcov : covariance behind se_fit, as in summary() (None: model-based).
 
-        Returns a Series of predictions, or a DataFrame with columns fit and se_fit.
+        Returns
+        -------
+        pandas.Series of predictions, or a DataFrame with columns fit and se_fit.
         """
         if type not in ("link", "response"):
             raise OptionError(f"predict type must be 'link' or 'response', not {type!r}")
@@ -294,21 +332,24 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov=None, *, cluster=None):
+    def summary(self, vcov: Any = None, *, cluster: Any = None) -> GLMSummary:
         """R-style summary (print it, or read .coefficients).
 
+        Parameters
+        ----------
         vcov : covariance of the coefficient table's tests: None (model-based, R's summary.glm), a type
             string, a dict {"type": ..., "cluster": ...} or a matrix; a robust choice gives
             lmtest::coeftest(fit, vcov = V) and the summary says which covariance it uses.
-        """
-        from .summary import GLMSummary
+        cluster : cluster variable(s), as in vcov().
 
+        Returns
+        -------
+        GLMSummary
+        """
         return GLMSummary(self, vcov=vcov, cluster=cluster)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: call, coefficients, degrees of freedom, deviances and AIC."""
-        from .summary import print_glm
-
         return print_glm(self)
 
     __repr__ = __str__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .design import build_design
 from .errors import DataError
 from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
@@ -18,8 +20,8 @@ def _call_string(formula, weights, offset, subset, fn="lm") -> str:
     return f"{fn}(" + ", ".join(parts) + ")"
 
 
-def lm(formula: str, data, *, weights=None, offset=None, subset=None, na_action: str = "omit",
-       tol: float = 1e-7, device=None, dtype=None) -> LinearModelResult:
+def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
+       na_action: str = "omit", tol: float = 1e-7, device: Any = None, dtype: Any = None) -> LinearModelResult:
     """Fit a linear model by least squares, as R's lm().
 
     Parameters
@@ -34,6 +36,10 @@ def lm(formula: str, data, *, weights=None, offset=None, subset=None, na_action:
         the earlier columns, is below tol times their norm are aliased (coefficient NaN).
     device : torch device ("cpu", "cuda", "cuda:1"); default cpu.
     dtype : torch.float64 (default) or torch.float32 (warns: digits are lost).
+
+    Returns
+    -------
+    LinearModelResult
     """
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)

@@ -1,5 +1,6 @@
 """tl.mle(): maximum likelihood for a negative log-likelihood written in torch, by Newton's method on its
-autograd Hessian (backtracking line search; L-BFGS when Newton cannot make progress)."""
+autograd Hessian (the shared driver of torchlm.solvers: backtracking line search; L-BFGS when Newton cannot make
+progress)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import jacfwd
+from torch.func import jacfwd, vmap
 
-from .errors import ModelInputError
-from .estimates import Estimates, OptimumWarning, analyse_curvature, element_names, summed_hessian
+from .errors import ModelInputError, OptimumWarning, TorchlmError
+from .estimates import Estimates, analyse_curvature, element_names, summed_hessian
 from .inference import quiet
+from .solvers import (Backtracking, Divergence, Evaluation, FirstOf, FloatingPointFloor, Reason, Result, State, Step,
+                      StepBelow, solve)
 
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40
+EPS = float(np.finfo(np.float64).eps)
 
 
 def _tensor_data(data):
@@ -49,47 +53,97 @@ def _tensor_data(data):
     return data, None
 
 
-def mle(nll: Callable, start: dict, data=None, *, nobs: int | None = None, method: str = "newton",
-        maxit: int = 100, tol: float = 1e-8, singular_tol: float = 1e-10) -> Estimates:
+def mle(nll: Callable, start: dict, data: pd.DataFrame | dict | tuple | list | torch.Tensor | None = None, *,
+        nobs: int | None = None, method: str = "newton", maxit: int = 100, tol: float = 1e-8,
+        singular_tol: float = 1e-10) -> Estimates:
     """Maximum likelihood estimates, with standard errors from the observed information (inverse Hessian of the nll).
 
     Parameters
     ----------
     nll : function nll(params, data) -> negative log-likelihood (nll(params) when data is None): params is a
-        dict name -> float64 tensor shaped as in `start`. Return a scalar, or one value per observation
-        (summed; this also gives nobs and allows sandwich/cluster covariances).
+        dict name -> float64 tensor shaped as in `start`. Return the sum over observations, or one value per
+        observation (summed; this also gives nobs and allows sandwich/cluster covariances); not their mean.
+        Raising an exception (or returning a non-finite value) at a trial point shortens the step.
     start : dict name -> initial value (number, array or tensor); inside the parameter space (finite nll).
     data : passed to nll; a DataFrame or dict of arrays becomes a dict of float64 tensors (numeric columns).
     nobs : number of observations, for BIC (default: the nll's length if a vector, else the rows of data).
     method : "newton" (L-BFGS only if Newton stalls) or "lbfgs" (L-BFGS first, then Newton to finish).
     maxit : most Newton iterations.
-    tol : converged when a Newton step moves every parameter by at most tol standard errors.
+    tol : converged when a Newton step moves every parameter by at most tol standard errors (or when the
+        nll cannot be lowered in floating point any more and its gradient is at its rounding level).
     singular_tol : eigenvalue of the unit-diagonal Hessian below which a direction counts as flat.
+
+    Returns
+    -------
+    Estimates, with ``converged`` False (and an OptimumWarning) when Newton did not reach an optimum.
     """
     if not callable(nll):
         raise ModelInputError(f"nll must be a function of (params, data), not {type(nll).__name__}")
-    if not isinstance(start, dict) or not start:
-        raise ModelInputError("start must be a non-empty dict: parameter name -> initial value")
     if method not in ("newton", "lbfgs"):
         raise ModelInputError(f"method must be 'newton' or 'lbfgs', not {method!r}")
-    keys = list(start)
-    vals = []
+    keys, vals, theta = _start_values(start)
+    d, rows = _tensor_data(data)
+    obj = _Objective(nll, d, data is not None, keys, [tuple(v.shape) for v in vals])
+    labels = [e for k, v in zip(keys, vals) for e in element_names(k, v.shape)]
+    f0 = obj.at_start(theta)
+    if f0.ndim == 0:
+        _check_not_mean(obj, theta, d, rows, float(f0))
+    n_vec = f0.shape[0] if f0.ndim == 1 else None
+    if nobs is None:
+        nobs = n_vec if n_vec is not None else rows
+
+    steps = ["Newton"]
+    if method == "lbfgs":
+        theta = _lbfgs(obj.f, theta, maxit)
+        steps = ["L-BFGS", "Newton"]
+    theta, res, iterations, fell_back = _newton(obj, theta, labels, maxit, tol, singular_tol)
+    if fell_back:
+        steps.insert(1, "L-BFGS")
+    S, g, H = summed_hessian(lambda: [obj.f], theta)
+    _warn_not_converged(res, iterations, tol)
+    scores = None
+    if n_vec is not None:
+        def scores():
+            return quiet(jacfwd(obj.raw))(theta)
+
+    start_txt = ", ".join(f"{k} = {_short(v)}" for k, v in zip(keys, vals))
+    return Estimates(
+        names=labels, estimate=theta.cpu().numpy(), hessian=H.cpu().numpy(), gradient=g.cpu().numpy(),
+        scale=1.0, statistic="z", call=f"mle({getattr(nll, '__name__', 'nll')}, start = list({start_txt}))",
+        header="Maximum likelihood estimation", nobs=nobs,
+        df_residual=None if nobs is None else nobs - len(labels), loglik=-S, df_loglik=len(labels),
+        scores=scores, method=" then ".join(steps), converged=res.converged, iterations=iterations,
+        singular_tol=singular_tol, on_negative="warn", advice="raise maxit, or start closer to the optimum")
+
+
+def _start_values(start) -> tuple[list[str], list[torch.Tensor], torch.Tensor]:
+    """Parameter names, start values as float64 tensors, and all of them as one flat vector."""
+    if not isinstance(start, dict) or not start:
+        raise ModelInputError("start must be a non-empty dict: parameter name -> initial value")
+    keys, vals = list(start), []
     for k in keys:
         v = torch.as_tensor(start[k], dtype=torch.float64).detach().clone()
         if not torch.isfinite(v).all():
             raise ModelInputError(f"start value for {k!r} is not finite")
         vals.append(v)
-    shapes = [tuple(v.shape) for v in vals]
-    sizes = [v.numel() for v in vals]
-    labels = [e for k, s in zip(keys, shapes) for e in element_names(k, s)]
-    theta = torch.cat([v.reshape(-1) for v in vals])
-    d, rows = _tensor_data(data)
+    return keys, vals, torch.cat([v.reshape(-1) for v in vals])
 
-    def params(th):
-        return dict(zip(keys, (t.reshape(s) for t, s in zip(torch.split(th, sizes), shapes))))
 
-    def raw(th):
-        out = nll(params(th), d) if data is not None else nll(params(th))
+class _Objective:
+    """The user's nll as a function of the flat parameter vector: per-observation values (raw) and their sum (f)."""
+
+    def __init__(self, nll: Callable, d, has_data: bool, keys: list[str], shapes: list[tuple]) -> None:
+        self.nll, self.d, self.has_data, self.keys, self.shapes = nll, d, has_data, keys, shapes
+        self.sizes = [math.prod(s) for s in shapes]
+
+    def params(self, th: torch.Tensor) -> dict:
+        """The dict name -> tensor the nll takes, from the flat vector."""
+        return dict(zip(self.keys, (t.reshape(s) for t, s in zip(torch.split(th, self.sizes), self.shapes))))
+
+    def raw(self, th: torch.Tensor, d=None) -> torch.Tensor:
+        """The nll's own output at th (a scalar or one value per observation), on data d (default: all)."""
+        d = self.d if d is None else d
+        out = self.nll(self.params(th), d) if self.has_data else self.nll(self.params(th))
         if not isinstance(out, torch.Tensor):
             raise ModelInputError(f"nll returned {type(out).__name__}: compute it with torch operations on the "
                                   "parameter tensors (no .item(), float() or numpy)")
@@ -98,46 +152,24 @@ def mle(nll: Callable, start: dict, data=None, *, nobs: int | None = None, metho
                                   "per-observation values")
         return out
 
-    def f(th):
-        return raw(th).sum()
+    def f(self, th: torch.Tensor) -> torch.Tensor:
+        """The summed nll at th."""
+        return self.raw(th).sum()
 
-    f0 = raw(theta)
-    if not torch.isfinite(f0.sum()):
-        raise ModelInputError(f"the nll at the start values is {float(f0.sum())}: choose start values inside "
-                              "the parameter space")
-    n_vec = f0.shape[0] if f0.ndim == 1 else None
-    if nobs is None:
-        nobs = n_vec if n_vec is not None else rows
-
-    def value(th) -> float:
-        with torch.no_grad():
-            return float(f(th))
-
-    steps = ["Newton"]
-    if method == "lbfgs":
-        theta = _lbfgs(f, theta, maxit)
-        steps = ["L-BFGS", "Newton"]
-    theta, converged, iterations, fell_back = _newton(f, value, theta, labels, maxit, tol, singular_tol)
-    if fell_back:
-        steps.insert(1, "L-BFGS")
-    S, g, H = summed_hessian(lambda: [f], theta)
-    if not converged:
-        warnings.warn(f"tl.mle did not converge in {iterations} Newton iterations (tolerance {tol:g} standard "
-                      "errors); the estimates and standard errors are not at the optimum", OptimumWarning,
-                      stacklevel=2)
-    scores = None
-    if n_vec is not None:
-        def scores():
-            return quiet(jacfwd(raw))(theta)
-
-    start_txt = ", ".join(f"{k} = {_short(v)}" for k, v in zip(keys, vals))
-    return Estimates(
-        names=labels, estimate=theta.cpu().numpy(), hessian=H.cpu().numpy(), gradient=g.cpu().numpy(),
-        scale=1.0, statistic="z", call=f"mle({getattr(nll, '__name__', 'nll')}, start = list({start_txt}))",
-        header="Maximum likelihood estimation", nobs=nobs,
-        df_residual=None if nobs is None else nobs - len(labels), loglik=-S, df_loglik=len(labels),
-        scores=scores, method=" then ".join(steps), converged=converged, iterations=iterations,
-        singular_tol=singular_tol, on_negative="warn", advice="raise maxit, or start closer to the optimum")
+    def at_start(self, theta: torch.Tensor) -> torch.Tensor:
+        """The nll's output at the start values; an exception or a non-finite value there is the user's error."""
+        try:
+            with torch.no_grad():
+                f0 = self.raw(theta)
+        except ModelInputError:
+            raise
+        except Exception as e:
+            raise ModelInputError(f"the nll raised {type(e).__name__} at the start values ({e}): it must evaluate "
+                                  "there; choose start values inside the parameter space") from e
+        if not torch.isfinite(f0.sum()):
+            raise ModelInputError(f"the nll at the start values is {float(f0.sum())}: choose start values inside "
+                                  "the parameter space")
+        return f0
 
 
 def _short(v: torch.Tensor) -> str:
@@ -146,52 +178,172 @@ def _short(v: torch.Tensor) -> str:
     return "c(" + ", ".join(f"{float(x):.4g}" for x in v.reshape(-1)[:4]) + (", ...)" if v.numel() > 4 else ")")
 
 
-def _newton(f, value, theta, labels, maxit, tol, singular_tol):
-    """Newton with backtracking on the autograd Hessian; negative curvature flipped to descend, flat directions
-    skipped. Returns (theta, converged, iterations, whether L-BFGS was needed)."""
-    fell_back = False
-    fx = value(theta)
-    for it in range(1, maxit + 1):
-        _, g, H = summed_hessian(lambda: [f], theta)
+class _NewtonProblem:
+    """tl.mle's problem for the driver: the summed nll, and Newton steps on its autograd Hessian.
+
+    Negative curvature is flipped to descend; flat directions (non-identifiable combinations) are skipped
+    unless the nll slopes along them, which gets a steepest-descent step along them, doubled while it is
+    taken in full (so an nll linear in a parameter shows as steps that keep growing).
+    """
+
+    def __init__(self, obj: _Objective, labels: list[str], singular_tol: float) -> None:
+        self.obj, self.labels, self.singular_tol = obj, labels, singular_tol
+
+    def evaluate(self, th: torch.Tensor) -> Evaluation:
+        """The summed nll at th, with the rounding level of its sum when the nll gives per-observation values.
+
+        Parameters
+        ----------
+        th : the flat parameter vector.
+
+        Returns
+        -------
+        Evaluation (the driver treats an exception or a non-finite value as an invalid point).
+        """
+        with torch.no_grad():
+            v = self.obj.raw(th)
+        rounding = EPS * float(v.abs().sum()) if v.ndim == 1 else 0.0
+        return Evaluation(float(v.sum()), rounding=rounding)
+
+    def propose(self, state: State) -> Step | None:
+        """Newton step on the autograd Hessian at ``state.x`` (None where the derivatives are not finite).
+
+        Parameters
+        ----------
+        state : the driver's state.
+
+        Returns
+        -------
+        Step with its size in standard errors (inf while it is not a Newton step), or None.
+        """
+        try:
+            _, g, H = summed_hessian(lambda: [self.obj.f], state.x)
+        except TorchlmError:
+            raise
+        except Exception:  # the nll's derivatives fail where its value did not: L-BFGS takes over
+            return None
         gn, Hn = g.cpu().numpy(), H.cpu().numpy()
         if not (np.isfinite(gn).all() and np.isfinite(Hn).all()):
-            if fell_back:
-                return theta, False, it, fell_back
-            theta, fell_back = _lbfgs(f, theta, 200), True
-            fx = value(theta)
-            continue
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            c = analyse_curvature(Hn, labels, singular_tol)
+            c = analyse_curvature(Hn, self.labels, self.singular_tol)
         if c.negative:
-            step, ratio = _descent_step(Hn, gn, singular_tol), math.inf
+            step, newton, size = _descent_step(Hn, gn, self.singular_tol), False, math.inf
         else:
-            step = -c.pinv @ gn
-            ok = c.identifiable
-            ratio = float(np.max(np.abs(step[ok]) / np.sqrt(np.diag(c.pinv)[ok]))) if ok.any() else 0.0
-        slope = float(gn @ step)
-        d = torch.as_tensor(step, dtype=theta.dtype, device=theta.device)
-        if ratio <= tol:
-            new = value(theta + d)
-            if math.isfinite(new) and new <= fx:
-                theta = theta + d
-            return theta, True, it, fell_back
-        alpha, accepted = 1.0, False
-        while alpha >= MIN_STEP:
-            new = value(theta + alpha * d)
-            if math.isfinite(new) and new <= fx + ARMIJO * alpha * slope:
-                theta, fx, accepted = theta + alpha * d, new, True
-                break
-            alpha /= 2
-        if not accepted:
-            if ratio < 1e-5:
-                # the objective cannot be lowered in floating point any more: as close as this nll allows
-                return theta, True, it, fell_back
-            if fell_back:
-                return theta, False, it, fell_back
-            theta, fell_back = _lbfgs(f, theta, 200), True
-            fx = value(theta)
-    return theta, False, maxit, fell_back
+            step, newton, ok = -c.pinv @ gn, True, c.identifiable
+            size = float(np.max(np.abs(step[ok]) / np.sqrt(np.diag(c.pinv)[ok]))) if ok.any() else 0.0
+        length = None
+        if c.rank < len(gn):
+            prev = state.step.data if state.step is not None else None
+            length = 1.0 if prev is None else 2 * prev * state.trial.fraction
+            slide = _flat_slide(Hn, gn, self.singular_tol, length, state.value)
+            if slide is None:
+                length = None
+            else:
+                step, newton, size = step + slide, False, math.inf
+        d = torch.as_tensor(step, dtype=state.x.dtype, device=state.x.device)
+        return Step(d, newton=newton, slope=float(gn @ step), size=size, data=length)
+
+
+def _flat_slide(H: np.ndarray, g: np.ndarray, tol: float, length: float, value: float) -> np.ndarray | None:
+    """Steepest descent of the given length (unit-diagonal scale) within the flat directions of H, or None when
+    the gradient there is at rounding level (a non-identifiable combination, not a slope)."""
+    dg = np.diag(H)
+    s = 1 / np.sqrt(np.where(dg != 0, np.abs(dg), 1.0))
+    w, V = np.linalg.eigh(s[:, None] * H * s[None, :])
+    Vf = V[:, np.abs(w) <= tol]
+    u = Vf @ (Vf.T @ (s * g))
+    norm = float(np.linalg.norm(u))
+    if not norm > math.sqrt(EPS) * max(1.0, abs(value)):
+        return None
+    return -s * u * (length / norm)
+
+
+def _newton(obj: _Objective, theta: torch.Tensor, labels: list[str], maxit: int, tol: float,
+            singular_tol: float) -> tuple[torch.Tensor, Result, int, bool]:
+    """Newton by the shared driver from theta, with one L-BFGS restart when it cannot make progress.
+
+    Returns (theta, the driver's last result, iterations in all, whether L-BFGS was needed).
+    """
+    problem = _NewtonProblem(obj, labels, singular_tol)
+    test = FirstOf(StepBelow(tol), FloatingPointFloor(), Divergence())
+    control = Backtracking(armijo=ARMIJO, shrink=0.5, min_fraction=MIN_STEP)
+    used, fell_back = 0, False
+    while True:
+        res = solve(problem, theta, control=control, test=test, maxit=maxit - used)
+        used, theta = used + res.iterations, res.x
+        if res.converged or res.reason in (Reason.DIVERGED, Reason.MAXIT) or fell_back or used >= maxit:
+            return theta, res, used, fell_back
+        # no step could be computed or taken away from the floating-point floor: L-BFGS once, then Newton again
+        theta, fell_back = _lbfgs(obj.f, theta, 200), True
+
+
+def _warn_not_converged(res: Result, iterations: int, tol: float) -> None:
+    """OptimumWarning when the driver did not converge (divergence worded as such)."""
+    if res.converged:
+        return
+    if res.reason == Reason.DIVERGED:
+        msg = (f"tl.mle did not converge: the nll has no minimum along the path Newton followed ({res.message}); "
+               "the estimates and standard errors are not at an optimum")
+    else:
+        msg = (f"tl.mle did not converge in {iterations} Newton iterations (tolerance {tol:g} standard errors); "
+               "the estimates and standard errors are not at the optimum")
+    warnings.warn(msg, OptimumWarning, stacklevel=3)
+
+
+def _row_leaves(d, rows: int):
+    """The per-row tensors of the data and a function rebuilding the data from replacements for them."""
+    def per_row(v):
+        return isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == rows
+
+    if isinstance(d, torch.Tensor):
+        return ([d], lambda xs: xs[0]) if per_row(d) else ([], None)
+    if isinstance(d, dict):
+        ks = [k for k, v in d.items() if per_row(v)]
+        return [d[k] for k in ks], lambda xs: {**d, **dict(zip(ks, xs))}
+    if isinstance(d, (tuple, list)):
+        idx = [i for i, v in enumerate(d) if per_row(v)]
+
+        def rebuild(xs):
+            out = list(d)
+            for i, x in zip(idx, xs):
+                out[i] = x
+            return type(d)(out)
+        return [d[i] for i in idx], rebuild
+    return [], None
+
+
+def _check_not_mean(obj: _Objective, theta: torch.Tensor, d, rows: int | None, total: float) -> None:
+    """ModelInputError when a scalar nll is the mean, not the sum, of its values on single observations.
+
+    As tl.infer does for a loss: the nll is evaluated one row at a time with vmap, once, at the start
+    values; if it cannot be (it uses the whole data, or vmap cannot trace it) the check is skipped.
+    """
+    if rows is None or rows < 2:
+        return
+    leaves, rebuild = _row_leaves(d, rows)
+    if not leaves:
+        return
+
+    def one(*xs):
+        return obj.raw(theta, rebuild([x.unsqueeze(0) for x in xs])).sum()
+
+    try:
+        with torch.no_grad():
+            each = quiet(vmap(one))(*leaves)
+        s, m = float(each.sum()), float(each.mean())
+    except Exception:  # not evaluable one row at a time: nothing to compare
+        return
+
+    def close(a, b):
+        return abs(a - b) <= 1e-8 * max(abs(a), abs(b), 1e-300)
+
+    if close(total, m) and not close(total, s):
+        raise ModelInputError(
+            f"the nll returned {total:.10g}, the mean of its values on single observations (their sum is "
+            f"{s:.10g}): return the sum over observations (or one value per observation), not the mean; the "
+            "log-likelihood and standard errors need the sum")
 
 
 def _descent_step(H: np.ndarray, g: np.ndarray, tol: float) -> np.ndarray:
@@ -217,10 +369,10 @@ def _lbfgs(f, theta, maxit):
 
     try:
         opt.step(closure)
-    except RuntimeError:
+        out = x.detach()
+        with torch.no_grad():
+            if not torch.isfinite(f(out)) or float(f(out)) > float(f(theta)):
+                return theta
+    except Exception:  # the nll rejected a point L-BFGS tried: Newton goes on from where it was
         return theta
-    out = x.detach()
-    with torch.no_grad():
-        if not torch.isfinite(f(out)) or float(f(out)) > float(f(theta)):
-            return theta
     return out

@@ -13,7 +13,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -188,7 +188,8 @@ def _as64(x, device):
     return x
 
 
-def infer(model: nn.Module, loss, inputs=None, target=None, *, dispersion=None, params=None,
+def infer(model: nn.Module, loss: Any, inputs: Any = None, target: Any = None, *, dispersion: Any = None,
+          params: Any = None,
           chunk_size: int | None = None, max_params: int = MAX_PARAMS, optimum_tol: float = 1e-3,
           singular_tol: float = 1e-10) -> Estimates:
     """Standard errors, tests and intervals for a fitted torch model's parameters, from its loss.
@@ -216,6 +217,10 @@ def infer(model: nn.Module, loss, inputs=None, target=None, *, dispersion=None, 
     max_params : refuse more parameters than this (a k x k Hessian and k gradient passes).
     optimum_tol : warn when one Newton step would move any estimate by more than this many standard errors.
     singular_tol : eigenvalue of the unit-diagonal Hessian below which a direction counts as flat.
+
+    Returns
+    -------
+    Estimates
     """
     if not isinstance(model, nn.Module):
         raise ModelInputError(f"model must be a torch.nn.Module, not {type(model).__name__} (use tl.mle for a "
@@ -256,9 +261,8 @@ def infer(model: nn.Module, loss, inputs=None, target=None, *, dispersion=None, 
                       optimum_tol, singular_tol, device)
 
 
-def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k, optimum_tol,
-           singular_tol, device) -> Estimates:
-    out0 = call(theta, args)
+def _check_output(out0: Any, args: tuple, tgt: tuple) -> tuple[int, bool]:
+    """The output's number of rows, and whether the inputs are per-row tensors; errors for mismatched shapes."""
     if not isinstance(out0, torch.Tensor):
         raise ModelInputError(f"the model returned {type(out0).__name__}: tl.infer needs a tensor output")
     if out0.dtype != torch.float64 and out0.is_floating_point():
@@ -273,18 +277,21 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
             raise ModelInputError(
                 f"input {i} has shape {tuple(args[i].shape)}, but the output has {n} rows: every tensor input "
                 "needs one row per observation (keep other tensors in the model)")
-    rows = bool(tensors)
+    return n, bool(tensors)
 
+
+def _loss_spec(loss: Any, out: torch.Tensor, tgt: tuple, dispersion: Any, device: Any) -> LossSpec:
+    """The LossSpec of a torch loss module or a loss function, with the checks on what dispersion it allows."""
     if isinstance(loss, nn.Module) and not _is_plain_function_module(loss):
         spec = _torch_loss_spec(loss, device)
-        spec.per_obs(out0.detach(), *tgt)  # shape check
+        spec.per_obs(out, *tgt)  # shape check
         if spec.family is None and dispersion == "estimate":
             raise ModelInputError(
                 f"dispersion='estimate' treats the loss as a squared error, which {type(loss).__name__} is not: "
                 "pass dispersion=1 if it is a negative log-likelihood; for another M-estimator pass dispersion=1 "
                 "and use the sandwich, vcov(type='HC0')")
     elif callable(loss):
-        spec = _function_loss_spec(loss, out0.detach(), tgt)
+        spec = _function_loss_spec(loss, out, tgt)
     else:
         raise ModelInputError(f"loss must be a torch loss module or a function, not {type(loss).__name__}")
     if spec.family is None and dispersion is None:
@@ -292,6 +299,30 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
             f"say what {spec.label} is: dispersion=1 if it is a negative log-likelihood (vcov = inverse "
             "Hessian), dispersion='estimate' if it is a squared error (vcov = 2 sigma^2-hat * inverse Hessian "
             "of the summed squared error). Any loss can then also take vcov(type='HC0') (sandwich)")
+    return spec
+
+
+def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor, spec: LossSpec) -> tuple[int, float, float]:
+    """Per-observation quantities at the estimate: residual count, Pearson statistic, Poisson log-likelihood."""
+    n_resid, pearson, ll = 0, 0.0, 0.0
+    with torch.no_grad():
+        for a, t in chunks():
+            o = call(theta, a)
+            # residuals are elements (one per squared error or Pearson term); a class label is one per row
+            n_resid += o.shape[0] if spec.family == "multinomial" else (t[0] if t else o).numel()
+            if spec.mean is not None:
+                mu = spec.mean(o)
+                pearson += float(((t[0] - mu) ** 2 / spec.variance(mu)).sum())
+                if spec.family == "poisson":
+                    ll += float((torch.xlogy(t[0], mu) - mu - torch.lgamma(t[0] + 1)).sum())
+    return n_resid, pearson, ll
+
+
+def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k, optimum_tol,
+           singular_tol, device) -> Estimates:
+    out0 = call(theta, args)
+    n, rows = _check_output(out0, args, tgt)
+    spec = _loss_spec(loss, out0.detach(), tgt, dispersion, device)
 
     if chunk_size is None:
         chunk_size = max(1, ROW_TANGENT_BUDGET // min(k, PARAM_BLOCK))
@@ -314,18 +345,7 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
         raise ModelInputError(f"the loss, its gradient or Hessian is not finite at the model's parameters "
                               f"(loss sum {S})")
 
-    # per-observation quantities at the estimate: residual count, Pearson statistic, likelihood constants
-    n_resid, pearson, ll = 0, 0.0, 0.0
-    with torch.no_grad():
-        for a, t in chunks():
-            o = call(theta, a)
-            # residuals are elements (one per squared error or Pearson term); a class label is one per row
-            n_resid += o.shape[0] if spec.family == "multinomial" else (t[0] if t else o).numel()
-            if spec.mean is not None:
-                mu = spec.mean(o)
-                pearson += float(((t[0] - mu) ** 2 / spec.variance(mu)).sum())
-                if spec.family == "poisson":
-                    ll += float((torch.xlogy(t[0], mu) - mu - torch.lgamma(t[0] + 1)).sum())
+    n_resid, pearson, ll = _observation_sums(chunks, call, theta, spec)
 
     # the residual df count identifiable directions only, as R's n - rank
     curv = analyse_curvature(H.cpu().numpy(), labels, singular_tol)

@@ -30,7 +30,12 @@ INTERCEPT = "Intercept"  # formulaic's name for R's "(Intercept)"
 
 
 def confint_labels(level: float) -> list[str]:
-    """R's column names for an interval: '2.5 %', '97.5 %'."""
+    """R's column names for an interval: '2.5 %', '97.5 %'.
+
+    Returns
+    -------
+    list of two str
+    """
     a = (1 - level) / 2
     return [f"{100 * q:.3g} %" for q in (a, 1 - a)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import namedtuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from .inference import objective_hessian
 from .influence import InfluenceMethods
 from .result_base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
 from .sandwich import robust_covariance
+from .summary import LMSummary, print_lm
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 
@@ -137,7 +139,13 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             self.r_squared = self.adj_r_squared = 0.0
 
     def loglik(self) -> float:
-        """Gaussian log-likelihood as R's logLik.lm (prior weights; zero weights excluded)."""
+        """Gaussian log-likelihood as R's logLik.lm (prior weights; zero weights excluded).
+
+        Returns
+        -------
+        float
+            The log-likelihood at the estimate.
+        """
         u = self._w_used
         w = np.ones(u.sum()) if self.design.weights is None else self.design.weights[u]
         N = len(w)
@@ -149,20 +157,42 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         return self.rank + 1
 
     def aic(self) -> float:
-        """R's AIC: -2 logLik + 2 (rank + 1)."""
+        """R's AIC: -2 logLik + 2 (rank + 1).
+
+        Returns
+        -------
+        float
+        """
         return -2 * self.loglik() + 2 * self.df_loglik
 
     def bic(self) -> float:
-        """R's BIC: -2 logLik + log(nobs) (rank + 1)."""
+        """R's BIC: -2 logLik + log(nobs) (rank + 1).
+
+        Returns
+        -------
+        float
+        """
         return -2 * self.loglik() + math.log(self.nobs) * self.df_loglik
 
     # --- observations ----------------------------------------------------------------------
     def fitted(self) -> pd.Series:
-        """Fitted values for the rows used (offset included)."""
+        """Fitted values for the rows used (offset included).
+
+        Returns
+        -------
+        pandas.Series
+            named "fitted", indexed by the rows used.
+        """
         return pd.Series(self._fitted, index=self.design.index, name="fitted")
 
     def residuals(self, type: str = "response") -> pd.Series:
-        """Residuals: "response"/"working" (y - fitted) or "pearson"/"deviance" (sqrt(w) times those)."""
+        """Residuals: "response"/"working" (y - fitted) or "pearson"/"deviance" (sqrt(w) times those).
+
+        Returns
+        -------
+        pandas.Series
+            named "residuals", indexed by the rows used.
+        """
         if type in ("response", "working"):
             r = self._resid
         elif type in ("pearson", "deviance"):
@@ -171,8 +201,9 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             raise OptionError(f"residual type must be response, working, pearson or deviance, not {type!r}")
         return pd.Series(r, index=self.design.index, name="residuals")
 
-    def predict(self, newdata=None, *, se_fit: bool = False, interval: str | None = None,
-                level: float = 0.95, type: str = "response", offset=None, vcov=None):
+    def predict(self, newdata: Any = None, *, se_fit: bool = False, interval: str | None = None,
+                level: float = 0.95, type: str = "response", offset: Any = None,
+                vcov: Any = None) -> pd.Series | pd.DataFrame:
         """Predictions (R's predict.lm).
 
         Parameters
@@ -186,7 +217,9 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             string, a dict {"type": ..., "cluster": ...} or a matrix; se_fit = sqrt(diag(X V X^T)).
             Prediction intervals add sigma^2 (divided by the weights) to its square.
 
-        Returns a Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
+        Returns
+        -------
+        pandas.Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
         """
         if type not in ("response", "link"):
             raise OptionError(f"predict type must be 'response' for a linear model, not {type!r}")
@@ -244,22 +277,25 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         return out
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov=None, *, cluster=None):
+    def summary(self, vcov: Any = None, *, cluster: Any = None) -> LMSummary:
         """R-style summary (print it, or read .coefficients).
 
+        Parameters
+        ----------
         vcov : covariance of the coefficient table's t tests and of the F test: None (classical, R's
             summary.lm); a type string "HC0".."HC5", "HC4m", "HAC"; a dict {"type": ..., "cluster": ...}
             as vcov()'s arguments; or a (k, k) matrix over the estimable terms. A robust choice gives
             lmtest::coeftest(fit, vcov = V) and the Wald F test lmtest::waldtest(fit, vcov = V).
-        """
-        from .summary import LMSummary
+        cluster : cluster variable(s), as in vcov().
 
+        Returns
+        -------
+        LMSummary
+        """
         return LMSummary(self, vcov=vcov, cluster=cluster)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: the call and the coefficients."""
-        from .summary import print_lm
-
         return print_lm(self)
 
     __repr__ = __str__

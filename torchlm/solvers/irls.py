@@ -159,7 +159,13 @@ class GLMPasses:
         return Pass(eta, mu, dev if np.isfinite(dev) else float("inf"), ok, H if ok else None, g if ok else None)
 
     def linear_predictor(self, coef: torch.Tensor) -> torch.Tensor:
-        """eta = X coef + offset (+ the fixed coefficients' part), one pass."""
+        """eta = X coef + offset (+ the fixed coefficients' part), one pass.
+
+        Returns
+        -------
+        torch.Tensor
+            (n,).
+        """
         return self.at(coef).eta
 
     def qr_step(self, eta: torch.Tensor, mu: torch.Tensor, tol: float) -> QRFit:
@@ -184,7 +190,12 @@ class GLMPasses:
 
 
 def cholesky_step(b: torch.Tensor, est: list[int], P: Pass) -> torch.Tensor | None:
-    """b + H^{-1} g on the estimable coefficients, from a pass's normal equations; None if H is not positive definite."""
+    """b + H^{-1} g on the estimable coefficients, from a pass's normal equations; None if H is not positive definite.
+
+    Returns
+    -------
+    torch.Tensor or None
+    """
     if P.H is None:
         return None
     L, info = torch.linalg.cholesky_ex(P.H)

@@ -24,7 +24,12 @@ MIN_BLOCK_ROWS = 256
 
 
 def block_rows(n: int, p: int) -> int:
-    """Rows per block for a p-column problem of n rows."""
+    """Rows per block for a p-column problem of n rows.
+
+    Returns
+    -------
+    int
+    """
     return int(max(MIN_BLOCK_ROWS, min(max(n, 1), BLOCK_ELEMENTS // max(p + 1, 1))))
 
 
@@ -238,7 +243,13 @@ class ArraySource(DesignSource):
         return list(self._names)
 
     def row_block(self, start: int, stop: int, spare: int = 0) -> np.ndarray:
-        """Rows start:stop, column-major, with ``spare`` zero columns after them (a new array)."""
+        """Rows start:stop, column-major, with ``spare`` zero columns after them (a new array).
+
+        Returns
+        -------
+        numpy.ndarray
+            (stop - start, p + spare), column-major.
+        """
         part = self._X[start:stop]
         if not spare and part.flags.f_contiguous:
             return part
@@ -253,6 +264,11 @@ def row_quadratic(X, cols: list[int], form) -> np.ndarray:
 
     X : an (m, p) array, or WorkingRows read by row slices.
     form : function of a (rows, k) float64 tensor giving (rows,) values.
+
+    Returns
+    -------
+    numpy.ndarray
+        (m,) values.
     """
     m = X.shape[0]
     out = np.empty(m)
