@@ -326,3 +326,30 @@ def test_a_step_given_as_a_point_lands_on_it_exactly():
     assert not torch.equal(x0 + (target - x0), target)
     res = solve(Solve(), x0, control=RHalving(), test=RelativeChange(), maxit=3)
     assert torch.equal(res.x, target)
+
+
+def test_glm_irls_polish_and_mle_all_run_on_the_one_driver(monkeypatch):
+    """glm's IRLS loop, its polish and tl.mle are the same solve() with different problems, controls and tests."""
+    import importlib
+
+    from torchlm.solvers import newton
+
+    tlmle, tlirls = importlib.import_module("torchlm.mle"), importlib.import_module("torchlm.solvers.irls")
+
+    calls = []
+    real = newton.solve
+
+    def spy(problem, x0, **kw):
+        calls.append((type(problem).__name__, type(kw["control"]).__name__, type(kw["test"]).__name__))
+        return real(problem, x0, **kw)
+
+    monkeypatch.setattr(tlirls, "solve", spy)
+    monkeypatch.setattr(tlmle, "solve", spy)
+    mt = tl.datasets.load("mtcars")
+    tl.glm("am ~ wt", mt, family=tl.families.Binomial(link="probit"))
+    tl.mle(lambda p, d: torch.nn.functional.softplus(p["a"] + p["b"] * d["wt"]) - d["am"] * (p["a"] + p["b"] * d["wt"]),
+           {"a": 0.0, "b": 0.0}, data=mt[["am", "wt"]])
+    kinds = {c[0] for c in calls}
+    assert {"_IRLSProblem", "_PolishProblem"} <= kinds and len(kinds) == 3
+    assert ("_IRLSProblem", "RHalving", "RelativeChange") in calls
+    assert ("_PolishProblem", "FullStep", "PolishRule") in calls

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from ..errors import DataError, ModelInputError
-from ..families import Family, eps_of
+from ..families import Family
 from ..fit import LinearResidual, QRFit, condition_estimate, qr_solve
 from ..inference import quiet
 from ..sources.row_blocks import RowBlockSource
+from .newton import Evaluation, FullStep, PolishRule, Reason, RHalving, RelativeChange, State, Step, solve
 
 
 @dataclass
@@ -269,18 +270,49 @@ def _start(passes: GLMPasses, start, mustart) -> tuple[Pass, torch.Tensor | None
     return Pass(eta, mu, dev, True), None if start is None else start.clone()
 
 
-def _halve(passes: GLMPasses, P: Pass, coef, coefold, want, est, maxit: int, finite_only: bool):
-    """R's step halving towards the previous coefficients until the deviance is finite (and the point valid)."""
-    if coefold is None:
-        raise DataError("no valid set of coefficients has been found: please supply starting values")
-    warnings.warn("step size truncated due to divergence" if finite_only else "step size truncated: out of bounds",
-                  stacklevel=4)
-    for _ in range(maxit):
-        coef = (coef + coefold) / 2
-        P = passes.at(coef, want, est)
-        if math.isfinite(P.deviance) if finite_only else P.valid:
-            return coef, P
-    raise DataError("inner loop 1; cannot correct step size" if finite_only else "inner loop 2; cannot correct step size")
+class _IRLSProblem:
+    """R's IRLS as a Problem of the Newton driver: the deviance at coefficients, one pass each; the step a WLS solve.
+
+    The first step, and every step where the Gram matrix is not used, is a QR solve with R's rank
+    detection; after it, steps on a well-conditioned design come from the normal equations the
+    evaluating pass accumulated (IRLS steps after the first use the Gram matrix when the first QR
+    step's column-equilibrated condition number is below GRAM_CONDITION: their rounding, cond^2 eps
+    relative to the step, is then negligible).
+    """
+
+    def __init__(self, passes: GLMPasses, tol: float):
+        self.passes, self.tol = passes, tol
+        self.est: list[int] = []
+        self.use_gram = False
+
+    def evaluate(self, coef: torch.Tensor) -> Evaluation:
+        """The deviance at ``coef`` (one pass), with the next step's normal equations when the Gram step is in use."""
+        P = self.passes.at(coef, "fisher" if self.use_gram else None, self.est)
+        return Evaluation(P.deviance, valid=P.valid, aux=P)
+
+    def propose(self, state: State) -> Step | None:
+        """The next IRLS coefficients from the working least squares at the current point (None if not finite)."""
+        P, coef = state.aux, state.x
+        new = cholesky_step(coef, self.est, P) if self.use_gram else None
+        if new is None:
+            qr = self.passes.qr_step(P.eta, P.mu, self.tol)
+            self.est = qr.pivot[: qr.rank]
+            new = _as_coef(qr, coef)
+            self.use_gram = qr.rank > 0 and condition_estimate(qr.R) < GRAM_CONDITION
+        if not bool(torch.isfinite(new[self.est]).all()):
+            warnings.warn(f"non-finite coefficients at iteration {state.iteration + 1}", stacklevel=5)
+            return None
+        return Step(direction=new - coef, newton=False, point=new)
+
+
+def _halving_warnings(state: State) -> None:
+    """R's glm.fit warnings for a halved step: divergence (non-finite deviance), then out of bounds (invalid)."""
+    said = set()
+    for fault in state.trial.rejected if state.trial else ():
+        if fault not in said:
+            said.add(fault)
+            warnings.warn("step size truncated due to divergence" if fault in ("non-finite", "error")
+                          else "step size truncated: out of bounds", stacklevel=5)
 
 
 def irls(passes: GLMPasses, *, start=None, mustart, control: dict, tol: float) -> IRLSFit:
@@ -305,41 +337,27 @@ def irls(passes: GLMPasses, *, start=None, mustart, control: dict, tol: float) -
     p = passes.p
     if p == 0:
         return _empty_fit(passes)
-    P, coefold = _start(passes, start, mustart)
-    devold = P.deviance
+    P0, start_coef = _start(passes, start, mustart)
     maxit = int(control["maxit"])
-    conv = boundary = False
-    coef = torch.zeros(p, dtype=passes.dtype, device=passes.device)
-    qr, est, use_gram, it = None, [], False, 0
-    for it in range(1, maxit + 1):
-        new = cholesky_step(coef, est, P) if use_gram else None
-        if new is None:
-            qr = passes.qr_step(P.eta, P.mu, tol)
-            est = qr.pivot[: qr.rank]
-            new = _as_coef(qr, coef)
-            # IRLS steps after the first use the Gram matrix when the first QR step's (column-equilibrated)
-            # condition number is small: their rounding, cond^2 eps relative to the step, is then negligible
-            use_gram = qr.rank > 0 and condition_estimate(qr.R) < GRAM_CONDITION
-        if not bool(torch.isfinite(new[est]).all()):
-            warnings.warn(f"non-finite coefficients at iteration {it}", stacklevel=3)
-            break
-        coef = new
-        want = "fisher" if use_gram else None
-        P = passes.at(coef, want, est)
-        if not math.isfinite(P.deviance):
-            coef, P = _halve(passes, P, coef, coefold, want, est, maxit, finite_only=True)
-            boundary = True
-        if not P.valid:
-            coef, P = _halve(passes, P, coef, coefold, want, est, maxit, finite_only=False)
-            boundary = True
-        if abs(P.deviance - devold) / (abs(P.deviance) + 0.1) < control["epsilon"]:
-            conv = True
-            break
-        devold, coefold = P.deviance, coef.clone()
+    problem = _IRLSProblem(passes, tol)
+    x0 = start_coef if start_coef is not None else torch.zeros(p, dtype=passes.dtype, device=passes.device)
+    res = solve(problem, x0, control=RHalving(maxit), test=RelativeChange(control["epsilon"]), maxit=maxit,
+                initial=Evaluation(P0.deviance, aux=P0), anchored=start_coef is not None,
+                callback=_halving_warnings)
+    if res.reason == Reason.NO_POINT:
+        if not res.state.anchored:
+            raise DataError("no valid set of coefficients has been found: please supply starting values")
+        rejected = res.state.trial.rejected if res.state.trial else ()
+        raise DataError("inner loop 2; cannot correct step size" if rejected and rejected[-1] == "invalid"
+                        else "inner loop 1; cannot correct step size")
+    coef, P, est = res.x, res.state.aux, problem.est
+    conv, boundary = res.converged, res.shortened > 0
     polish = 0
     if conv and not boundary:
-        r_change = math.inf if coefold is None else _relative_change(coef, coefold)
-        coef, P, polish = _polish(passes, coef, P, r_change, est, tol, int(control["polish"]))
+        # the relative change of R's last step (unknown after a first step from means alone)
+        first = res.iterations == 1 and start_coef is None
+        coef, P, polish = _polish(passes, coef, P, math.inf if first else res.state.relative, est, tol,
+                                  int(control["polish"]))
     # covariance at the final estimate: a QR factorization with the working weights there
     qr = passes.qr_step(P.eta, P.mu, tol)
     if not conv:
@@ -351,8 +369,8 @@ def irls(passes: GLMPasses, *, start=None, mustart, control: dict, tol: float) -
     out = np.full(p, np.nan)
     est = qr.pivot[: qr.rank]
     out[est] = coef.cpu().double().numpy()[est]
-    return IRLSFit(coef=out, qr=qr, eta=P.eta, mu=P.mu, deviance=P.deviance, iterations=it, polish_steps=polish,
-                   converged=conv, boundary=boundary)
+    return IRLSFit(coef=out, qr=qr, eta=P.eta, mu=P.mu, deviance=P.deviance, iterations=res.iterations,
+                   polish_steps=polish, converged=conv, boundary=boundary)
 
 
 def _empty_fit(passes: GLMPasses) -> IRLSFit:
@@ -369,54 +387,55 @@ def _empty_fit(passes: GLMPasses) -> IRLSFit:
                    iterations=0, polish_steps=0, converged=True, boundary=False)
 
 
-def _relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
-    return float(torch.abs(new - old).max()) / float(torch.clamp(torch.abs(new).max(), min=1e-300))
-
-
 def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.nan_to_num(fit.coef), dtype=like.dtype, device=like.device)
 
 
-def _polish(passes: GLMPasses, coef, P: Pass, prev_change: float, est, tol: float, max_steps: int):
-    """Newton steps past R's stopping rule until the coefficients stop changing (the exact MLE).
+class _PolishProblem:
+    """Newton steps past R's stopping rule, as a Problem of the Newton driver.
 
     Canonical links: Fisher scoring is Newton's method (quadratic convergence); otherwise Newton with
     the observed information, falling back to a Fisher (QR) step, which converges only linearly.
-    Stops when the remaining error, estimated from successive changes (r = change / previous change:
-    change * r^2 for Newton, change * r / (1 - r) for linear convergence), is at rounding level. If
-    the steps stop shrinking while still large, the maximum is at infinity (separation, or a rate at
-    zero): the point where R's rule stopped is kept rather than drifting.
+    """
+
+    def __init__(self, passes: GLMPasses, est: list[int], tol: float):
+        self.passes, self.est, self.tol = passes, est, tol
+        self.want = "fisher" if passes.family.canonical else "newton"
+
+    def evaluate(self, coef: torch.Tensor) -> Evaluation:
+        """The deviance at ``coef`` with the next Newton step's normal equations (one pass)."""
+        P = self.passes.at(coef, self.want, self.est)
+        return Evaluation(P.deviance, valid=P.valid, aux=P)
+
+    def propose(self, state: State) -> Step:
+        """A Newton step from the pass's normal equations, or a Fisher (QR) step where they are not positive definite."""
+        P, coef = state.aux, state.x
+        new = cholesky_step(coef, self.est, P)
+        quadratic = True
+        if new is None:
+            new = _as_coef(self.passes.qr_step(P.eta, P.mu, self.tol), coef)
+            quadratic = self.passes.family.canonical
+        return Step(direction=new - coef, newton=quadratic, point=new)
+
+
+def _polish(passes: GLMPasses, coef: torch.Tensor, P: Pass, prev_change: float, est: list[int], tol: float,
+            max_steps: int) -> tuple[torch.Tensor, Pass, int]:
+    """Newton steps past R's stopping rule until the coefficients stop changing (the exact MLE).
+
+    Stops when the remaining error, estimated from successive changes (the driver's PolishRule), is
+    at rounding level. If the steps stop shrinking while still large, the maximum is at infinity
+    (separation, or a rate at zero), and a step to an invalid point ends the polish too: the point
+    where R's rule stopped is kept rather than drifting.
 
     Returns
     -------
     (coef, Pass at coef, number of steps)
     """
-    family = passes.family
-    want = "fisher" if family.canonical else "newton"
-    at_r = (coef, P, 0)
-    if P.H is None or want == "newton":
-        P = passes.at(coef, want, est)
-    k = 0
-    for k in range(1, max_steps + 1):
-        new = cholesky_step(coef, est, P)
-        quadratic = True
-        if new is None:
-            new = _as_coef(passes.qr_step(P.eta, P.mu, tol), coef)
-            quadratic = family.canonical
-        P2 = passes.at(new, want, est)
-        if not P2.valid:
-            return at_r
-        change = _relative_change(new, coef)
-        eps = eps_of(new)
-        if change > 1e8 * eps and k >= 3 and change > 0.9 * prev_change:
-            return at_r
-        coef, P = new, P2
-        r = change / prev_change if prev_change > 0 else 1.0
-        if r < 1:
-            remaining = change * r * r if quadratic else change * r / (1 - r)
-        else:
-            remaining = math.inf
-        if change <= 4 * eps or remaining <= eps or (change < 1e4 * eps and r >= 1):
-            break
-        prev_change = change
-    return coef, P, k
+    problem = _PolishProblem(passes, est, tol)
+    if P.H is None or problem.want == "newton":
+        P = passes.at(coef, problem.want, est)
+    res = solve(problem, coef, control=FullStep(), test=PolishRule(prev_change), maxit=max_steps,
+                initial=Evaluation(P.deviance, aux=P))
+    if res.reason in (Reason.DIVERGED, Reason.NO_POINT):
+        return coef, P, 0
+    return res.x, res.state.aux, res.iterations
