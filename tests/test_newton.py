@@ -11,8 +11,22 @@ import torch.nn.functional as F
 
 import torchlm as tl
 from torchlm.errors import ModelInputError, OptimumWarning
-from torchlm.solvers import (Backtracking, Divergence, Evaluation, FirstOf, FloatingPointFloor, FullStep,
-                             PolishRule, Reason, RelativeChange, RHalving, Stage, Step, StepBelow, solve)
+from torchlm.solvers import (
+    Backtracking,
+    Divergence,
+    Evaluation,
+    FirstOf,
+    FloatingPointFloor,
+    FullStep,
+    PolishRule,
+    Reason,
+    RelativeChange,
+    RHalving,
+    Stage,
+    Step,
+    StepBelow,
+    solve,
+)
 
 
 # --- tl.mle -------------------------------------------------------------------------------------

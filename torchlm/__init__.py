@@ -2,12 +2,23 @@
 
 from . import datasets, families
 from .anova import AnovaTable, anova, drop1
-from .errors import (DataError, FitError, FormulaError, ModelInputError, NotAtMinimumError, OptimumWarning, OptionError,
-                     SingularHessianWarning, TorchlmError, TorchlmWarning, UnknownVariableError)
+from .errors import (
+                     DataError,
+                     FitError,
+                     FormulaError,
+                     ModelInputError,
+                     NotAtMinimumError,
+                     OptimumWarning,
+                     OptionError,
+                     SingularHessianWarning,
+                     TorchlmError,
+                     TorchlmWarning,
+                     UnknownVariableError,
+)
+from .estimates import Estimates
 from .glm import glm
 from .glm_result import GeneralizedLinearModelResult
 from .lm import lm
-from .estimates import Estimates
 from .mle import mle
 from .modules import infer
 from .results import FStatistic, LinearModelResult

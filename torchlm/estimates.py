@@ -13,11 +13,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch.func import grad, grad_and_value, jvp, vmap
 
-from .errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
 from . import rformat as rf
+from .errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
 from .inference import quiet
 from .result_base import ModelResult
 

@@ -10,9 +10,18 @@ import numpy as np
 import torch
 
 from .errors import OptionError
+from .inference import (
+    Chunks,
+    accurate_affine,
+    accurate_matmul,
+    column_major,
+    factor_jacobian,
+    gradient,
+    jacobian,
+    limited_pivoting,
+    two_prod,
+)
 from .sources.row_blocks import ArraySource, DesignSource, RowBlockSource
-from .inference import (Chunks, accurate_affine, accurate_matmul, column_major, factor_jacobian, gradient, jacobian,
-                        limited_pivoting, two_prod)
 
 # about 8 MB of float64 per chunk: large enough for LAPACK's blocked QR, small enough for cache and memory
 CHUNK_ELEMENTS = 2**20

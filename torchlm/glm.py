@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import math
 import warnings
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +14,9 @@ from .families import as_family
 from .fit import resolve_device_dtype
 from .glm_result import GeneralizedLinearModelResult
 from .lm import _call_string
-from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, control_settings, irls
+from .solvers.irls import GLMPasses, control_settings, irls
 from .sources.row_blocks import DesignSource
+
 
 def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,
         subset: Any = None, na_action: str = "omit", start: Any = None, control: dict | None = None,

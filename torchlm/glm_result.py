@@ -9,19 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
-from .errors import FitError, OptionError
 from .design import Design, newdata_matrix, newdata_offset
+from .errors import FitError, OptionError
 from .families import Family
 from .fit import r_inverse_cov
 from .inference import quiet
 from .influence import InfluenceMethods
-from .result_base import ModelResult
 from .profile import confint_profile
+from .result_base import ModelResult
 from .sandwich import robust_covariance
-from .summary import GLMSummary, print_glm
 from .sources.row_blocks import DesignSource, WorkingRows, row_quadratic
+from .summary import GLMSummary, print_glm
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 

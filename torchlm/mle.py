@@ -16,8 +16,19 @@ from torch.func import jacfwd, vmap
 from .errors import ModelInputError, OptimumWarning, TorchlmError
 from .estimates import Estimates, analyse_curvature, element_names, summed_hessian
 from .inference import quiet
-from .solvers import (Backtracking, Divergence, Evaluation, FirstOf, FloatingPointFloor, Reason, Result, State, Step,
-                      StepBelow, solve)
+from .solvers import (
+    Backtracking,
+    Divergence,
+    Evaluation,
+    FirstOf,
+    FloatingPointFloor,
+    Reason,
+    Result,
+    State,
+    Step,
+    StepBelow,
+    solve,
+)
 
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40

@@ -12,14 +12,14 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .errors import DataError, OptionError
 from .design import Design, newdata_matrix, newdata_offset
+from .errors import OptionError
 from .fit import QRFit, linear_chunks, unscaled_cov
-from .sources.row_blocks import WorkingRows, row_quadratic
 from .inference import objective_hessian
 from .influence import InfluenceMethods
 from .result_base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
 from .sandwich import robust_covariance
+from .sources.row_blocks import WorkingRows, row_quadratic
 from .summary import LMSummary, print_lm
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])

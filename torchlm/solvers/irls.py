@@ -22,7 +22,7 @@ from ..families import Family
 from ..fit import LinearResidual, QRFit, condition_estimate, qr_solve
 from ..inference import quiet
 from ..sources.row_blocks import RowBlockSource
-from .newton import Evaluation, FullStep, PolishRule, Reason, RHalving, RelativeChange, State, Step, solve
+from .newton import Evaluation, FullStep, PolishRule, Reason, RelativeChange, RHalving, State, Step, solve
 
 
 @dataclass
