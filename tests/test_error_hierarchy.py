@@ -71,10 +71,8 @@ BAD_CALLS = {
     "offset length": (lambda mt, f: tl.lm("mpg ~ wt", mt, offset="hp").predict(mt.head(3), offset=[1.0]), "offset"),
     # the general engines
     "mle start": (lambda mt, f: tl.mle(lambda p: p["a"] ** 2, start={}), "start"),
-    "sandwich bread": (lambda mt, f: __import__("torchlm.sandwich").sandwich.sandwich_cov(
-        torch.ones(2, 3), torch.ones(4, 2)), "bread"),
-    "sandwich type": (lambda mt, f: __import__("torchlm.sandwich").sandwich.sandwich_cov(
-        torch.eye(2), torch.ones(4, 2), type="HC9"), "HC9"),
+    "sandwich bread": (lambda mt, f: tl.sandwich_cov(torch.ones(2, 3), torch.ones(4, 2)), "bread"),
+    "sandwich type": (lambda mt, f: tl.sandwich_cov(torch.eye(2), torch.ones(4, 2), type="HC9"), "HC9"),
 }
 
 

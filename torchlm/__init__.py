@@ -22,6 +22,7 @@ from .lm import lm
 from .mle import mle
 from .modules import infer
 from .results import FStatistic, LinearModelResult
+from .sandwich import sandwich_cov
 
 __version__ = "0.1.0"
 
@@ -29,5 +30,5 @@ __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
     "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
-    "TorchlmWarning", "__version__",
+    "TorchlmWarning", "sandwich_cov", "__version__",
 ]
