@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ def user_stacklevel() -> int:
 
 
 # --- parameter names ------------------------------------------------------------------------
-def element_names(name: str, shape) -> list[str]:
+def element_names(name: str, shape: tuple[int, ...] | torch.Size) -> list[str]:
     """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order.
 
     Returns
@@ -64,11 +64,16 @@ def name_list(names: list[str], most: int = 8) -> str:
 
 
 # --- autograd ---------------------------------------------------------------------------------
-def summed_hessian(objectives: Callable, theta: torch.Tensor, block: int | None = None):
+def summed_hessian(objectives: Callable, theta: torch.Tensor,
+                   block: int | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Value, gradient and Hessian of sum_c f_c(theta) over the objectives yielded by ``objectives()``.
 
     Each Hessian is built from Hessian-vector products (forward-over-reverse: jvp of grad), vmapped over
     ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters.
+    
+    Returns
+    -------
+    (value, gradient, Hessian) of the sum at theta.
     """
     k = theta.numel()
     H = torch.zeros(k, k, dtype=theta.dtype, device=theta.device)
@@ -318,7 +323,7 @@ class Estimates(ModelResult):
         return -2 * ll + math.log(self.nobs) * self.df_loglik
 
     # --- presentation --------------------------------------------------------------------------
-    def summary(self, vcov=None, *, cluster=None) -> "EstimatesSummary":
+    def summary(self, vcov: Any = None, *, cluster: Any = None) -> EstimatesSummary:
         """R-style coefficient table (print it, or read .coefficients).
 
         Parameters
@@ -350,12 +355,24 @@ class EstimatesSummary:
         self.coefficients = self._table.loc[est.estimable]
 
     def coefficient_lines(self) -> list[str]:
+        """printCoefmat's lines of the coefficient table (non-identifiable rows NA).
+
+        Returns
+        -------
+        list of str
+        """
         est = self.est
         tab = self._table.to_numpy().copy()
         tab[~est.curvature.identifiable] = np.nan
         return rf.coefficient_block(est.names, list(self._table.columns), tab, DIGITS)
 
     def footer_lines(self) -> list[str]:
+        """The lines after the table: residual standard error, dispersion, likelihood, covariance, convergence.
+
+        Returns
+        -------
+        list of str
+        """
         est = self.est
         out = []
         if est.sigma is not None:

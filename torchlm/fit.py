@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ REFINE_CONDITION = 1e3
 REFINE_STEPS = 4
 
 
-def resolve_device_dtype(device, dtype) -> tuple[torch.device, torch.dtype]:
+def resolve_device_dtype(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
     """torch device (default cpu) and dtype (default float64); float32 warns that digits are lost.
 
     Returns
@@ -71,7 +72,8 @@ def chunk_rows(n: int, p: int) -> int:
     return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
 
 
-def linear_chunks(X, y: np.ndarray | None = None, weights=None, offset=None, device=None, dtype=torch.float64,
+def linear_chunks(X: Any, y: np.ndarray | None = None, weights: np.ndarray | None = None,
+                  offset: np.ndarray | None = None, device: Any = None, dtype: torch.dtype = torch.float64,
                   *, columns: list[int] | None = None) -> Chunks:
     """Residual functions e(beta) = sqrt(w) * (X beta + offset - y) of a linear model, one per row block.
 
@@ -154,10 +156,14 @@ class LinearResidual:
         """
         return self.X if self.sw is None else self.sw.unsqueeze(1) * self.X
 
-    def accurate(self, beta: torch.Tensor, tail: bool = False):
+    def accurate(self, beta: torch.Tensor, tail: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The same residuals with X beta - target evaluated in doubled precision.
 
         tail : return (residuals, what rounding them left off), the doubled-precision residuals.
+        
+        Returns
+        -------
+        torch.Tensor, or the pair (residuals, their tail) with ``tail``.
         """
         r, lo = accurate_affine(self.X, beta, self.target, tail=True)
         if self.sw is not None:
@@ -204,7 +210,8 @@ class QRFit:
     cov: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
 
-def qr_solve(chunks: Chunks, p: int, tol: float, device, dtype, accurate: bool = True) -> QRFit:
+def qr_solve(chunks: Chunks, p: int, tol: float, device: torch.device, dtype: torch.dtype,
+             accurate: bool = True) -> QRFit:
     """Least squares by QR of the autograd Jacobian [J | e] with dqrdc2 pivoting, plus iterative refinement.
 
     The model is linear, so one Gauss-Newton step from 0 is exact up to rounding; refinement

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,13 +84,24 @@ class GLMPasses:
         """Number of estimated coefficients."""
         return len(self.columns)
 
-    def blocks(self):
-        """(rows, X of the estimated columns) for each block of the source."""
+    def blocks(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        """(rows, X of the estimated columns) for each block of the source.
+
+        Yields
+        ------
+        (rows slice, X block) pairs.
+        """
         for blk in self.source.blocks(columns=self.columns, device=self.device, dtype=self.dtype):
             yield blk.rows, blk.X
 
-    def working(self, eta: torch.Tensor, mu: torch.Tensor, rows: slice = slice(None)):
-        """R's square roots of the working weights and working residuals (y - mu) / mu'(eta), 0 off R's good rows."""
+    def working(self, eta: torch.Tensor, mu: torch.Tensor,
+                rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """R's square roots of the working weights and working residuals (y - mu) / mu'(eta), 0 off R's good rows.
+
+        Returns
+        -------
+        (sqrt of the working weights, working residuals), each like eta.
+        """
         fam, link = self.family, self.link
         y, w, positive = self.y[rows], self.weights[rows], self.positive[rows]
         var = fam.variance(mu)
@@ -315,7 +327,8 @@ def _halving_warnings(state: State) -> None:
                           else "step size truncated: out of bounds", stacklevel=5)
 
 
-def irls(passes: GLMPasses, *, start=None, mustart, control: dict, tol: float) -> IRLSFit:
+def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch.Tensor | None,
+         control: dict, tol: float) -> IRLSFit:
     """Fit a GLM by iteratively reweighted least squares, as R's glm.fit, then iterate to the exact MLE.
 
     R stops when the relative change of the deviance is below epsilon, which leaves non-canonical

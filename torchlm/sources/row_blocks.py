@@ -11,9 +11,9 @@ the same few members.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -259,7 +259,7 @@ class ArraySource(DesignSource):
         return B
 
 
-def row_quadratic(X, cols: list[int], form) -> np.ndarray:
+def row_quadratic(X: Any, cols: list[int], form: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
     """form(X[rows, cols]) block by block: per-row quadratic forms (standard errors of fitted values) without all of X.
 
     X : an (m, p) array, or WorkingRows read by row slices.
