@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,10 @@ from .errors import DataError, OptionError
 from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from .sources.row_blocks import DesignSource
+
+if TYPE_CHECKING:
+    from .glm_result import GeneralizedLinearModelResult
+    from .results import LinearModelResult
 
 DEFAULT = "default"
 
@@ -43,15 +48,26 @@ def _table(tab: pd.DataFrame, heading: str) -> AnovaTable:
     return out
 
 
-def anova(*fits, test: str | None = DEFAULT) -> pd.DataFrame:
+def anova(*fits: LinearModelResult | GeneralizedLinearModelResult, test: str | None = DEFAULT) -> pd.DataFrame:
     """R's anova(): one fit gives the sequential (Type I) table; several nested fits give the comparison.
 
     Parameters
     ----------
-    *fits : one fitted model, or several fitted to the same rows (smallest first, as in R).
-    test : linear models: "F" (default) or None. GLMs (analysis of deviance): "Chisq" (alias "LRT"),
+    *fits : LinearModelResult or GeneralizedLinearModelResult
+        One fitted model, or several fitted to the same rows (smallest first, as in R).
+    test : str or None
+        Linear models: "F" (default) or None. GLMs (analysis of deviance): "Chisq" (alias "LRT"),
         "F" or None; the default is "Chisq" when the dispersion is fixed (binomial, poisson) and "F"
         when it is estimated, as R >= 4.4 chooses (R 4.2 printed no test by default).
+
+    Returns
+    -------
+    AnovaTable
+        One fit: a row per term and "Residuals" (lm: Df, Sum Sq, Mean Sq, F value, Pr(>F)) or "NULL"
+        and a row per term added (glm: Df, Deviance, Resid. Df, Resid. Dev, then the test's columns).
+        Several fits: a row per model (lm: Res.Df, RSS, Df, Sum of Sq, then F and Pr(>F) for the F
+        test; glm: Resid. Df, Resid. Dev, Df, Deviance, then the test's columns). R's heading in
+        ``attrs["heading"]``.
     """
     if not fits:
         raise OptionError("anova() needs at least one fitted model")
@@ -208,18 +224,25 @@ def _model_lines(fits) -> str:
 
 # --- drop1: single term deletions -----------------------------------------------------------------
 
-def drop1(fit, test: str | None = None, k: float = 2) -> "AnovaTable":
+def drop1(fit: LinearModelResult | GeneralizedLinearModelResult, test: str | None = None,
+          k: float = 2) -> AnovaTable:
     """R's drop1(): refit without each term that can be dropped (not part of a higher-order term).
 
     Parameters
     ----------
-    fit : a fitted lm or glm.
-    test : linear models: None or "F" (or "Chisq", R's n log(RSS) likelihood ratio); GLMs: None,
+    fit : LinearModelResult or GeneralizedLinearModelResult
+        A fitted lm or glm.
+    test : str or None
+        Linear models: None or "F" (or "Chisq", R's n log(RSS) likelihood ratio); GLMs: None,
         "Chisq" (alias "LRT") or "F".
-    k : weight of the degrees of freedom in the AIC column (2: AIC; log(n): BIC), as R's k.
+    k : float
+        Weight of the degrees of freedom in the AIC column (2: AIC; log(n): BIC), as R's k.
 
-    Returns an AnovaTable laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of
-    Sq, RSS, AIC (lm) or Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
+    Returns
+    -------
+    AnovaTable
+        Laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of Sq, RSS, AIC (lm) or
+        Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
     """
     glm = _is_glm(fit)
     if test == "LRT":
@@ -306,8 +329,21 @@ def _refit(fit, cols: list[int]) -> tuple[float, int]:
     return float(sum(float(fn(beta).square().sum()) for fn in chunks())), qr.rank
 
 
-def refit_deviance(fit: "GeneralizedLinearModelResult", cols: list[int]) -> tuple[float, int]:
-    """Deviance and residual df of the same GLM restricted to design columns ``cols`` (R's anova.glm refits)."""
+def refit_deviance(fit: GeneralizedLinearModelResult, cols: list[int]) -> tuple[float, int]:
+    """Deviance and residual df of the same GLM restricted to design columns ``cols`` (R's anova.glm refits).
+
+    Parameters
+    ----------
+    fit : GeneralizedLinearModelResult
+        The fitted glm: its design, response, weights, offset, family and tolerance are reused.
+    cols : list of int
+        Design columns to keep.
+
+    Returns
+    -------
+    tuple of (float, int)
+        The refit's deviance and its residual degrees of freedom (nobs minus the refit's rank).
+    """
     ctl = dict(CONTROL_DEFAULTS)
     passes = GLMPasses(DesignSource(fit.design), fit._y, fit._w, fit._offset, fit.family, columns=cols)
     with warnings.catch_warnings():

@@ -2,7 +2,7 @@
 
 A family holds a link and the functions R's glm.fit uses: variance, deviance residuals, AIC,
 starting values (R's ``initialize``) and validity checks. All functions take and return torch
-tensors, so the IRLS fit runs on the model's device.
+tensors, so the IRLS fit runs on the model's device. The links are defined in torchlm.links.
 """
 
 from __future__ import annotations
@@ -14,188 +14,9 @@ from abc import ABC, abstractmethod
 import torch
 
 from .errors import DataError, ModelInputError
-
-EPS = 2.220446049250313e-16  # R's .Machine$double.eps
-_THRESH = 30.0  # R's logit thresholds (family.c)
-
-
-def eps_of(t: torch.Tensor) -> float:
-    """Machine epsilon of t's dtype: R's constants are for float64, float32 fits need their own."""
-    return EPS if t.dtype == torch.float64 else torch.finfo(t.dtype).eps
-
-
-class Link:
-    """A link function g with its inverse and derivative dmu/deta, as R's make.link()."""
-
-    name = ""
-
-    def linkfun(self, mu: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def linkinv(self, eta: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def mu_eta(self, eta: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def valideta(self, eta: torch.Tensor) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return f"Link({self.name!r})"
-
-
-class Identity(Link):
-    name = "identity"
-
-    def linkfun(self, mu):
-        return mu
-
-    def linkinv(self, eta):
-        return eta
-
-    def mu_eta(self, eta):
-        return torch.ones_like(eta)
-
-
-class Log(Link):
-    name = "log"
-
-    def linkfun(self, mu):
-        return torch.log(mu)
-
-    def linkinv(self, eta):
-        return torch.clamp(torch.exp(eta), min=EPS)
-
-    def mu_eta(self, eta):
-        return torch.clamp(torch.exp(eta), min=EPS)
-
-
-class Logit(Link):
-    name = "logit"
-
-    def linkfun(self, mu):
-        return torch.log(mu / (1 - mu))
-
-    def linkinv(self, eta):
-        eps = eps_of(eta)
-        if eps != EPS:
-            return torch.clamp(torch.sigmoid(eta), eps, 1 - eps)
-        tmp = torch.where(eta < -_THRESH, torch.full_like(eta, EPS),
-                          torch.where(eta > _THRESH, torch.full_like(eta, 1 / EPS), torch.exp(eta)))
-        return tmp / (1 + tmp)
-
-    def mu_eta(self, eta):
-        eps = eps_of(eta)
-        opexp = 1 + torch.exp(eta)
-        val = torch.exp(eta) / (opexp * opexp)
-        if eps != EPS:
-            return torch.clamp(torch.where(torch.isfinite(val), val, torch.zeros_like(val)), min=eps)
-        return torch.where((eta > _THRESH) | (eta < -_THRESH), torch.full_like(eta, EPS), val)
-
-
-def _probit_thresh(eta: torch.Tensor) -> float:
-    # -qnorm(eps): beyond it pnorm is within eps of 0 or 1
-    eps = eps_of(eta)
-    return 8.125890664701906 if eps == EPS else -float(torch.special.ndtri(torch.tensor(eps, dtype=torch.float64)))
-
-
-class Probit(Link):
-    name = "probit"
-
-    def linkfun(self, mu):
-        return torch.special.ndtri(mu)
-
-    def linkinv(self, eta):
-        t = _probit_thresh(eta)
-        return torch.special.ndtr(torch.clamp(eta, -t, t))
-
-    def mu_eta(self, eta):
-        return torch.clamp(torch.exp(-0.5 * eta * eta) / math.sqrt(2 * math.pi), min=eps_of(eta))
-
-
-
-
-class Cauchit(Link):
-    name = "cauchit"
-
-    def linkfun(self, mu):
-        return torch.tan(math.pi * (mu - 0.5))
-
-    def linkinv(self, eta):
-        t = 1 / (math.pi * eps_of(eta)) - 1 / math.pi  # -qcauchy(eps), in closed form
-        e = torch.clamp(eta, -t, t)
-        return 0.5 + torch.atan(e) / math.pi
-
-    def mu_eta(self, eta):
-        return torch.clamp(1 / (math.pi * (1 + eta * eta)), min=eps_of(eta))
-
-
-class Cloglog(Link):
-    name = "cloglog"
-
-    def linkfun(self, mu):
-        return torch.log(-torch.log1p(-mu))
-
-    def linkinv(self, eta):
-        eps = eps_of(eta)
-        return torch.clamp(-torch.expm1(-torch.exp(eta)), eps, 1 - eps)
-
-    def mu_eta(self, eta):
-        e = torch.clamp(eta, max=700.0)
-        val = torch.exp(e) * torch.exp(-torch.exp(e))
-        return torch.clamp(torch.where(torch.isfinite(val), val, torch.zeros_like(val)), min=eps_of(eta))
-
-
-class Inverse(Link):
-    name = "inverse"
-
-    def linkfun(self, mu):
-        return 1 / mu
-
-    def linkinv(self, eta):
-        return 1 / eta
-
-    def mu_eta(self, eta):
-        return -1 / (eta * eta)
-
-    def valideta(self, eta):
-        return bool(torch.isfinite(eta).all() and (eta != 0).all())
-
-
-class InverseSquare(Link):
-    name = "1/mu^2"
-
-    def linkfun(self, mu):
-        return 1 / (mu * mu)
-
-    def linkinv(self, eta):
-        return 1 / torch.sqrt(eta)
-
-    def mu_eta(self, eta):
-        return -1 / (2 * eta**1.5)
-
-    def valideta(self, eta):
-        return bool(torch.isfinite(eta).all() and (eta > 0).all())
-
-
-class Sqrt(Link):
-    name = "sqrt"
-
-    def linkfun(self, mu):
-        return torch.sqrt(mu)
-
-    def linkinv(self, eta):
-        return eta * eta
-
-    def mu_eta(self, eta):
-        return 2 * eta
-
-    def valideta(self, eta):
-        return bool(torch.isfinite(eta).all() and (eta > 0).all())
-
-
-LINKS = {c.name: c for c in (Identity, Log, Logit, Probit, Cauchit, Cloglog, Inverse, InverseSquare, Sqrt)}
+# the links are defined in torchlm.links; importable from here as they always were
+from .links import (EPS, LINKS, Cauchit, Cloglog, Identity, Inverse, InverseSquare, Link, Log, Logit,  # noqa: F401
+                    Probit, Sqrt, eps_of)
 
 
 def _ylogy(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -213,24 +34,33 @@ class Family(ABC):
 
     Parameters
     ----------
-    link : link name (one of the family's ``links``) or a Link instance; default the family's default.
+    link : str, Link or None
+        Link name (one of the family's ``links``) or a Link instance; default the family's default.
 
     Attributes
     ----------
-    name : R's family$family (printed, never branched on).
-    links, default_link : the links R allows, and R's default (the canonical link for R's families).
-    fixed_dispersion : the dispersion is 1 by the model (binomial, poisson: z tests, chi-squared
-        anova, z profile statistic) rather than estimated from the Pearson residuals (t tests, F).
-    aic_counts_dispersion : R's logLik.glm counts the dispersion as a parameter (gaussian, Gamma,
-        inverse.gaussian).
-    has_likelihood : AIC and logLik exist (False for the quasi families: R's AIC is NA).
-    deviance_is_rss : the deviance is a residual sum of squares (gaussian), so drop1's AIC profiles
-        the variance out: n log(deviance / n).
-    boundary_message : R's glm.fit warning when fitted means reach the edge of the family's range
-        (None: R gives none); ``at_boundary(mu)`` says whether they did.
-    factor_response : a two-level factor response is accepted (binomial: first level failure).
-    estimates_parameters : the family has parameters of its own fitted alternately with the
-        coefficients (a negative binomial's theta); ``update_parameters`` takes one such step.
+    name : str
+        R's family$family (printed, never branched on).
+    links, default_link : tuple of str, str
+        The links R allows, and R's default (the canonical link for R's families).
+    fixed_dispersion : bool
+        The dispersion is 1 by the model (binomial, poisson: z tests, chi-squared anova, z profile
+        statistic) rather than estimated from the Pearson residuals (t tests, F).
+    aic_counts_dispersion : bool
+        R's logLik.glm counts the dispersion as a parameter (gaussian, Gamma, inverse.gaussian).
+    has_likelihood : bool
+        AIC and logLik exist (False for the quasi families: R's AIC is NA).
+    deviance_is_rss : bool
+        The deviance is a residual sum of squares (gaussian), so drop1's AIC profiles the variance
+        out: n log(deviance / n).
+    boundary_message : str or None
+        R's glm.fit warning when fitted means reach the edge of the family's range (None: R gives
+        none); ``at_boundary(mu)`` says whether they did.
+    factor_response : bool
+        A two-level factor response is accepted (binomial: first level failure).
+    estimates_parameters : bool
+        The family has parameters of its own fitted alternately with the coefficients (a negative
+        binomial's theta); ``update_parameters`` takes one such step.
     """
 
     name = ""
@@ -273,7 +103,19 @@ class Family(ABC):
         return "z" if self.fixed_dispersion else "tau"
 
     def at_boundary(self, mu: torch.Tensor) -> bool:
-        """Whether fitted means lie numerically at the edge of the range (R's glm.fit warning condition)."""
+        """Whether fitted means lie numerically at the edge of the range (R's glm.fit warning condition).
+
+        Parameters
+        ----------
+        mu : torch.Tensor
+            Fitted means.
+
+        Returns
+        -------
+        bool
+            True when some mean is within 10 eps of the edge (binomial: 0 or 1; poisson: 0); always
+            False for a family without a ``boundary_message``.
+        """
         return False
 
     @property
@@ -286,33 +128,107 @@ class Family(ABC):
 
         Families are immutable: a fitter alternating coefficients and family parameters (MASS's
         glm.nb) takes the returned family into the next iteratively reweighted least-squares pass.
+
+        Parameters
+        ----------
+        y, mu, weights : torch.Tensor
+            The response, the fitted means and the prior weights.
+
+        Returns
+        -------
+        Family
+            A new family with the re-estimated parameters, or self.
         """
         return self
 
     # --- R's family functions ----------------------------------------------------------------
     @abstractmethod
     def variance(self, mu: torch.Tensor) -> torch.Tensor:
-        """V(mu)."""
+        """V(mu), R's family$variance.
+
+        Parameters
+        ----------
+        mu : torch.Tensor
+            Means.
+
+        Returns
+        -------
+        torch.Tensor
+            The variance function at each mean.
+        """
 
     @abstractmethod
     def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
-        """Per-row deviance contributions (R's family$dev.resids)."""
+        """Per-row deviance contributions (R's family$dev.resids).
+
+        Parameters
+        ----------
+        y, mu, wt : torch.Tensor
+            The response, the means and the prior weights.
+
+        Returns
+        -------
+        torch.Tensor
+            Each row's weighted contribution to the deviance (their sum is the deviance).
+        """
 
     @abstractmethod
     def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
-        """R's family$aic: -2 log-likelihood (plus 2 for an estimated dispersion where R adds it)."""
+        """R's family$aic: -2 log-likelihood (plus 2 for an estimated dispersion where R adds it).
+
+        Parameters
+        ----------
+        y, n, mu, wt : torch.Tensor
+            The response, R's n (binomial trials per row; 1s where the prior weights carry them), the
+            fitted means and the prior weights.
+        dev : float
+            The deviance (its dispersion estimate enters gaussian, Gamma and inverse.gaussian).
+
+        Returns
+        -------
+        float
+            The family's part of the AIC (glm's AIC adds 2 * rank); NaN for the quasi families.
+        """
 
     def validmu(self, mu: torch.Tensor) -> bool:
-        """Whether the means are inside the family's range."""
+        """Whether the means are inside the family's range (R's family$validmu).
+
+        Parameters
+        ----------
+        mu : torch.Tensor
+            Means.
+
+        Returns
+        -------
+        bool
+            True when every mean is finite and inside the range (always True where R has no check).
+        """
         return True
 
     @abstractmethod
     def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Check the response and give (y, n, mustart) as R's family$initialize."""
+        """Check the response and give (y, n, mustart) as R's family$initialize.
+
+        Parameters
+        ----------
+        y, weights : torch.Tensor
+            The response (proportions for binomial) and the prior weights.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            The response (binomial: 0 where the weight is 0), R's n (1s) and the starting means.
+        """
 
     # --- presentation ----------------------------------------------------------------------
     def r_call(self) -> str:
-        """How the family appears in the printed call, e.g. binomial or Gamma(link = "log")."""
+        """How the family appears in the printed call, e.g. binomial or Gamma(link = "log").
+
+        Returns
+        -------
+        str
+            The family's name, with its link when that is not the default.
+        """
         if self.link.name == self.default_link:
             return self.name
         return f'{self.name}(link = "{self.link.name}")'
@@ -340,17 +256,17 @@ class Gaussian(Family):
     aic_counts_dispersion = True
     deviance_is_rss = True
 
-    def variance(self, mu):
+    def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(mu)
 
-    def dev_resids(self, y, mu, wt):
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         return wt * (y - mu) ** 2
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         nobs = y.numel()
         return float(nobs * (math.log(dev / nobs * 2 * math.pi) + 1) + 2 - torch.log(wt).sum())
 
-    def initialize(self, y, weights):
+    def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if (self.link.name == "inverse" and bool((y == 0).any())) or (self.link.name == "log" and bool((y <= 0).any())):
             raise DataError(
                 f"cannot find valid starting values for the gaussian family with the {self.link.name} link "
@@ -367,20 +283,20 @@ class Binomial(Family):
     boundary_message = "glm.fit: fitted probabilities numerically 0 or 1 occurred"
     factor_response = True
 
-    def at_boundary(self, mu):
+    def at_boundary(self, mu: torch.Tensor) -> bool:
         eps10 = 10 * eps_of(mu)
         return bool(((mu > 1 - eps10) | (mu < eps10)).any())
 
-    def variance(self, mu):
+    def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu * (1 - mu)
 
-    def validmu(self, mu):
+    def validmu(self, mu: torch.Tensor) -> bool:
         return bool(torch.isfinite(mu).all() and ((mu > 0) & (mu < 1)).all())
 
-    def dev_resids(self, y, mu, wt):
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         return 2 * wt * (_ylogy(y, mu) + _ylogy(1 - y, 1 - mu))
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         m = n if bool((n > 1).any()) else wt
         k, size = torch.round(m * y), torch.round(m)
         # dbinom(k, size, mu, log=TRUE), with 0 * log(0) = 0
@@ -389,7 +305,7 @@ class Binomial(Family):
         scale = torch.where(m > 0, wt / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
         return float(-2 * (scale * ll).sum())
 
-    def initialize(self, y, weights):
+    def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _check_finite(y, self.name)
         y = torch.where(weights == 0, torch.zeros_like(y), y)
         if bool(((y < 0) | (y > 1)).any()):
@@ -411,10 +327,10 @@ class QuasiBinomial(Binomial):
     has_likelihood = False
     boundary_message = None  # R's glm.fit warns for binomial and poisson only
 
-    def at_boundary(self, mu):
+    def at_boundary(self, mu: torch.Tensor) -> bool:
         return False
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         return float("nan")
 
 
@@ -425,24 +341,24 @@ class Poisson(Family):
     fixed_dispersion = True
     boundary_message = "glm.fit: fitted rates numerically 0 occurred"
 
-    def at_boundary(self, mu):
+    def at_boundary(self, mu: torch.Tensor) -> bool:
         return bool((mu < 10 * eps_of(mu)).any())
 
-    def variance(self, mu):
+    def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu
 
-    def validmu(self, mu):
+    def validmu(self, mu: torch.Tensor) -> bool:
         return bool(torch.isfinite(mu).all() and (mu > 0).all())
 
-    def dev_resids(self, y, mu, wt):
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         r = mu * wt
         return 2 * torch.where(y > 0, wt * (_ylogy(y, mu) - (y - mu)), r)
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         ll = torch.xlogy(y, mu) - mu - torch.lgamma(y + 1)
         return float(-2 * (ll * wt).sum())
 
-    def initialize(self, y, weights):
+    def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _check_finite(y, self.name)
         if bool((y < 0).any()):
             what = "quasiPoisson" if not self.has_likelihood else "Poisson"  # R's wording
@@ -458,10 +374,10 @@ class QuasiPoisson(Poisson):
     has_likelihood = False
     boundary_message = None
 
-    def at_boundary(self, mu):
+    def at_boundary(self, mu: torch.Tensor) -> bool:
         return False
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         return float("nan")
 
 
@@ -471,17 +387,17 @@ class Gamma(Family):
     default_link = "inverse"
     aic_counts_dispersion = True
 
-    def variance(self, mu):
+    def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu * mu
 
-    def validmu(self, mu):
+    def validmu(self, mu: torch.Tensor) -> bool:
         return bool(torch.isfinite(mu).all() and (mu > 0).all())
 
-    def dev_resids(self, y, mu, wt):
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         ratio = torch.where(y == 0, torch.ones_like(y), y / mu)
         return -2 * wt * (torch.log(ratio) - (y - mu) / mu)
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         disp = dev / float(wt.sum())
         shape = 1 / disp
         scale = mu * disp
@@ -489,7 +405,7 @@ class Gamma(Family):
         ll = -math.lgamma(shape) - shape * torch.log(scale) + (shape - 1) * torch.log(y) - y / scale
         return float(-2 * (ll * wt).sum() + 2)
 
-    def initialize(self, y, weights):
+    def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _check_finite(y, "Gamma")
         if bool((y <= 0).any()):
             raise DataError("non-positive values not allowed for the 'Gamma' family (the response must be > 0)")
@@ -502,17 +418,17 @@ class InverseGaussian(Family):
     default_link = "1/mu^2"
     aic_counts_dispersion = True
 
-    def variance(self, mu):
+    def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu**3
 
-    def dev_resids(self, y, mu, wt):
+    def dev_resids(self, y: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
         return wt * ((y - mu) ** 2) / (y * mu * mu)
 
-    def aic(self, y, n, mu, wt, dev):
+    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         sw = float(wt.sum())
         return float(sw * (1 + math.log(dev / sw * 2 * math.pi)) + 3 * (torch.log(y) * wt).sum() + 2)
 
-    def initialize(self, y, weights):
+    def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         _check_finite(y, "inverse.gaussian")
         if bool((y <= 0).any()):
             raise DataError("positive values only are allowed for the 'inverse.gaussian' family")
@@ -532,8 +448,20 @@ FAMILIES = {
 }
 
 
-def as_family(family) -> Family:
-    """A Family from a Family instance, a Family class or a name ("binomial", "Gamma", "inverse_gaussian", ...)."""
+def as_family(family: Family | type[Family] | str) -> Family:
+    """A Family from a Family instance, a Family class or a name ("binomial", "Gamma", "inverse_gaussian", ...).
+
+    Parameters
+    ----------
+    family : Family, type of Family or str
+        A family object (returned as it is), a family class (instantiated with its default link) or a
+        name in ``FAMILIES``.
+
+    Returns
+    -------
+    Family
+        The family.
+    """
     if isinstance(family, Family):
         return family
     if isinstance(family, type) and issubclass(family, Family):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from scipy import stats
 from .errors import DataError, FitError, OptionError
 from .sandwich import leverages, working_rows
 
+if TYPE_CHECKING:
+    from .result_base import ModelResult
+
 _EPS = float(np.finfo(float).eps)
 
 
@@ -25,11 +29,17 @@ _EPS = float(np.finfo(float).eps)
 class Influence:
     """R's influence(fit) (without the coefficient changes).
 
-    hat : leverages h_i (1 where h_i > 1 - 10 eps, as R sets them).
-    sigma : residual standard deviation with case i left out, sqrt((sum e^2 - e_i^2 / (1 - h_i)) / (n - p - 1)).
-    wt_res : lm: weighted residuals sqrt(w_i) (y_i - fitted_i); glm: deviance residuals (R's dev.res).
+    Attributes
+    ----------
+    hat : pandas.Series
+        Leverages h_i (1 where h_i > 1 - 10 eps, as R sets them).
+    sigma : pandas.Series
+        Residual standard deviation with case i left out, sqrt((sum e^2 - e_i^2 / (1 - h_i)) / (n - p - 1)).
+    wt_res : pandas.Series
+        lm: weighted residuals sqrt(w_i) (y_i - fitted_i); glm: deviance residuals (R's dev.res).
         Residuals below 100 eps times their median absolute value are set to 0, as in R.
-    pear_res : glm only: Pearson residuals.
+    pear_res : pandas.Series or None
+        glm only: Pearson residuals.
     """
 
     hat: pd.Series
@@ -42,8 +52,19 @@ def _is_glm(fit) -> bool:
     return hasattr(fit, "family")
 
 
-def influence(fit) -> Influence:
-    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm."""
+def influence(fit: ModelResult) -> Influence:
+    """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    Influence
+        Copies of the measures over the rows with non-zero prior weight, indexed like fitted().
+    """
     c = _cached(fit)
     return Influence(hat=c.hat.copy(), sigma=c.sigma.copy(), wt_res=c.wt_res.copy(),
                      pear_res=None if c.pear_res is None else c.pear_res.copy())
@@ -100,17 +121,38 @@ def _nan_inf(v: pd.Series) -> pd.Series:
     return v.where(~np.isinf(v.to_numpy()), np.nan)
 
 
-def hatvalues(fit) -> pd.Series:
-    """Leverages (diagonal of the hat matrix of the weighted fit), as R's hatvalues()."""
+def hatvalues(fit: ModelResult) -> pd.Series:
+    """Leverages (diagonal of the hat matrix of the weighted fit), as R's hatvalues().
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.Series
+        h_i over the rows with non-zero prior weight (1 where h_i > 1 - 10 eps, as R sets them).
+    """
     return _cached(fit).hat.copy()
 
 
-def rstandard(fit, type: str | None = None) -> pd.Series:
+def rstandard(fit: ModelResult, type: str | None = None) -> pd.Series:
     """Standardized residuals, as R's rstandard.lm / rstandard.glm.
 
-    type : lm: "sd.1" (default; e_i / (sigma sqrt(1 - h_i))) or "predictive" (e_i / (1 - h_i), the
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+    type : str or None
+        lm: "sd.1" (default; e_i / (sigma sqrt(1 - h_i))) or "predictive" (e_i / (1 - h_i), the
         leave-one-out prediction errors); glm: "deviance" (default) or "pearson", divided by
         sqrt(dispersion (1 - h_i)).
+
+    Returns
+    -------
+    pandas.Series
+        Named "rstandard", over the rows with non-zero prior weight; NaN where a leverage of 1 divides by 0.
     """
     infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -131,8 +173,19 @@ def rstandard(fit, type: str | None = None) -> pd.Series:
     return _nan_inf(out.rename("rstandard"))
 
 
-def rstudent(fit) -> pd.Series:
-    """Studentized (externally, leave-one-out) residuals, as R's rstudent.lm / rstudent.glm."""
+def rstudent(fit: ModelResult) -> pd.Series:
+    """Studentized (externally, leave-one-out) residuals, as R's rstudent.lm / rstudent.glm.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.Series
+        Named "rstudent", over the rows with non-zero prior weight; NaN where a leverage of 1 divides by 0.
+    """
     infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
@@ -146,8 +199,20 @@ def rstudent(fit) -> pd.Series:
     return r.rename("rstudent")
 
 
-def cooks_distance(fit) -> pd.Series:
-    """Cook's distances, as R's cooks.distance.lm / cooks.distance.glm."""
+def cooks_distance(fit: ModelResult) -> pd.Series:
+    """Cook's distances, as R's cooks.distance.lm / cooks.distance.glm.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.Series
+        Named "cooks_distance", over the rows with non-zero prior weight; NaN where a leverage of 1
+        divides by 0.
+    """
     infl = _cached(fit)
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
@@ -171,11 +236,21 @@ def _weighted_residuals(fit, infl: Influence) -> np.ndarray:
     return fit.residuals("deviance").to_numpy()[rows]
 
 
-def dfbeta(fit) -> pd.DataFrame:
+def dfbeta(fit: ModelResult) -> pd.DataFrame:
     """Change in each estimable coefficient when case i is left out (one-step for a glm), as R's dfbeta().
 
     R's lm.influence coefficients: (X'WX)^{-1} x_i e_i / (1 - h_i) with x_i the weighted row and e_i
     the weighted (glm: deviance) residual; 0 where h_i = 1.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per row with non-zero prior weight, one column per estimable coefficient.
     """
     infl = _cached(fit)
     Xw = fit._working()[0]
@@ -191,14 +266,36 @@ def dfbeta(fit) -> pd.DataFrame:
     return pd.DataFrame(out, index=infl.hat.index, columns=list(fit.estimable))
 
 
-def dfbetas(fit) -> pd.DataFrame:
-    """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas()."""
+def dfbetas(fit: ModelResult) -> pd.DataFrame:
+    """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas().
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Laid out as ``dfbeta(fit)``: rows with non-zero prior weight, estimable coefficients.
+    """
     infl = _cached(fit)
     return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(_unscaled(fit))))
 
 
-def dffits(fit) -> pd.Series:
-    """R's dffits(): e_i sqrt(h_i) / (sigma_(i) (1 - h_i))."""
+def dffits(fit: ModelResult) -> pd.Series:
+    """R's dffits(): e_i sqrt(h_i) / (sigma_(i) (1 - h_i)).
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.Series
+        Named "dffits", over the rows with non-zero prior weight; NaN where a leverage of 1 divides by 0.
+    """
     infl = _cached(fit)
     e = _weighted_residuals(fit, infl)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -206,8 +303,19 @@ def dffits(fit) -> pd.Series:
     return _nan_inf(out.rename("dffits"))
 
 
-def covratio(fit) -> pd.Series:
-    """R's covratio(): the change in the determinant of the coefficients' covariance when case i is left out."""
+def covratio(fit: ModelResult) -> pd.Series:
+    """R's covratio(): the change in the determinant of the coefficients' covariance when case i is left out.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    pandas.Series
+        Named "covratio": the ratio of the determinants, over the rows with non-zero prior weight.
+    """
     infl = _cached(fit)
     e = _weighted_residuals(fit, infl)
     n, p = len(e), fit.rank
@@ -222,8 +330,12 @@ def covratio(fit) -> pd.Series:
 class InfluenceMeasures:
     """R's influence.measures(fit): the measures per case and which of them flag the case as influential.
 
-    infmat : columns dfb.<coefficient> (dfbetas), dffit, cov.r, cook.d, hat.
-    is_inf : the same shape, True where R marks the value with * (|dfbetas| > 1; |dffit| > 3 sqrt(k/(n-k));
+    Attributes
+    ----------
+    infmat : pandas.DataFrame
+        Columns dfb.<coefficient> (dfbetas), dffit, cov.r, cook.d, hat.
+    is_inf : pandas.DataFrame
+        The same shape, True where R marks the value with * (|dfbetas| > 1; |dffit| > 3 sqrt(k/(n-k));
         |1 - cov.r| > 3k/(n-k); F(k, n-k) probability of cook.d > 0.5; hat > 3k/n).
     """
 
@@ -236,8 +348,19 @@ class InfluenceMeasures:
         return self.infmat[self.is_inf.any(axis=1)]
 
 
-def influence_measures(fit) -> InfluenceMeasures:
-    """All of R's influence measures in one table, with R's flags for influential cases."""
+def influence_measures(fit: ModelResult) -> InfluenceMeasures:
+    """All of R's influence measures in one table, with R's flags for influential cases.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    InfluenceMeasures
+        The measures and their flags, over the rows with non-zero prior weight (infinite values NaN).
+    """
     infl = _cached(fit)
     p = fit.rank
     e = _weighted_residuals(fit, infl)
@@ -273,41 +396,106 @@ class InfluenceMethods:
     """The diagnostics above as methods of a fitted model (mixed into the lm and glm result classes)."""
 
     def influence(self) -> Influence:
-        """R's influence(fit): leverages, leave-one-out sigma and residuals (rows with non-zero weight)."""
+        """R's influence(fit): leverages, leave-one-out sigma and residuals (rows with non-zero weight).
+
+        Returns
+        -------
+        Influence
+            As ``torchlm.influence.influence(fit)``.
+        """
         return influence(self)
 
     def hatvalues(self) -> pd.Series:
-        """Leverages, as R's hatvalues()."""
+        """Leverages, as R's hatvalues().
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.hatvalues(fit)``.
+        """
         return hatvalues(self)
 
     def rstandard(self, type: str | None = None) -> pd.Series:
-        """Standardized residuals, as R's rstandard(); ``type`` as for torchlm.influence.rstandard."""
+        """Standardized residuals, as R's rstandard().
+
+        Parameters
+        ----------
+        type : str or None
+            As for ``torchlm.influence.rstandard``.
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.rstandard(fit, type)``.
+        """
         return rstandard(self, type)
 
     def rstudent(self) -> pd.Series:
-        """Externally studentized residuals, as R's rstudent()."""
+        """Externally studentized residuals, as R's rstudent().
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.rstudent(fit)``.
+        """
         return rstudent(self)
 
     def cooks_distance(self) -> pd.Series:
-        """Cook's distances, as R's cooks.distance()."""
+        """Cook's distances, as R's cooks.distance().
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.cooks_distance(fit)``.
+        """
         return cooks_distance(self)
 
     def dfbeta(self) -> pd.DataFrame:
-        """Coefficient changes with each case left out, as R's dfbeta()."""
+        """Coefficient changes with each case left out, as R's dfbeta().
+
+        Returns
+        -------
+        pandas.DataFrame
+            As ``torchlm.influence.dfbeta(fit)``.
+        """
         return dfbeta(self)
 
     def dfbetas(self) -> pd.DataFrame:
-        """Scaled coefficient changes, as R's dfbetas()."""
+        """Scaled coefficient changes, as R's dfbetas().
+
+        Returns
+        -------
+        pandas.DataFrame
+            As ``torchlm.influence.dfbetas(fit)``.
+        """
         return dfbetas(self)
 
     def dffits(self) -> pd.Series:
-        """R's dffits()."""
+        """R's dffits().
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.dffits(fit)``.
+        """
         return dffits(self)
 
     def covratio(self) -> pd.Series:
-        """R's covratio()."""
+        """R's covratio().
+
+        Returns
+        -------
+        pandas.Series
+            As ``torchlm.influence.covratio(fit)``.
+        """
         return covratio(self)
 
     def influence_measures(self) -> InfluenceMeasures:
-        """R's influence.measures(): every measure per case and R's influential-case flags."""
+        """R's influence.measures(): every measure per case and R's influential-case flags.
+
+        Returns
+        -------
+        InfluenceMeasures
+            As ``torchlm.influence.influence_measures(fit)``.
+        """
         return influence_measures(self)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,13 +22,29 @@ from .errors import FitError, OptionError
 from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from .sources.row_blocks import DesignSource
 
-def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: int = 10) -> dict[str, pd.DataFrame]:
+if TYPE_CHECKING:
+    from .result_base import ModelResult
+
+
+def profile(fit: ModelResult, which: list[str] | None = None, alpha: float = 0.01,
+            maxsteps: int = 10) -> dict[str, pd.DataFrame]:
     """MASS's profile.glm: for each coefficient, the signed root statistic at the profiled values.
 
-    fit : a GeneralizedLinearModelResult.
-    which : coefficient names (default all estimable ones).
-    alpha : the grid reaches a statistic of sqrt(qchisq(1 - alpha, 1)) (z) or sqrt(qf(1 - alpha, 1, n - p)) (tau).
-    Returns {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted glm (GeneralizedLinearModelResult).
+    which : list of str or None
+        Coefficient names (default all estimable ones); aliased ones are skipped, as R skips them.
+    alpha : float
+        The grid reaches a statistic of sqrt(qchisq(1 - alpha, 1)) (z) or sqrt(qf(1 - alpha, 1, n - p)) (tau).
+    maxsteps : int
+        At most maxsteps - 1 grid points on each side of the estimate (MASS's maxsteps).
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
     """
 
     names = list(fit.names)
@@ -75,8 +93,24 @@ def profile(fit, which: list[str] | None = None, alpha: float = 0.01, maxsteps: 
     return out
 
 
-def confint_profile(fit, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
-    """R's confint(glm) (MASS's confint.glm): profile-likelihood intervals; aliased coefficients NaN."""
+def confint_profile(fit: ModelResult, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+    """R's confint(glm) (MASS's confint.glm): profile-likelihood intervals; aliased coefficients NaN.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted glm (GeneralizedLinearModelResult).
+    level : float
+        Confidence level.
+    parm : list of str or None
+        Coefficient names (default all).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per name in ``parm``, columns R's labels ('2.5 %', '97.5 %'); NaN where the spline
+        through the profile does not reach the cut-off.
+    """
     from .results import confint_labels
 
     names = list(fit.names)
@@ -150,8 +184,19 @@ def _fmm_coef(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return b, c, d
 
 
-def r_spline(x, y) -> tuple[np.ndarray, np.ndarray]:
-    """R's spline(x, y) with its defaults: method "fmm", n = 3 * (distinct x) points over [min x, max x]."""
+def r_spline(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R's spline(x, y) with its defaults: method "fmm", n = 3 * (distinct x) points over [min x, max x].
+
+    Parameters
+    ----------
+    x, y : sequence of float or numpy.ndarray
+        The points; pairs with a NaN are dropped and the y of tied x averaged (R's regularize.values).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, numpy.ndarray)
+        The n evaluation points (R's seq(min x, max x, length.out = n)) and the spline's values there.
+    """
     x, y = _regularize(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
     b, c, d = _fmm_coef(x, y)
     u = _seq(x[0], x[-1], 3 * len(x))
@@ -183,8 +228,22 @@ def _seq(a: float, b: float, n: int) -> np.ndarray:
     return out
 
 
-def r_approx(x, y, xout) -> np.ndarray:
-    """R's approx(x, y, xout): linear interpolation after regularize.values(ties = mean); NaN outside (rule 1)."""
+def r_approx(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+             xout: Sequence[float] | np.ndarray) -> np.ndarray:
+    """R's approx(x, y, xout): linear interpolation after regularize.values(ties = mean); NaN outside (rule 1).
+
+    Parameters
+    ----------
+    x, y : sequence of float or numpy.ndarray
+        The points; pairs with a NaN are dropped and the y of tied x averaged.
+    xout : sequence of float or numpy.ndarray
+        Where to interpolate.
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(xout),) interpolated values, NaN outside [min x, max x].
+    """
     x, y = _regularize(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
     out = np.full(len(xout), np.nan)
     for k, v in enumerate(np.atleast_1d(xout)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -55,8 +56,23 @@ def _one(v: float, fixed: bool, d: int, na: str = "NA") -> str:
     return "%.*e" % (d, v)
 
 
-def format_num(values, digits: int = 7, na: str = "NA") -> list[str]:
-    """R's format(x, digits=) for a numeric vector: one common layout, right-justified."""
+def format_num(values: Sequence[float | None] | np.ndarray, digits: int = 7, na: str = "NA") -> list[str]:
+    """R's format(x, digits=) for a numeric vector: one common layout, right-justified.
+
+    Parameters
+    ----------
+    values : sequence of float or None, or numpy.ndarray
+        The numbers; None and NaN are R's NA.
+    digits : int
+        Significant digits, as R's ``digits``.
+    na : str
+        How NA is shown.
+
+    Returns
+    -------
+    list of str
+        One string per value, all of one width.
+    """
     vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(values)]
     fixed, d, w = _layout(vals, digits)
     out = [_one(v, fixed, d, na) for v in vals]
@@ -66,24 +82,78 @@ def format_num(values, digits: int = 7, na: str = "NA") -> list[str]:
 
 
 def format_scalar(x: float, digits: int = 7) -> str:
-    """R's format(x, digits=) of one number."""
+    """R's format(x, digits=) of one number.
+
+    Parameters
+    ----------
+    x : float
+        The number (NaN prints as NA).
+    digits : int
+        Significant digits, as R's ``digits``.
+
+    Returns
+    -------
+    str
+        The number as R prints it, without padding.
+    """
     return format_num([x], digits)[0]
 
 
 def format_c(x: float, digits: int = 4) -> str:
-    """R's formatC(x, digits=): C's %.<digits>g, right-justified to digits + 1 characters."""
+    """R's formatC(x, digits=): C's %.<digits>g, right-justified to digits + 1 characters.
+
+    Parameters
+    ----------
+    x : float
+        The number.
+    digits : int
+        Significant digits of %g.
+
+    Returns
+    -------
+    str
+        At least digits + 1 characters.
+    """
     return ("%.*g" % (digits, x)).rjust(digits + 1)
 
 
 def signif(x: float, digits: int) -> float:
-    """R's signif()."""
+    """R's signif().
+
+    Parameters
+    ----------
+    x : float
+        The number.
+    digits : int
+        Significant digits to keep.
+
+    Returns
+    -------
+    float
+        x rounded to ``digits`` significant digits (0 and non-finite x as they are).
+    """
     if x == 0 or not math.isfinite(x):
         return x
     return float("%.*e" % (digits - 1, x))
 
 
-def format_pval(pv, digits: int, eps: float = _EPS) -> list[str]:
-    """R's format.pval()."""
+def format_pval(pv: Sequence[float] | np.ndarray, digits: int, eps: float = _EPS) -> list[str]:
+    """R's format.pval().
+
+    Parameters
+    ----------
+    pv : sequence of float or numpy.ndarray
+        p-values; NaN is R's NA.
+    digits : int
+        Significant digits, as R's ``digits``.
+    eps : float
+        Values below it print as "< eps" (R's ``eps``, default .Machine$double.eps).
+
+    Returns
+    -------
+    list of str
+        One string per p-value, without padding: "NA" for NaN, "<" and eps for those below eps.
+    """
     pv = [float(p) for p in np.atleast_1d(pv)]
     out = [""] * len(pv)
     small = [p < eps for p in pv]
@@ -113,8 +183,21 @@ def format_pval(pv, digits: int, eps: float = _EPS) -> list[str]:
     return out
 
 
-def zapsmall(x, digits: int) -> np.ndarray:
-    """R's zapsmall() (R 4.2: round(x, digits - log10(max|x|)), the digits rounded half up)."""
+def zapsmall(x: Sequence[float] | np.ndarray, digits: int) -> np.ndarray:
+    """R's zapsmall() (R 4.2: round(x, digits - log10(max|x|)), the digits rounded half up).
+
+    Parameters
+    ----------
+    x : sequence of float or numpy.ndarray
+        The numbers (NaN and infinite values pass through).
+    digits : int
+        R's ``digits``.
+
+    Returns
+    -------
+    numpy.ndarray
+        x as float, rounded; the shape of x.
+    """
     x = np.asarray(x, dtype=float)
     if np.isnan(x).all():
         return x  # R: if (all(ina <- is.na(x))) return(x)
@@ -125,10 +208,29 @@ def zapsmall(x, digits: int) -> np.ndarray:
     return np.array([v if not math.isfinite(v) else round(float(v), nd) for v in x.ravel()]).reshape(x.shape)
 
 
-def print_named(values, names, digits: int, gap: int = 1, width: int = 80) -> str:
+def print_named(values: Sequence[float] | np.ndarray, names: Sequence[str], digits: int, gap: int = 1,
+                width: int = 80) -> str:
     """R's print() of a named numeric vector: fields of common width, each followed by ``gap`` spaces.
 
     Rows of names and values wrap as R's printNamedVector wraps them at ``width`` (options("width")).
+
+    Parameters
+    ----------
+    values : sequence of float or numpy.ndarray
+        The numbers, formatted together as ``format_num(values, digits)``.
+    names : sequence of str
+        One name per value.
+    digits : int
+        Significant digits, as R's ``digits``.
+    gap : int
+        Spaces after each field.
+    width : int
+        Line width to wrap at.
+
+    Returns
+    -------
+    str
+        The lines, joined by newlines: a row of names, then a row of values, for each wrapped part.
     """
     cells = format_num(values, digits)
     w = max([len(c) for c in cells] + [len(str(n)) for n in names])
@@ -142,7 +244,18 @@ def print_named(values, names, digits: int, gap: int = 1, width: int = 80) -> st
 
 
 def signif_stars(p: float) -> str:
-    """R's significance symbol for a p-value."""
+    """R's significance symbol for a p-value.
+
+    Parameters
+    ----------
+    p : float
+        The p-value (NaN gives no symbol).
+
+    Returns
+    -------
+    str
+        "***", "**", "*", "." or " " (R's cut points 0.001, 0.01, 0.05, 0.1); "" for NaN.
+    """
     if math.isnan(p):
         return ""
     for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
@@ -154,15 +267,36 @@ def signif_stars(p: float) -> str:
 SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
 
 
-def coefmat_cells(table, digits: int, cs_ind=(0, 1), tst_ind=(2,), zap_ind=(), has_pvalue: bool = True,
-                  na_print: str = "NA", stars: bool = True):
+def coefmat_cells(table: np.ndarray | Sequence[Sequence[float]], digits: int, cs_ind: Sequence[int] = (0, 1),
+                  tst_ind: Sequence[int] = (2,), zap_ind: Sequence[int] = (), has_pvalue: bool = True,
+                  na_print: str = "NA", stars: bool = True) -> tuple[list[list[str]], list[str] | None]:
     """R's printCoefmat formatting of a numeric matrix: (cells, star column or None).
 
-    table : (rows, columns) numbers, NaN for R's NA; the last column is the p-value if ``has_pvalue``.
-    cs_ind : estimate/SE-like columns, rounded and formatted together to ``digits``.
-    tst_ind : test-statistic columns, rounded to dig.tst = max(1, min(5, digits - 1)) and formatted together.
-    zap_ind : columns passed through zapsmall first (anova's sums of squares).
     Other columns (not cs, tst or p) are each formatted on their own; NaN cells print as ``na_print``.
+
+    Parameters
+    ----------
+    table : numpy.ndarray or sequence of rows
+        (rows, columns) numbers, NaN for R's NA; the last column is the p-value if ``has_pvalue``.
+    digits : int
+        R's ``digits``.
+    cs_ind : sequence of int
+        Estimate/SE-like columns, rounded and formatted together to ``digits``.
+    tst_ind : sequence of int
+        Test-statistic columns, rounded to dig.tst = max(1, min(5, digits - 1)) and formatted together.
+    zap_ind : sequence of int
+        Columns passed through zapsmall first (anova's sums of squares).
+    has_pvalue : bool
+        The last column is a p-value, formatted by format_pval to dig.tst digits.
+    na_print : str
+        How NaN cells print.
+    stars : bool
+        Give the significance stars column (R's signif.stars) when some p-value is below 0.1.
+
+    Returns
+    -------
+    tuple of (list of list of str, list of str or None)
+        The cells, row by row, and the left-justified star column (None when it is not given).
     """
     m = np.array(table, dtype=float)
     nrow, nc = m.shape
@@ -215,16 +349,50 @@ def coefmat_cells(table, digits: int, cs_ind=(0, 1), tst_ind=(2,), zap_ind=(), h
     return cells, star_col
 
 
-def coef_table_cells(table: np.ndarray, digits: int = 4, stars: bool = True):
+def coef_table_cells(table: np.ndarray, digits: int = 4,
+                     stars: bool = True) -> tuple[list[list[str]], list[str] | None]:
     """R's printCoefmat for (Estimate, SE, statistic, p-value) rows: (cells, star column or None).
 
     Rows of all-NaN are aliased coefficients and print as NA.
+
+    Parameters
+    ----------
+    table : numpy.ndarray
+        (rows, 4): estimate, standard error, test statistic, p-value.
+    digits : int
+        R's ``digits``.
+    stars : bool
+        Give the significance stars column when some p-value is below 0.1.
+
+    Returns
+    -------
+    tuple of (list of list of str, list of str or None)
+        As ``coefmat_cells``: the cells row by row, and the star column (None when ``stars`` is False
+        or no p-value is below 0.1).
     """
     return coefmat_cells(table, digits, stars=stars)
 
 
-def render_matrix(rownames, colnames, cells, extra_col=None) -> list[str]:
-    """R's print of a character matrix: row names left-justified, cells right-justified."""
+def render_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: Sequence[Sequence[str]],
+                  extra_col: Sequence[str] | None = None) -> list[str]:
+    """R's print of a character matrix: row names left-justified, cells right-justified.
+
+    Parameters
+    ----------
+    rownames : sequence of str
+        One per row of ``cells``.
+    colnames : sequence of str
+        One per column of ``cells``.
+    cells : sequence of sequences of str
+        The formatted cells, row by row.
+    extra_col : sequence of str or None
+        A last column without a heading, left-justified (printCoefmat's stars).
+
+    Returns
+    -------
+    list of str
+        The heading line, then one line per row.
+    """
     cols = [list(c) for c in zip(*cells)] if cells else [[] for _ in colnames]
     heads = list(colnames)
     if extra_col is not None:
@@ -245,7 +413,21 @@ def render_matrix(rownames, colnames, cells, extra_col=None) -> list[str]:
 def coefficient_block(names: list[str], columns: list[str], table: np.ndarray, digits: int = 4) -> list[str]:
     """R's "Coefficients:" block: heading (with the count of aliased rows), printCoefmat table, star legend.
 
-    table : (len(names), 4) with all-NaN rows for coefficients not defined (printed NA).
+    Parameters
+    ----------
+    names : list of str
+        Coefficient names, the row names.
+    columns : list of str
+        The table's column headings.
+    table : numpy.ndarray
+        (len(names), 4) with all-NaN rows for coefficients not defined (printed NA).
+    digits : int
+        R's ``digits``.
+
+    Returns
+    -------
+    list of str
+        The block's lines (["No Coefficients"] for a model without coefficients).
     """
     if not len(names):
         return ["No Coefficients"]  # R's print.summary.lm / print.summary.glm for y ~ 0

@@ -7,6 +7,9 @@ Two levels:
 * ``robust_covariance(fit, type, cluster)``: the covariance of a fitted lm/glm result, with per-observation
   scores from autograd and R's bookkeeping (zero weights, missing values, cluster look-up).
 
+Newey-West's bandwidth, weights and meat are in torchlm.hac, the cluster variables in torchlm.clustering
+(both importable from here).
+
 Reference: Zeileis (2004, 2006), Zeileis, Köll & Graham (2020); R package sandwich 3.0-2
 (``vcovHC``, ``vcovCL``, ``NeweyWest``, ``bwNeweyWest``, ``meatHC``, ``meatCL``, ``meatHAC``).
 """
@@ -15,15 +18,24 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.func import grad, vmap
 
-from .errors import DataError, OptionError, UnknownVariableError
+from .clustering import cluster_codes, cluster_values
+from .errors import DataError, OptionError
 from .fit import chunk_rows
+from .hac import (_bandwidth_from_u, _bandwidth_vector, _finite, _ScoreChunks, chunked_hac_meat,  # noqa: F401
+                  newey_west_bandwidth, newey_west_lag, newey_west_weights)
 from .inference import quiet
+
+if TYPE_CHECKING:
+    from .result_base import ModelResult
+    from .sources.row_blocks import WorkingRows
 
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5")
 ROBUST_TYPES = HC_TYPES + ("HAC",)
@@ -87,12 +99,30 @@ def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0"
     return (V + V.T) / 2
 
 
-def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cluster=None,
+def meat(scores: torch.Tensor, *, type: str, hat: torch.Tensor | None = None, cluster: np.ndarray | None = None,
          df_residual: int | None = None, bandwidth_weights: np.ndarray | None = None) -> torch.Tensor:
     """The summed meat of ``sandwich_cov`` (its formulas), before the bread.
 
-    bandwidth_weights : (k,) weights of the coefficients in HAC's automatic bandwidth (R gives the
-        intercept 0); default all 1.
+    Parameters
+    ----------
+    scores : torch.Tensor
+        (n, k) per-observation gradients of the summed objective.
+    type : str
+        One of HC0, HC1, HC2, HC3, HC4, HC4m, HC5, HAC.
+    hat : torch.Tensor or None
+        (n,) leverages, needed by HC2 to HC5.
+    cluster : numpy.ndarray or None
+        (n,) or (n, 2) cluster labels, as for ``sandwich_cov``.
+    df_residual : int or None
+        Residual degrees of freedom of the HC1, HAC and clustered-HC1 adjustments; default n - k.
+    bandwidth_weights : numpy.ndarray or None
+        (k,) weights of the coefficients in HAC's automatic bandwidth (R gives the intercept 0);
+        default all 1.
+
+    Returns
+    -------
+    torch.Tensor
+        The (k, k) meat in float64, on the device of ``scores``.
     """
     S = _as_float64(scores, "scores")
     if S.ndim != 2:
@@ -124,14 +154,33 @@ def _residual_df(n: int, k: int, df_residual) -> int:
     return int(df)
 
 
-def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None, cluster, df: int,
-                 device=None) -> torch.Tensor:
+def chunked_meat(chunks: _ScoreChunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
+                 cluster: np.ndarray | None, df: int, device: torch.device | str | None = None) -> torch.Tensor:
     """The HC0-HC5 or clustered meat summed over chunks of scores, so all n x k scores never exist at once.
 
-    chunks : callable giving an iterable of (positions, scores): a slice or an index array into the
-        n observations, and those rows' (m, k) scores. Observations no chunk covers have zero scores
-        (R's zero-weight rows: they count in n but add nothing).
-    hat, cluster : over all n observations, as for ``meat``.
+    Parameters
+    ----------
+    chunks : callable
+        Called without arguments, gives an iterable of (positions, scores): a slice or an index tensor
+        into the n observations, and those rows' (m, k) scores. Observations no chunk covers have zero
+        scores (R's zero-weight rows: they count in n but add nothing).
+    n, k : int
+        The numbers of observations and coefficients.
+    type : str
+        HC0 to HC5 or HC4m; HC0 or HC1 with ``cluster``.
+    hat : torch.Tensor or None
+        Over all n observations, as for ``meat``.
+    cluster : numpy.ndarray or None
+        Over all n observations, as for ``meat``.
+    df : int
+        Residual degrees of freedom of the HC1 adjustments.
+    device : torch.device, str or None
+        Where the result is made.
+
+    Returns
+    -------
+    torch.Tensor
+        The (k, k) meat in float64.
     """
     if cluster is not None:
         terms = cluster_codes(cluster)
@@ -157,21 +206,22 @@ def chunked_meat(chunks, n: int, k: int, *, type: str, hat: torch.Tensor | None,
     return M * (n / df) if type == "HC1" else M
 
 
-def _finite(Sc: torch.Tensor) -> torch.Tensor:
-    """A chunk of scores in float64, or ValueError if it has NaN or Inf."""
-    if not bool(torch.isfinite(Sc).all()):
-        raise DataError("scores has non-finite values (NaN or Inf)")
-    return Sc.to(torch.float64)
-
-
 def _all_finite(S: torch.Tensor) -> bool:
     # by chunks: torch.isfinite on the whole matrix makes a full-size temporary
     step = chunk_rows(*S.shape)
     return all(bool(torch.isfinite(S[s:s + step]).all()) for s in range(0, S.shape[0], step))
 
 
-def check_type(type, cluster=None) -> None:
-    """ValueError unless ``type`` is a robust type usable with ``cluster``."""
+def check_type(type: str, cluster: Any = None) -> None:
+    """ValueError unless ``type`` is a robust type usable with ``cluster``.
+
+    Parameters
+    ----------
+    type : str
+        The covariance type asked for.
+    cluster : Any
+        The cluster specification, or None; only whether there is one matters here.
+    """
     if type not in ROBUST_TYPES:
         raise OptionError(f"unknown robust covariance type {type!r}; choose one of {', '.join(ROBUST_TYPES)}")
     if cluster is not None and type not in CLUSTER_TYPES:
@@ -222,103 +272,29 @@ def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | No
     return 1 / one_minus**delta
 
 
-def _codes(labels, what: str) -> tuple[torch.Tensor, int]:
-    codes, uniques = pd.factorize(pd.Series(labels), use_na_sentinel=True)
-    if (codes < 0).any():
-        raise DataError(f"{what} has missing values (R's vcovCL cannot handle NAs in 'cluster' either)")
-    return torch.as_tensor(codes, dtype=torch.int64), len(uniques)
-
-
-def cluster_codes(cluster) -> list[tuple[torch.Tensor, int, int]]:
-    """(codes, G, sign) for each term of R's multiway sum: a, b and, with sign -1, their intersection."""
-    cl = np.asarray(cluster, dtype=object) if not isinstance(cluster, np.ndarray) else cluster
-    if cl.ndim == 1:
-        return [(*_codes(cl, "cluster"), 1)]
-    if cl.ndim != 2 or cl.shape[1] not in (1, 2):
-        raise OptionError(f"cluster must have shape (n,) or (n, 2) (at most two-way clustering), got {cl.shape}")
-    terms = [(*_codes(cl[:, j], f"cluster column {j}"), 1) for j in range(cl.shape[1])]
-    if cl.shape[1] == 2:
-        (a, _, _), (b, gb, _) = terms
-        terms.append((*_codes((a * gb + b).numpy(), "cluster"), -1))
-    return terms
-
-
-def newey_west_lag(scores: torch.Tensor, bandwidth_weights: np.ndarray | None = None) -> int:
-    """R's ``floor(bwNeweyWest(x, prewhite = FALSE))``, the lag NeweyWest() chooses."""
-    return math.floor(newey_west_bandwidth(scores, bandwidth_weights))
-
-
-def newey_west_bandwidth(scores: torch.Tensor, bandwidth_weights: np.ndarray | None = None) -> float:
-    """R's ``bwNeweyWest(x, prewhite = FALSE)``: Newey-West (1994) automatic bandwidth, Bartlett kernel.
-
-    With ``u_i = s_i · w`` (w = bandwidth_weights, default all 1), ``m = floor(4 (n/100)^(2/9))`` and
-    ``σ_j = Σ_i u_i u_{i+j} / n``: ``s0 = σ_0 + 2 Σ_{j≤m} σ_j``, ``s1 = 2 Σ_{j≤m} j σ_j`` and the
-    bandwidth is ``1.1447 ((s1/s0)^2)^(1/3) n^(1/3)``.
-    """
-    n, k = scores.shape
-    w = _bandwidth_vector(k, bandwidth_weights)
-    u = (scores @ torch.as_tensor(w, dtype=scores.dtype, device=scores.device)).cpu().numpy()
-    return _bandwidth_from_u(u)
-
-
-def _bandwidth_vector(k: int, bandwidth_weights) -> np.ndarray:
-    w = np.ones(k) if bandwidth_weights is None else np.asarray(bandwidth_weights, dtype=np.float64)
-    if np.all(w <= 0):
-        w = np.ones(k)
-    if k < 2:
-        w = np.ones(1)
-    return w
-
-
-def _bandwidth_from_u(u: np.ndarray) -> float:
-    """bwNeweyWest from the weighted score sums u_i = s_i . w (the formula of newey_west_bandwidth)."""
-    n = len(u)
-    m = math.floor(4 * (n / 100) ** (2 / 9))
-    sigma = np.array([np.dot(u[: n - j], u[j:]) / n for j in range(m + 1)])
-    j = np.arange(1, m + 1)
-    s0 = sigma[0] + 2 * sigma[1:].sum()
-    s1 = 2 * np.sum(j * sigma[1:])
-    return 1.1447 * ((s1 / s0) ** 2) ** (1 / 3) * n ** (1 / 3)
-
-
-def newey_west_weights(lag: int) -> np.ndarray:
-    """Bartlett weights of R's NeweyWest: ``seq(1, 0, by = -(1/(lag + 1)))``, lag + 2 values ending at 0."""
-    by = -(1 / (lag + 1))
-    return np.maximum(1 + np.arange(lag + 2) * by, 0.0)
-
-
-def chunked_hac_meat(chunks, n: int, k: int, lag: int, device=None) -> torch.Tensor:
-    """Σ_j w_j Γ_j summed over lags, symmetrised as R's meatHAC (before the n/(n-k) adjustment).
-
-    Accumulated over chunks of scores in row (time) order, carrying the last lag + 1 rows between chunks.
-
-    chunks : callable giving an iterable of (positions, scores) covering all n rows in order.
-    """
-    w = newey_west_weights(lag)[:n]
-    G = torch.zeros(k, k, dtype=torch.float64, device=device)
-    tail = torch.zeros(0, k, dtype=torch.float64, device=device)
-    for _, Sc in chunks():
-        Sc = _finite(Sc)
-        t, m = tail.shape[0], Sc.shape[0]
-        T = torch.cat([tail, Sc])
-        G += 0.5 * float(w[0]) * (Sc.T @ Sc)
-        for j in range(1, len(w)):
-            # pairs (i, i + j) whose later row is in this chunk; the earlier one may be in the tail
-            lo = max(t - j, 0)
-            if w[j] != 0 and lo + j < t + m:
-                G += float(w[j]) * (T[lo:t + m - j].T @ T[lo + j:t + m])
-        tail = T[max(0, T.shape[0] - (len(w) - 1)):]
-    return G + G.T
-
-
 # --- fit level -----------------------------------------------------------------------------------
 
-def observation_scores(Xw: np.ndarray, ew: np.ndarray, *, device=None) -> torch.Tensor:
+def observation_scores(Xw: np.ndarray | WorkingRows, ew: np.ndarray, *,
+                       device: torch.device | str | None = None) -> torch.Tensor:
     """Per-observation scores by autograd: vmap over rows of the gradient of ½ e_i(β)², in row chunks.
 
     e(β) = Xw (β - β̂) + ew is the working residual as a function of the coefficients (Xw β - z for
     the working response z), written relative to the estimate so that e(β̂) = ew exactly; the
     gradient at β̂ is ew_i · Xw_i, the score of observation i (up to sign, which the sandwich squares).
+
+    Parameters
+    ----------
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) weighted design, read by row slices.
+    ew : numpy.ndarray
+        (n,) weighted working residuals.
+    device : torch.device, str or None
+        Where the result is made.
+
+    Returns
+    -------
+    torch.Tensor
+        (n, k) float64 scores.
     """
     n, k = Xw.shape
     out = torch.empty(n, k, dtype=torch.float64, device=device)
@@ -327,10 +303,23 @@ def observation_scores(Xw: np.ndarray, ew: np.ndarray, *, device=None) -> torch.
     return out
 
 
-def score_chunks(Xw, ew: np.ndarray, *, device=None):
+def score_chunks(Xw: np.ndarray | WorkingRows, ew: np.ndarray, *,
+                 device: torch.device | str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """observation_scores row chunk by row chunk: (first row, its (m, k) scores) pairs, never all n x k.
 
-    Xw : (n, k) array, or any object with ``shape`` whose row slices are arrays (a design read by blocks).
+    Parameters
+    ----------
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) array, or any object with ``shape`` whose row slices are arrays (a design read by blocks).
+    ew : numpy.ndarray
+        (n,) weighted working residuals.
+    device : torch.device, str or None
+        Where the result is made.
+
+    Yields
+    ------
+    tuple of (int, torch.Tensor)
+        The chunk's first row and its (m, k) float64 scores.
     """
     n, k = Xw.shape
     delta = torch.zeros(k, dtype=torch.float64, device=device)
@@ -342,8 +331,21 @@ def score_chunks(Xw, ew: np.ndarray, *, device=None):
         yield s, per_row(delta, x, e)
 
 
-def leverages(Xw: np.ndarray, unscaled: torch.Tensor) -> torch.Tensor:
-    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw L)², L L' = (X'WX)^{-1}; never n x n."""
+def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor) -> torch.Tensor:
+    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw L)², L L' = (X'WX)^{-1}; never n x n.
+
+    Parameters
+    ----------
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) weighted design, read by row slices.
+    unscaled : torch.Tensor
+        (k, k) (X'WX)^{-1}, positive definite.
+
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64 leverages, on the device of ``unscaled``.
+    """
     n, k = Xw.shape
     L = torch.linalg.cholesky(unscaled)
     h = torch.empty(n, dtype=torch.float64, device=unscaled.device)
@@ -354,10 +356,22 @@ def leverages(Xw: np.ndarray, unscaled: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def working_rows(fit, n_working: int) -> np.ndarray:
+def working_rows(fit: ModelResult, n_working: int) -> np.ndarray:
     """Which rows of ``fit.design`` the rows of ``fit._working()`` are: those with non-zero prior weight.
 
     A fit may define ``_working_rows()`` (boolean mask over design rows) when its rule differs.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+    n_working : int
+        The number of rows of ``fit._working()``, checked against the mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask over the design rows.
     """
     d = fit.design
     if hasattr(fit, "_working_rows"):
@@ -373,21 +387,28 @@ def working_rows(fit, n_working: int) -> np.ndarray:
     return rows
 
 
-def robust_covariance(fit, type: str, cluster=None) -> tuple[pd.DataFrame, str]:
+def robust_covariance(fit: ModelResult, type: str, cluster: Any = None) -> tuple[pd.DataFrame, str]:
     """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich package, and its description.
-
-    type : HC0..HC5, HC4m or HAC (vcovHC / NeweyWest); with ``cluster``, HC0 or HC1 (vcovCL).
-    cluster : a column name of the fit's data, an array (one value per row of the data, or per row
-        used), or a list of two of those for two-way clustering; see ``cluster_values``.
 
     Uses only ``fit._working()``, ``fit._unscaled()``, ``fit.estimable``, ``fit.nobs`` and
     ``fit.design`` (index, weights, X, data). R conventions kept: rows with zero weight stay in as
     zero scores, so n counts them (HC1's n/(n-k), the HAC autocovariances, vcovCL's n and G), while
     R's bread scales by nobs; the result therefore carries R's factor (nobs/n)^2. Their leverages are 0.
 
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+    type : str
+        HC0..HC5, HC4m or HAC (vcovHC / NeweyWest); with ``cluster``, HC0 or HC1 (vcovCL).
+    cluster : Any
+        None, a column name of the fit's data, an array (one value per row of the data, or per row
+        used), or a list of two of those for two-way clustering; see ``clustering.cluster_values``.
+
     Returns
     -------
-    (pandas.DataFrame over fit.estimable, description for the summary)
+    tuple of (pandas.DataFrame, str)
+        The covariance over fit.estimable (rows and columns), and its description for the summary.
     """
     check_type(type, cluster)
     labels = None
@@ -438,11 +459,23 @@ def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
     return out
 
 
-def hac_bandwidth_weights(fit, S: torch.Tensor) -> np.ndarray:
+def hac_bandwidth_weights(fit: ModelResult, S: torch.Tensor | None) -> np.ndarray:
     """bwNeweyWest's coefficient weights: 0 for the intercept, 1 otherwise.
 
     Without a coefficient named (Intercept), R zeroes the columns whose scores equal the residuals
-    rowMeans(estfun / X): columns of ones under another name. S: the scores of all design rows.
+    rowMeans(estfun / X): columns of ones under another name.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+    S : torch.Tensor or None
+        (n, k) scores of all design rows; read only when no coefficient is named (Intercept).
+
+    Returns
+    -------
+    numpy.ndarray
+        (k,) weights over ``fit.estimable``.
     """
     names = list(fit.estimable)
     w = np.ones(len(names))
@@ -464,71 +497,23 @@ def hac_bandwidth_weights(fit, S: torch.Tensor) -> np.ndarray:
     return w
 
 
-def cluster_values(fit, cluster) -> tuple[np.ndarray, list[str]]:
-    """Cluster labels at the rows the fit uses (n,) or (n, 2), and their names for the summary.
-
-    Each cluster variable is a column name of the data given to the fit (looked up at the rows used,
-    after subset and missing-value removal), or an array with one value per row of that data or per
-    row used. A list or tuple of two gives two-way clustering. Missing values are an error.
-    """
-    data = getattr(fit.design, "data", None)
-    columns = set() if data is None else set(data.columns)
-    if isinstance(cluster, pd.DataFrame):
-        parts = [cluster[c] for c in cluster.columns]
-    elif isinstance(cluster, (list, tuple)) and cluster and all(
-            isinstance(c, str) or np.ndim(c) == 1 for c in cluster):
-        # a list of strings is variable names, unless it is longer than two and not all are columns:
-        # then it is one variable's labels
-        names = all(isinstance(c, str) for c in cluster)
-        labels_list = names and len(cluster) > 2 and not all(c in columns for c in cluster)
-        parts = [cluster] if labels_list else list(cluster)
-    else:
-        parts = [cluster]
-    if len(parts) > 2:
-        raise OptionError(f"at most two-way clustering is supported, got {len(parts)} cluster variables")
-    cols, labels = [], []
-    for c in parts:
-        values, label = _one_cluster(fit, c)
-        cols.append(values)
-        labels.append(label)
-    out = cols[0] if len(cols) == 1 else np.column_stack([np.asarray(c, dtype=object) for c in cols])
-    return out, labels
-
-
-def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
-    d = fit.design
-    data = getattr(d, "data", None)
-    rows = getattr(d, "rows", None)
-    n_used = len(d.index)
-    if isinstance(c, str):
-        if data is None:
-            raise OptionError(f"cluster={c!r} names a column, but this fit keeps no reference to its data; "
-                             "pass an array")
-        if c not in data.columns:
-            cols = ", ".join(map(str, list(data.columns)[:12]))
-            raise UnknownVariableError(f"cluster variable {c!r} is not a column of the data (columns: {cols})")
-        values, label = np.asarray(data[c].to_numpy())[rows], c
-    else:
-        arr = np.asarray(c)
-        if arr.ndim != 1:
-            raise OptionError(f"a cluster array must be one-dimensional, got shape {arr.shape}")
-        label = str(getattr(c, "name", None) or "the cluster array")
-        if data is not None and len(arr) == len(data):
-            values = arr[rows]
-        elif len(arr) == n_used:
-            values = arr
-        else:
-            n_data = "" if data is None else f"the data has {len(data)} rows, "
-            raise OptionError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}")
-    missing = pd.isna(pd.Series(values)).to_numpy()
-    if missing.any():
-        raise DataError(f"cluster variable {label!r} has {int(missing.sum())} missing value(s) in the rows used by "
-                         "the fit; refit without those rows (subset=) or fill them in")
-    return values, label
-
-
 def describe(type: str, cluster_labels: list[str] | None = None, lag: int | None = None) -> str:
-    """How a summary names the covariance: 'HC1 (heteroskedasticity-consistent)', 'clustered by firm (HC1)'."""
+    """How a summary names the covariance: 'HC1 (heteroskedasticity-consistent)', 'clustered by firm (HC1)'.
+
+    Parameters
+    ----------
+    type : str
+        The covariance type.
+    cluster_labels : list of str or None
+        The cluster variables' names, for a clustered covariance.
+    lag : int or None
+        HAC's lag, shown when given.
+
+    Returns
+    -------
+    str
+        The description.
+    """
     if cluster_labels:
         return f"clustered by {' and '.join(cluster_labels)} ({type})"
     if type == "HAC":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -12,31 +13,78 @@ from scipy import stats
 
 from . import rformat as rf
 
+if TYPE_CHECKING:
+    from .result_base import ModelResult
+
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)
 
 
-def missingness_lines(fit) -> list[str]:
-    """R's naprint line, "  (3 observations deleted due to missingness)", or none."""
+def missingness_lines(fit: ModelResult) -> list[str]:
+    """R's naprint line, "  (3 observations deleted due to missingness)", or none.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    list of str
+        The line, or no lines when no row was dropped for missing values.
+    """
     k = fit.n_dropped_na
     return [f"  ({k} observation{'s' if k > 1 else ''} deleted due to missingness)"] if k else []
 
 
-def coefficient_print_lines(fit) -> list[str]:
-    """R's 'Coefficients:' block of print.lm / print.glm: format(coef, digits = 4) printed with gap 2."""
+def coefficient_print_lines(fit: ModelResult) -> list[str]:
+    """R's 'Coefficients:' block of print.lm / print.glm: format(coef, digits = 4) printed with gap 2.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    list of str
+        The heading and the rows of names and values (["No coefficients"] for a model without any).
+    """
     coef = fit.coef()
     if not len(coef):
         return ["No coefficients"]
     return ["Coefficients:"] + rf.print_named(coef.to_numpy(), list(coef.index), DIGITS, gap=2).split("\n")
 
 
-def print_lm(fit) -> str:
-    """The text of R's print(lm(...)): the call and the coefficients."""
+def print_lm(fit: ModelResult) -> str:
+    """The text of R's print(lm(...)): the call and the coefficients.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted linear model (LinearModelResult).
+
+    Returns
+    -------
+    str
+        The printout, lines joined by newlines.
+    """
     return "\n".join(["", "Call:", fit.call, ""] + coefficient_print_lines(fit) + [""])
 
 
-def print_glm(fit) -> str:
-    """The text of R's print(glm(...)): call, coefficients, degrees of freedom, deviances and AIC."""
+def print_glm(fit: ModelResult) -> str:
+    """The text of R's print(glm(...)): call, coefficients, degrees of freedom, deviances and AIC.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted generalized linear model (GeneralizedLinearModelResult).
+
+    Returns
+    -------
+    str
+        The printout, lines joined by newlines.
+    """
     # R's print.glm: cat("No coefficients\n\n") where print.lm has one newline
     out = ["", f"Call:  {fit.call}", ""] + coefficient_print_lines(fit) + ([""] if len(fit.names) else ["", ""])
     out.append(f"Degrees of Freedom: {fit.df_null} Total (i.e. Null);  {fit.df_residual} Residual")
@@ -50,8 +98,25 @@ def print_glm(fit) -> str:
     return "\n".join(out)
 
 
-def summary_html(fit, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
-    """HTML of a summary for notebooks: the call, the coefficient table as printCoefmat formats it, then ``tail`` lines."""
+def summary_html(fit: ModelResult, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
+    """HTML of a summary for notebooks: the call, the coefficient table as printCoefmat formats it, then ``tail`` lines.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult): its call and coefficient names.
+    columns : list of str
+        The coefficient table's column headings.
+    table : numpy.ndarray
+        (len(fit.names), 4) estimates, standard errors, statistics and p-values, NaN rows for aliased ones.
+    tail : list of str
+        Lines shown after the table, one paragraph each.
+
+    Returns
+    -------
+    str
+        One ``<div class='torchlm-summary'>`` element, the text HTML-escaped.
+    """
     cells, stars = rf.coef_table_cells(table, DIGITS)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + columns + [""])
     rows = []
@@ -99,6 +164,14 @@ class LMSummary:
         return self._full.to_numpy()
 
     def residual_lines(self) -> list[str]:
+        """R's "Residuals:" block of print.summary.lm.
+
+        Returns
+        -------
+        list of str
+            "Weighted Residuals:" when the weights vary; then the quantiles (Min, 1Q, Median, 3Q, Max)
+            when df_residual > 5, every residual when it is 1 to 5, or R's "ALL ... residuals are 0" line.
+        """
         fit = self.fit
         r = fit.residuals("pearson").to_numpy()
         weighted = fit.design.weights is not None and np.ptp(fit.design.weights) > 0
@@ -114,6 +187,13 @@ class LMSummary:
         return lines
 
     def coefficient_lines(self) -> list[str]:
+        """R's "Coefficients:" block of print.summary.lm, with the standard errors of the chosen covariance.
+
+        Returns
+        -------
+        list of str
+            Heading, printCoefmat table (aliased coefficients NA) and the star legend.
+        """
         return rf.coefficient_block(self.fit.names, list(self.coefficients.columns), self._full_table(), DIGITS)
 
     def __str__(self) -> str:
@@ -171,6 +251,14 @@ class GLMSummary:
         return self._full.to_numpy()
 
     def residual_lines(self) -> list[str]:
+        """R's "Deviance Residuals:" block of print.summary.glm.
+
+        Returns
+        -------
+        list of str
+            The heading, then the quantiles (Min, 1Q, Median, 3Q, Max) when df_residual > 5, else every
+            deviance residual.
+        """
         r = self.fit.residuals("deviance")
         lines = ["Deviance Residuals: "]
         if self.df_residual > 5:
@@ -181,9 +269,24 @@ class GLMSummary:
         return lines
 
     def coefficient_lines(self) -> list[str]:
+        """R's "Coefficients:" block of print.summary.glm, with the standard errors of the chosen covariance.
+
+        Returns
+        -------
+        list of str
+            Heading, printCoefmat table (aliased coefficients NA) and the star legend.
+        """
         return rf.coefficient_block(self.fit.names, list(self.coefficients.columns), self._full_table(), DIGITS)
 
     def deviance_lines(self) -> list[str]:
+        """The null and residual deviance lines of print.summary.glm.
+
+        Returns
+        -------
+        list of str
+            "    Null deviance: ... on ... degrees of freedom", the same for "Residual", then R's naprint
+            line when rows were dropped for missing values.
+        """
         fit = self.fit
         devs = rf.format_num([self.null_deviance, self.deviance], max(5, DIGITS + 1))
         dfs = [str(self.df_null), str(self.df_residual)]
@@ -221,7 +324,15 @@ class GLMSummary:
 def anova_text(tab: pd.DataFrame) -> str:
     """The text of R's print(anova(...)): heading, then printCoefmat with print.anova's column roles.
 
-    tab : an anova table (from tl.anova), its heading in ``tab.attrs["heading"]``.
+    Parameters
+    ----------
+    tab : pandas.DataFrame
+        An anova table (from tl.anova), its heading in ``tab.attrs["heading"]``.
+
+    Returns
+    -------
+    str
+        The heading, the table and (when there are stars) the star legend, lines joined by newlines.
     """
     cn = [str(c) for c in tab.columns]
     nc = len(cn)
