@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import torchlm as tl
-from torchlm.families import Family, Poisson, QuasiPoisson
+from torchlm.models.families import Family, Poisson, QuasiPoisson
 
 PKG = pathlib.Path(tl.__file__).parent
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import torchlm as tl
-from torchlm.design import build_design as legacy_build_design
+from torchlm.frame import build_design as legacy_build_design
 from torchlm.frame import Design, ModelFrame, build_design, model_frame, model_matrix
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import torchlm as tl
 from torchlm.errors import DataError, ModelInputError
-from torchlm.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson, QuasiBinomial, QuasiPoisson
+from torchlm.models.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson, QuasiBinomial, QuasiPoisson
 
 from _support import FIXTURES
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import torchlm as tl
-from torchlm.families import Gamma
+from torchlm.models.families import Gamma
 from _support import FIXTURES
 
 CASES = json.loads((FIXTURES / "influence" / "r_influence.json").read_text())

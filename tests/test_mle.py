@@ -10,7 +10,7 @@ import torch
 
 import torchlm as tl
 from torchlm.errors import ModelInputError
-from torchlm.estimates import OptimumWarning, SingularHessianWarning
+from torchlm.results.estimates import OptimumWarning, SingularHessianWarning
 
 from _support import FIXTURES, read_exact_csv
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import torchlm as tl
 from torchlm.errors import ModelInputError
-from torchlm.estimates import NotAtMinimumError, OptimumWarning, SingularHessianWarning
+from torchlm.results.estimates import NotAtMinimumError, OptimumWarning, SingularHessianWarning
 
 
 # --- the StackOverflow question's model, verbatim in substance ---------------------------------

@@ -348,7 +348,7 @@ def test_glm_irls_polish_and_mle_all_run_on_the_one_driver(monkeypatch):
 
     from torchlm.solvers import newton
 
-    tlmle, tlirls = importlib.import_module("torchlm.mle"), importlib.import_module("torchlm.solvers.irls")
+    tlmle, tlirls = importlib.import_module("torchlm.models.mle"), importlib.import_module("torchlm.solvers.irls")
 
     calls = []
     real = newton.solve

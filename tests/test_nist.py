@@ -27,9 +27,9 @@ import pytest
 import torch
 
 import torchlm as tl
-import torchlm.fit as tlfit
+import torchlm.solvers.least_squares as tlfit
 from _support import NIST, read_exact_csv
-from torchlm.inference import accurate_matmul
+from torchlm.solvers.autograd import accurate_matmul
 
 # digits (LRE, capped at 15): (coef, SE, residual SD, R^2)
 # R: R 4.2.2 lm() (summary.lm for SE, sigma, r.squared), produced by fixtures/nist/r_lre.R.

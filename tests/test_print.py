@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import torchlm as tl
-from torchlm.families import Gamma
+from torchlm.models.families import Gamma
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "print" / "r_print.json").read_text())
 FAMILIES = {"binomial": "binomial", "poisson": "poisson", "Gamma_log": Gamma(link="log"), "gaussian": "gaussian",

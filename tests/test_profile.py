@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import torchlm as tl
-from torchlm.families import Binomial, Gamma
-from torchlm.profile import r_approx, r_spline
+from torchlm.models.families import Binomial, Gamma
+from torchlm.inference.profile import r_approx, r_spline
 from _support import FIXTURES
 
 CASES = json.loads((FIXTURES / "profile" / "r_profile.json").read_text())

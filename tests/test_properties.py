@@ -210,8 +210,8 @@ def test_closed_form_jacobian_is_autograds():
     """LinearResidual.jacobian (the fast path of factor_jacobian) is what torch.func.jacfwd computes."""
     from torch.func import jacfwd
 
-    from torchlm.fit import LinearResidual
-    from torchlm.inference import factor_jacobian, jacobian
+    from torchlm.solvers.least_squares import LinearResidual
+    from torchlm.solvers.autograd import factor_jacobian, jacobian
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(300, 6, dtype=torch.float64, generator=g) * torch.logspace(-3, 3, 6, dtype=torch.float64)
@@ -240,9 +240,9 @@ def test_design_row_blocks_feed_the_same_factor(monkeypatch):
     """Chunks read from the design's columns (spare column for e, no full X) give the factor and fit of X itself."""
     from torch.func import jacfwd
 
-    import torchlm.fit as tlfit
-    from torchlm.fit import linear_chunks
-    from torchlm.inference import factor_jacobian, quiet
+    import torchlm.solvers.least_squares as tlfit
+    from torchlm.solvers.least_squares import linear_chunks
+    from torchlm.solvers.autograd import factor_jacobian, quiet
 
     monkeypatch.setattr(tlfit, "CHUNK_ELEMENTS", 256 * 6)  # 256-row chunks: eight of them
     pr = Problem(2000, 5, 3)
@@ -271,7 +271,7 @@ def test_design_row_blocks_feed_the_same_factor(monkeypatch):
 def test_large_problem_path_agrees_with_doubled_precision(monkeypatch):
     """Above ACCURATE_ELEMENTS the fit skips doubled precision: on an ill-conditioned design it still agrees
     with the doubled-precision fit to about cond * eps (R's own arithmetic gives no more)."""
-    import torchlm.fit as tlfit
+    import torchlm.solvers.least_squares as tlfit
 
     rng = np.random.default_rng(7)
     n = 60_000
@@ -285,7 +285,7 @@ def test_large_problem_path_agrees_with_doubled_precision(monkeypatch):
     monkeypatch.setattr(tlfit, "ACCURATE_ELEMENTS", 10**9)
     import sys
 
-    monkeypatch.setattr(sys.modules["torchlm.lm"], "ACCURATE_ELEMENTS", 10**9)
+    monkeypatch.setattr(sys.modules["torchlm.models.lm"], "ACCURATE_ELEMENTS", 10**9)
     ref = tl.lm(f, data=df)
     assert ref._qr.accurate
     cond = np.linalg.cond(fast.design.X / np.linalg.norm(fast.design.X, axis=0))

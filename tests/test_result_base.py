@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 import torchlm as tl
-from torchlm.result_base import ModelResult
+from torchlm.results.base import ModelResult
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import math
 import pytest
 
 import torchlm as tl
-from torchlm import rformat as rf
+from torchlm.present import rformat as rf
 from _support import CONFORMANCE, FIXTURES
 
 REF = json.loads((FIXTURES / "rformat.json").read_text(encoding="utf-8"))

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import torchlm as tl
-import torchlm.fit as tlfit
+import torchlm.solvers.least_squares as tlfit
 import torchlm.sources.row_blocks as rb
-from torchlm.design import build_design
+from torchlm.frame import build_design
 from torchlm.sources import DesignSource, RowBlockSource, WorkingRows
 
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchlm as tl
-from torchlm import sandwich as sw
+from torchlm.inference import sandwich as sw
 from _support import FIXTURES, read_exact_csv
 
 DIR = FIXTURES / "sandwich"

@@ -1,8 +1,9 @@
 """torchlm: R's modelling workflow (lm, summary, anova, predict) in Python, fitted with PyTorch."""
 
-from . import datasets, families
-from .anova import AnovaTable, anova, drop1
-from .errors import (
+from torchlm import datasets
+from torchlm.models import families
+from torchlm.inference.anova import AnovaTable, anova, drop1
+from torchlm.errors import (
                      DataError,
                      FitError,
                      FormulaError,
@@ -15,14 +16,14 @@ from .errors import (
                      TorchlmWarning,
                      UnknownVariableError,
 )
-from .estimates import Estimates
-from .glm import glm
-from .glm_result import GeneralizedLinearModelResult
-from .lm import lm
-from .mle import mle
-from .modules import infer
-from .results import FStatistic, LinearModelResult
-from .sandwich import sandwich_cov
+from torchlm.results.estimates import Estimates
+from torchlm.models.glm import glm
+from torchlm.results.generalized import GeneralizedLinearModelResult
+from torchlm.models.lm import lm
+from torchlm.models.mle import mle
+from torchlm.models.infer import infer
+from torchlm.results.linear import FStatistic, LinearModelResult
+from torchlm.inference.sandwich import sandwich_cov
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..errors import OptionError
+from torchlm.errors import OptionError
 
 # R's factor levels of the bundled datasets (written by scripts/make_datasets.R)
 LEVELS_FILE = "_factor_levels.csv"

@@ -6,10 +6,10 @@ on a frame; :func:`build_design` does both, as ``lm`` and ``glm`` need. A model 
 (nls) uses the frame alone.
 """
 
-from .data import as_frame
-from .design import Design, build_design, model_matrix, newdata_matrix, newdata_offset
-from .formula import parse_formula, r_powers_in_I
-from .model_frame import NA_ACTIONS, ModelFrame, check_na_action, evaluate_variable, model_frame
+from torchlm.frame.data import as_frame
+from torchlm.frame.design import Design, build_design, model_matrix, newdata_matrix, newdata_offset
+from torchlm.frame.formula import parse_formula, r_powers_in_I
+from torchlm.frame.model_frame import NA_ACTIONS, ModelFrame, check_na_action, evaluate_variable, model_frame
 
 __all__ = [
     "ModelFrame", "model_frame", "evaluate_variable", "check_na_action", "NA_ACTIONS",

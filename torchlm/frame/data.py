@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DataError
+from torchlm.errors import DataError
 
 
 def as_frame(data: Any) -> pd.DataFrame:

@@ -13,10 +13,10 @@ from formulaic import ModelSpec
 from formulaic.errors import FactorEncodingError, FactorEvaluationError
 from formulaic.model_matrix import ModelMatrices
 
-from ..errors import DataError, FormulaError, UnknownVariableError
-from .data import as_frame
-from .formula import materialize, parse_formula, r_powers_in_I
-from .model_frame import ModelFrame, check_na_action, model_frame
+from torchlm.errors import DataError, FormulaError, UnknownVariableError
+from torchlm.frame.data import as_frame
+from torchlm.frame.formula import materialize, parse_formula, r_powers_in_I
+from torchlm.frame.model_frame import ModelFrame, check_na_action, model_frame
 
 
 @dataclass

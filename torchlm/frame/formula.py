@@ -10,8 +10,8 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FactorEvaluationError, FormulaicError, FormulaSyntaxError
 from formulaic.model_matrix import ModelMatrices
 
-from ..errors import DataError, FormulaError, UnknownVariableError
-from .data import columns_text
+from torchlm.errors import DataError, FormulaError, UnknownVariableError
+from torchlm.frame.data import columns_text
 
 
 def r_powers_in_I(formula: str) -> str:

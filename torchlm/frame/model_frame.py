@@ -18,8 +18,8 @@ from formulaic.transforms import TRANSFORMS
 from formulaic.utils.layered_mapping import LayeredMapping
 from formulaic.utils.stateful_transforms import stateful_eval
 
-from ..errors import DataError, FormulaError, ModelInputError, UnknownVariableError
-from .data import as_frame, columns_text
+from torchlm.errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+from torchlm.frame.data import as_frame, columns_text
 
 NA_ACTIONS = ("omit", "fail")
 

@@ -1,6 +1,6 @@
 """Iterative solvers shared by the model fits: one Newton driver (tl.mle now, glm's IRLS next)."""
 
-from .newton import (
+from torchlm.solvers.newton import (
                      Backtracking,
                      ConvergenceTest,
                      Divergence,

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import DataError, ModelInputError
-from ..families import Family
-from ..fit import LinearResidual, QRFit, condition_estimate, qr_solve
-from ..inference import quiet
-from ..sources.row_blocks import RowBlockSource
-from .newton import Evaluation, FullStep, PolishRule, Reason, RelativeChange, RHalving, State, Step, solve
+from torchlm.errors import DataError, ModelInputError
+from torchlm.models.families import Family
+from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
+from torchlm.solvers.autograd import quiet
+from torchlm.sources.row_blocks import RowBlockSource
+from torchlm.solvers.newton import Evaluation, FullStep, PolishRule, Reason, RelativeChange, RHalving, State, Step, solve
 
 
 @dataclass

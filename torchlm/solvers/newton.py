@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import FitError, TorchlmError
+from torchlm.errors import FitError, TorchlmError
 
 
 class Reason:

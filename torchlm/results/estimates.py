@@ -15,10 +15,10 @@ import pandas as pd
 import torch
 from torch.func import grad, grad_and_value, jvp, vmap
 
-from . import rformat as rf
-from .errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
-from .inference import quiet
-from .result_base import ModelResult
+from torchlm.present import rformat as rf
+from torchlm.errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
+from torchlm.solvers.autograd import quiet
+from torchlm.results.base import ModelResult
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 
@@ -255,7 +255,7 @@ class Estimates(ModelResult):
         return "HC1" if self.sigma is not None else "HC0"
 
     def _robust_vcov(self, type: str, cluster) -> tuple[pd.DataFrame, str]:
-        from .sandwich import sandwich_cov
+        from torchlm.inference.sandwich import sandwich_cov
 
         if self._scores_fn is None:
             raise OptionError(

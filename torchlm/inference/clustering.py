@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import DataError, OptionError, UnknownVariableError
+from torchlm.errors import DataError, OptionError, UnknownVariableError
 
 if TYPE_CHECKING:
-    from .result_base import ModelResult
+    from torchlm.results.base import ModelResult
 
 
 def _codes(labels, what: str) -> tuple[torch.Tensor, int]:

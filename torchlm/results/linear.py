@@ -12,15 +12,15 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .design import Design, newdata_matrix, newdata_offset
-from .errors import OptionError
-from .fit import QRFit, linear_chunks, unscaled_cov
-from .inference import objective_hessian
-from .influence import InfluenceMethods
-from .result_base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
-from .sandwich import robust_covariance
-from .sources.row_blocks import WorkingRows, row_quadratic
-from .summary import LMSummary, print_lm
+from torchlm.frame import Design, newdata_matrix, newdata_offset
+from torchlm.errors import OptionError
+from torchlm.solvers.least_squares import QRFit, linear_chunks, unscaled_cov
+from torchlm.solvers.autograd import objective_hessian
+from torchlm.inference.influence import InfluenceMethods
+from torchlm.results.base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
+from torchlm.inference.sandwich import robust_covariance
+from torchlm.sources.row_blocks import WorkingRows, row_quadratic
+from torchlm.present.summary import LMSummary, print_lm
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 

@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 from torch.func import jacfwd, vmap
 
-from .errors import ModelInputError, OptimumWarning, TorchlmError
-from .estimates import Estimates, analyse_curvature, element_names, summed_hessian
-from .inference import quiet
-from .solvers import (
+from torchlm.errors import ModelInputError, OptimumWarning, TorchlmError
+from torchlm.results.estimates import Estimates, analyse_curvature, element_names, summed_hessian
+from torchlm.solvers.autograd import quiet
+from torchlm.solvers import (
     Backtracking,
     Divergence,
     Evaluation,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from .errors import DataError
+from torchlm.errors import DataError
 
 # what chunked_meat / chunked_hac_meat read: called, it gives (positions, scores) pairs
 _ScoreChunks = Callable[[], Iterable[tuple[slice | torch.Tensor, torch.Tensor]]]

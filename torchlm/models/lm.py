@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .design import build_design
-from .errors import DataError
-from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
-from .results import LinearModelResult
+from torchlm.frame import build_design
+from torchlm.errors import DataError
+from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
+from torchlm.results.linear import LinearModelResult
 
 
 def _call_string(formula, weights, offset, subset, fn="lm") -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import OptionError
+from torchlm.errors import OptionError
 
 VCOV_TYPES = ("const", "HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5", "HAC")
 CLUSTER_TYPES = ("HC0", "HC1")

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, vmap
 
-from .errors import ModelInputError
-from .estimates import Estimates, analyse_curvature, element_names, name_list, summed_hessian, user_stacklevel
-from .inference import quiet
+from torchlm.errors import ModelInputError
+from torchlm.results.estimates import Estimates, analyse_curvature, element_names, name_list, summed_hessian, user_stacklevel
+from torchlm.solvers.autograd import quiet
 
 MAX_PARAMS = 5000
 # rows x parameter tangents pushed through the model at once when building the Hessian

@@ -13,9 +13,9 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from .errors import DataError, ModelInputError
+from torchlm.errors import DataError, ModelInputError
 # the links are defined in torchlm.links; importable from here as they always were
-from .links import (EPS, LINKS, Cauchit, Cloglog, Identity, Inverse, InverseSquare, Link, Log, Logit,  # noqa: F401
+from torchlm.models.links import (EPS, LINKS, Cauchit, Cloglog, Identity, Inverse, InverseSquare, Link, Log, Logit,  # noqa: F401
                     Probit, Sqrt, eps_of)
 
 

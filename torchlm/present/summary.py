@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import rformat as rf
+from torchlm.present import rformat as rf
 
 if TYPE_CHECKING:
-    from .result_base import ModelResult
+    from torchlm.results.base import ModelResult
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)

@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .errors import DataError, FitError, OptionError
-from .sandwich import leverages, working_rows
+from torchlm.errors import DataError, FitError, OptionError
+from torchlm.inference.sandwich import leverages, working_rows
 
 if TYPE_CHECKING:
-    from .result_base import ModelResult
+    from torchlm.results.base import ModelResult
 
 _EPS = float(np.finfo(float).eps)
 

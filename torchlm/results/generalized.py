@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .design import Design, newdata_matrix, newdata_offset
-from .errors import FitError, OptionError
-from .families import Family
-from .fit import r_inverse_cov
-from .inference import quiet
-from .influence import InfluenceMethods
-from .profile import confint_profile
-from .result_base import ModelResult
-from .sandwich import robust_covariance
-from .sources.row_blocks import DesignSource, WorkingRows, row_quadratic
-from .summary import GLMSummary, print_glm
+from torchlm.frame import Design, newdata_matrix, newdata_offset
+from torchlm.errors import FitError, OptionError
+from torchlm.models.families import Family
+from torchlm.solvers.least_squares import r_inverse_cov
+from torchlm.solvers.autograd import quiet
+from torchlm.inference.influence import InfluenceMethods
+from torchlm.inference.profile import confint_profile
+from torchlm.results.base import ModelResult
+from torchlm.inference.sandwich import robust_covariance
+from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
+from torchlm.present.summary import GLMSummary, print_glm
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 

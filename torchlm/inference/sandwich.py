@@ -26,16 +26,16 @@ import pandas as pd
 import torch
 from torch.func import grad, vmap
 
-from .clustering import cluster_codes, cluster_values
-from .errors import DataError, OptionError
-from .fit import chunk_rows
-from .hac import (_bandwidth_from_u, _bandwidth_vector, _finite, _ScoreChunks, chunked_hac_meat,  # noqa: F401
+from torchlm.inference.clustering import cluster_codes, cluster_values
+from torchlm.errors import DataError, OptionError
+from torchlm.solvers.least_squares import chunk_rows
+from torchlm.inference.hac import (_bandwidth_from_u, _bandwidth_vector, _finite, _ScoreChunks, chunked_hac_meat,  # noqa: F401
                   newey_west_bandwidth, newey_west_lag, newey_west_weights)
-from .inference import quiet
+from torchlm.solvers.autograd import quiet
 
 if TYPE_CHECKING:
-    from .result_base import ModelResult
-    from .sources.row_blocks import WorkingRows
+    from torchlm.results.base import ModelResult
+    from torchlm.sources.row_blocks import WorkingRows
 
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5")
 ROBUST_TYPES = HC_TYPES + ("HAC",)
@@ -482,7 +482,7 @@ def hac_bandwidth_weights(fit: ModelResult, S: torch.Tensor | None) -> np.ndarra
     if INTERCEPT in names:
         w[names.index(INTERCEPT)] = 0
         return w
-    from .sources.row_blocks import WorkingRows
+    from torchlm.sources.row_blocks import WorkingRows
 
     X = WorkingRows(fit.design, [list(fit.design.names).index(nm) for nm in names], None)
     U = S.cpu().numpy()

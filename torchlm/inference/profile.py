@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from .errors import FitError, OptionError
-from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
-from .sources.row_blocks import DesignSource
+from torchlm.errors import FitError, OptionError
+from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from torchlm.sources.row_blocks import DesignSource
 
 if TYPE_CHECKING:
-    from .result_base import ModelResult
+    from torchlm.results.base import ModelResult
 
 
 def profile(fit: ModelResult, which: list[str] | None = None, alpha: float = 0.01,
@@ -111,7 +111,7 @@ def confint_profile(fit: ModelResult, level: float = 0.95, parm: list[str] | Non
         One row per name in ``parm``, columns R's labels ('2.5 %', '97.5 %'); NaN where the spline
         through the profile does not reach the cut-off.
     """
-    from .results import confint_labels
+    from torchlm.results.linear import confint_labels
 
     names = list(fit.names)
     parm = names if parm is None else list(parm)

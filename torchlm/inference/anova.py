@@ -11,14 +11,14 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from .errors import DataError, OptionError
-from .fit import ACCURATE_ELEMENTS, linear_chunks, qr_solve
-from .solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
-from .sources.row_blocks import DesignSource
+from torchlm.errors import DataError, OptionError
+from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
+from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from torchlm.sources.row_blocks import DesignSource
 
 if TYPE_CHECKING:
-    from .glm_result import GeneralizedLinearModelResult
-    from .results import LinearModelResult
+    from torchlm.results.generalized import GeneralizedLinearModelResult
+    from torchlm.results.linear import LinearModelResult
 
 DEFAULT = "default"
 
@@ -35,7 +35,7 @@ class AnovaTable(pd.DataFrame):
         return pd.DataFrame
 
     def __repr__(self) -> str:
-        from .summary import anova_text
+        from torchlm.present.summary import anova_text
 
         return anova_text(self)
 

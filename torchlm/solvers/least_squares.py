@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import OptionError
-from .inference import (
+from torchlm.errors import OptionError
+from torchlm.solvers.autograd import (
     Chunks,
     accurate_affine,
     accurate_matmul,
@@ -22,7 +22,7 @@ from .inference import (
     limited_pivoting,
     two_prod,
 )
-from .sources.row_blocks import ArraySource, DesignSource, RowBlockSource
+from torchlm.sources.row_blocks import ArraySource, DesignSource, RowBlockSource
 
 # about 8 MB of float64 per chunk: large enough for LAPACK's blocked QR, small enough for cache and memory
 CHUNK_ELEMENTS = 2**20

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .design import build_design
-from .errors import ModelInputError
-from .families import as_family
-from .fit import resolve_device_dtype
-from .glm_result import GeneralizedLinearModelResult
-from .lm import _call_string
-from .solvers.irls import GLMPasses, control_settings, irls
-from .sources.row_blocks import DesignSource
+from torchlm.frame import build_design
+from torchlm.errors import ModelInputError
+from torchlm.models.families import as_family
+from torchlm.solvers.least_squares import resolve_device_dtype
+from torchlm.results.generalized import GeneralizedLinearModelResult
+from torchlm.models.lm import _call_string
+from torchlm.solvers.irls import GLMPasses, control_settings, irls
+from torchlm.sources.row_blocks import DesignSource
 
 
 def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,

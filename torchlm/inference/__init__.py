@@ -1,0 +1,1 @@
+"""Inference from a fitted model: robust covariances, influence measures, profile likelihood, anova and drop1."""
