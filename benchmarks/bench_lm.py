@@ -109,7 +109,8 @@ def main(argv=None):
     import torch
 
     print(f"# machine: {os.cpu_count()} cpus, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'n':>9} {'p':>4} {'factor':>6} {'design MB':>9} {'torchlm s':>10} {'statsm. s':>10} {'ratio':>6} {'peak MB':>8}")
+    print(f"{'n':>9} {'p':>4} {'factor':>6} {'design MB':>9} {'torchlm s':>10} {'statsm. s':>10} "
+          f"{'ratio':>6} {'peak MB':>8}")
     job_torchlm(*make_data(1000, 3))  # warm-up (imports, torch init)
     for n, p, lev in configs:
         df, f = make_data(n, p, lev)

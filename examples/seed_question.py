@@ -43,7 +43,7 @@ class OLS_pytorch(nn.Module):
 
     def fit(self, lr=0.01, epochs=1000):
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
-        for epoch in range(epochs):
+        for _epoch in range(epochs):
             optimizer.zero_grad()
             loss = self.loss(self.forward(), self.Y)
             loss.backward()

@@ -36,7 +36,8 @@ def agree(what: str, cpu, dev, rtol: float = RTOL) -> None:
 def main(device: str) -> None:
     if not torch.cuda.is_available() and device.startswith("cuda"):
         sys.exit("no CUDA device here: run this on a machine with a GPU")
-    print(f"torch {torch.__version__}, device {device}: {torch.cuda.get_device_name(device) if device.startswith('cuda') else ''}")
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else ""
+    print(f"torch {torch.__version__}, device {device}: {name}")
     mt = tl.datasets.load("mtcars")
     wb = tl.datasets.load("warpbreaks")
     warnings.simplefilter("ignore")

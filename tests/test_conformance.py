@@ -13,7 +13,6 @@ import importlib.util
 import json
 
 import pytest
-
 from _support import CONFORMANCE
 
 CASES_DIR = CONFORMANCE / "cases"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import torchlm as tl
-from torchlm.frame import build_design as legacy_build_design
 from torchlm.frame import Design, ModelFrame, build_design, model_frame, model_matrix
+from torchlm.frame import build_design as legacy_build_design
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _support import FIXTURES
 
 import torchlm as tl
 from torchlm.errors import DataError, ModelInputError
 from torchlm.models.families import Binomial, Gamma, Gaussian, InverseGaussian, Poisson, QuasiBinomial, QuasiPoisson
-
-from _support import FIXTURES
 
 R_CASES = json.loads((FIXTURES / "glm" / "r_glm.json").read_text())
 FAMILY = {"binomial": Binomial, "poisson": Poisson, "gaussian": Gaussian, "Gamma": Gamma,
@@ -64,7 +63,8 @@ def close(got, want, rtol=RTOL, floor=0.0):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     ok = ~np.isnan(want)
     tol = np.maximum(rtol * np.abs(want[ok]), floor)
-    assert np.all(np.abs(got[ok] - want[ok]) <= tol), np.max(np.abs(got[ok] - want[ok]) / np.maximum(np.abs(want[ok]), 1e-300))
+    err = np.abs(got[ok] - want[ok])
+    assert np.all(err <= tol), np.max(err / np.maximum(np.abs(want[ok]), 1e-300))
 
 
 def test_estimates_match_r(case_fit):

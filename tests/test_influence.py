@@ -10,10 +10,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _support import FIXTURES
 
 import torchlm as tl
 from torchlm.models.families import Gamma
-from _support import FIXTURES
 
 CASES = json.loads((FIXTURES / "influence" / "r_influence.json").read_text())
 MODELS = {

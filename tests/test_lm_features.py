@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _support import CONFORMANCE, read_exact_csv
 from scipy import stats
 
 import torchlm as tl
-from _support import CONFORMANCE, read_exact_csv
 
 
 def load(name: str) -> pd.DataFrame:

@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import torch
+from _support import FIXTURES, read_exact_csv
 
 import torchlm as tl
 from torchlm.errors import ModelInputError
 from torchlm.results.estimates import OptimumWarning, SingularHessianWarning
-
-from _support import FIXTURES, read_exact_csv
 
 MLE = FIXTURES / "mle"
 REF = json.loads((MLE / "mle_reference.json").read_text())
@@ -62,7 +61,9 @@ def test_poisson_mle_matches_glm(poisson_fit):
 def test_summary_text(poisson_fit):
     _, fit = poisson_fit
     text = str(fit.summary())
-    assert text.startswith("\nMaximum likelihood estimation\n\nCall:\nmle(poisson_nll, start = list(b0 = 0, b1 = 0, b2 = 0))")
+    assert text.startswith(
+        "\nMaximum likelihood estimation\n\nCall:\nmle(poisson_nll, start = list(b0 = 0, b1 = 0, b2 = 0))"
+    )
     lines = text.split("\n")
     head = next(line for line in lines if "Estimate" in line)
     assert head.split() == ["Estimate", "Std.", "Error", "z", "value", "Pr(>|z|)"]

@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _support import NIST, read_exact_csv
 
 import torchlm as tl
 import torchlm.solvers.least_squares as tlfit
-from _support import NIST, read_exact_csv
 from torchlm.solvers.autograd import accurate_matmul
 
 # digits (LRE, capped at 15): (coef, SE, residual SD, R^2)
@@ -204,7 +204,9 @@ def test_nist_agrees_with_exact_least_squares(name):
     if meta["residual_sd"] == 0:
         del got["residual_sd"]  # an exact fit (Wampler1, 2): sigma is the data's rounding noise
     for q, d in need.items():
-        assert q not in got or got[q] >= d, f"{name} {q}: {got[q]:.2f} digits of the exact least-squares answer, need >= {d}"
+        assert q not in got or got[q] >= d, (
+            f"{name} {q}: {got[q]:.2f} digits of the exact least-squares answer, need >= {d}"
+        )
 
 
 def test_accurate_matmul_against_rationals():

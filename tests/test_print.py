@@ -1,7 +1,7 @@
 """print(fit) reads like R's print.lm / print.glm: the text after the Call line equals R's, line for line.
 
-References: tests/fixtures/print/r_print.json, and r_anova_print.json, written by make_print.R (R 4.2.2) with the coefficients
-renamed to formulaic's names, so widths and wrapping are what torchlm must print.
+References: tests/fixtures/print/r_print.json, and r_anova_print.json, written by make_print.R (R 4.2.2) with the
+coefficients renamed to formulaic's names, so widths and wrapping are what torchlm must print.
 """
 
 from __future__ import annotations

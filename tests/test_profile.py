@@ -8,11 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
+from _support import FIXTURES
 
 import torchlm as tl
-from torchlm.models.families import Binomial, Gamma
 from torchlm.inference.profile import r_approx, r_spline
-from _support import FIXTURES
+from torchlm.models.families import Binomial, Gamma
 
 CASES = json.loads((FIXTURES / "profile" / "r_profile.json").read_text())
 MODELS = {

@@ -210,8 +210,8 @@ def test_closed_form_jacobian_is_autograds():
     """LinearResidual.jacobian (the fast path of factor_jacobian) is what torch.func.jacfwd computes."""
     from torch.func import jacfwd
 
-    from torchlm.solvers.least_squares import LinearResidual
     from torchlm.solvers.autograd import factor_jacobian, jacobian
+    from torchlm.solvers.least_squares import LinearResidual
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(300, 6, dtype=torch.float64, generator=g) * torch.logspace(-3, 3, 6, dtype=torch.float64)
@@ -241,8 +241,8 @@ def test_design_row_blocks_feed_the_same_factor(monkeypatch):
     from torch.func import jacfwd
 
     import torchlm.solvers.least_squares as tlfit
-    from torchlm.solvers.least_squares import linear_chunks
     from torchlm.solvers.autograd import factor_jacobian, quiet
+    from torchlm.solvers.least_squares import linear_chunks
 
     monkeypatch.setattr(tlfit, "CHUNK_ELEMENTS", 256 * 6)  # 256-row chunks: eight of them
     pr = Problem(2000, 5, 3)

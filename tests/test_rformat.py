@@ -11,10 +11,10 @@ import json
 import math
 
 import pytest
+from _support import CONFORMANCE, FIXTURES
 
 import torchlm as tl
 from torchlm.present import rformat as rf
-from _support import CONFORMANCE, FIXTURES
 
 REF = json.loads((FIXTURES / "rformat.json").read_text(encoding="utf-8"))
 
@@ -72,7 +72,8 @@ def test_signif(c):
 
 def test_signif_stars_cutpoints():
     # R: symnum(p, cutpoints = c(0, 0.001, 0.01, 0.05, 0.1, 1), symbols = c("***", "**", "*", ".", " "))
-    cases = {0.0: "***", 0.001: "***", 0.0010001: "**", 0.01: "**", 0.05: "*", 0.0501: ".", 0.1: ".", 0.2: " ", 1.0: " "}
+    cases = {0.0: "***", 0.001: "***", 0.0010001: "**", 0.01: "**", 0.05: "*", 0.0501: ".",
+             0.1: ".", 0.2: " ", 1.0: " "}
     for p, sym in cases.items():
         assert rf.signif_stars(p) == sym, p
     assert rf.signif_stars(math.nan) == ""

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _support import FIXTURES, read_exact_csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchlm as tl
 from torchlm.inference import sandwich as sw
-from _support import FIXTURES, read_exact_csv
 
 DIR = FIXTURES / "sandwich"
 REF = json.loads((DIR / "sandwich.json").read_text())

@@ -1,8 +1,6 @@
 """torchlm: R's modelling workflow (lm, summary, anova, predict) in Python, fitted with PyTorch."""
 
 from torchlm import datasets
-from torchlm.models import families
-from torchlm.inference.anova import AnovaTable, anova, drop1
 from torchlm.errors import (
                      DataError,
                      FitError,
@@ -16,20 +14,23 @@ from torchlm.errors import (
                      TorchlmWarning,
                      UnknownVariableError,
 )
-from torchlm.results.estimates import Estimates
+from torchlm.inference.anova import AnovaTable, anova, drop1
+from torchlm.inference.sandwich import sandwich_cov
+from torchlm.models import families
 from torchlm.models.glm import glm
-from torchlm.results.generalized import GeneralizedLinearModelResult
+from torchlm.models.infer import infer
 from torchlm.models.lm import lm
 from torchlm.models.mle import mle
-from torchlm.models.infer import infer
+from torchlm.results.estimates import Estimates
+from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
-from torchlm.inference.sandwich import sandwich_cov
 
 __version__ = "0.1.0"
 
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
-    "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult", "GeneralizedLinearModelResult", "FStatistic",
+    "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult",
+    "GeneralizedLinearModelResult", "FStatistic",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
     "TorchlmWarning", "sandwich_cov", "__version__",
 ]

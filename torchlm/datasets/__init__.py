@@ -13,7 +13,8 @@ LEVELS_FILE = "_factor_levels.csv"
 
 
 def _data_file(name: str):
-    return resources.files(__name__).joinpath("data", name)
+    # one part per joinpath: Traversable.joinpath takes a single name before Python 3.11
+    return resources.files(__name__).joinpath("data").joinpath(name)
 
 
 def available() -> list[str]:

@@ -237,7 +237,7 @@ def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, 
     kept = np.asarray(mm.rhs.index, dtype=np.int64)
     if len(kept) < len(work) and mm.model_spec.rhs.transform_state:
         work = work.iloc[kept].reset_index(drop=True)
-        frame, kept = frame.restrict(kept), None
+        frame = frame.restrict(kept)
         mm = materialize(formula, work, "raise")
         kept = np.arange(len(work))
     used = sorted(mm.model_spec.required_variables) if hasattr(mm.model_spec, "required_variables") else []

@@ -29,11 +29,15 @@ def r_powers_in_I(formula: str) -> str:
     str
         The same formula with every ``^`` inside an ``I(...)`` written ``**``.
     """
-    out, depth_stack, i = [], [], 0
+    out: list[str] = []
+    depth_stack: list[bool] = []  # per open parenthesis: whether it is inside an I(...)
+    i = 0
     while i < len(formula):
         ch = formula[i]
         if ch == "(":
-            is_I = i > 0 and formula[i - 1] == "I" and (i < 2 or not (formula[i - 2].isalnum() or formula[i - 2] in "._"))
+            is_I = i > 0 and formula[i - 1] == "I" and (
+                i < 2 or not (formula[i - 2].isalnum() or formula[i - 2] in "._")
+            )
             depth_stack.append(is_I or (depth_stack[-1] if depth_stack else False))
         elif ch == ")" and depth_stack:
             depth_stack.pop()
@@ -101,7 +105,8 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
         m = re.search(r"`([^`]+)` is not present", str(e))
         if m:
             raise UnknownVariableError(
-                f"formula {formula!r} uses {m.group(1)!r}, which is not a column of data (columns: {columns_text(frame)})"
+                f"formula {formula!r} uses {m.group(1)!r}, which is not a column of data "
+                f"(columns: {columns_text(frame)})"
             ) from None
         raise FormulaError(f"cannot evaluate a term of {formula!r}: {e}") from None
     except ValueError as e:

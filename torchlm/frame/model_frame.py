@@ -261,9 +261,9 @@ def _omit_missing(mf: ModelFrame, names: list[str]) -> ModelFrame:
     incomplete = np.zeros(mf.n, dtype=bool)
     all_na = []
     for name in names:
-        na = np.asarray(pd.isna(mf.column(name)))
-        if na.ndim == 2:
-            na = na.any(axis=1)
+        na_cells = np.asarray(pd.isna(mf.column(name)))
+        # an expression of several columns (a DataFrame) is missing in a row where any of its cells is
+        na = na_cells.any(axis=1) if na_cells.ndim == 2 else na_cells
         if na.any() and mf.na_action == "fail":
             raise DataError(f"missing values in variable {name!r} and na_action='fail'")
         if na.all():

@@ -12,11 +12,13 @@ import torch
 from scipy import stats
 
 from torchlm.errors import DataError, OptionError
-from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.sources.row_blocks import DesignSource
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
     from torchlm.results.generalized import GeneralizedLinearModelResult
     from torchlm.results.linear import LinearModelResult
 
@@ -88,7 +90,7 @@ def anova(*fits: LinearModelResult | GeneralizedLinearModelResult, test: str | N
     return _nested(fits, "F" if test == DEFAULT else test)
 
 
-def _is_glm(fit) -> bool:
+def _is_glm(fit: LinearModelResult | GeneralizedLinearModelResult) -> TypeIs[GeneralizedLinearModelResult]:
     return hasattr(fit, "family") and hasattr(fit, "null_deviance")
 
 
@@ -244,7 +246,6 @@ def drop1(fit: LinearModelResult | GeneralizedLinearModelResult, test: str | Non
         Laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of Sq, RSS, AIC (lm) or
         Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
     """
-    glm = _is_glm(fit)
     if test == "LRT":
         test = "Chisq"
     if test not in (None, "F", "Chisq"):
@@ -261,7 +262,7 @@ def drop1(fit: LinearModelResult | GeneralizedLinearModelResult, test: str | Non
     dfs_a, dev_a = np.array(dfs, dtype=float), np.array(dev)
     index = ["<none>"] + scope
     ddf = np.r_[np.nan, dfs_a[0] - dfs_a[1:]]
-    if glm:
+    if _is_glm(fit):
         loglik = n * np.log(dev_a / n) if fit.family.deviance_is_rss else dev_a / fit.dispersion
         aic = loglik + k * dfs_a
         aic = aic + ((fit.aic() + (k - 2) * fit.df_loglik) - aic[0])  # R: + extractAIC(fit, k)[2] - aic[1]

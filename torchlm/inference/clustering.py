@@ -12,7 +12,7 @@ import torch
 from torchlm.errors import DataError, OptionError, UnknownVariableError
 
 if TYPE_CHECKING:
-    from torchlm.results.base import ModelResult
+    from torchlm.results.protocols import HasDesign
 
 
 def _codes(labels, what: str) -> tuple[torch.Tensor, int]:
@@ -47,7 +47,7 @@ def cluster_codes(cluster: np.ndarray | Sequence[Any]) -> list[tuple[torch.Tenso
     return terms
 
 
-def cluster_values(fit: ModelResult, cluster: Any) -> tuple[np.ndarray, list[str]]:
+def cluster_values(fit: HasDesign, cluster: Any) -> tuple[np.ndarray, list[str]]:
     """Cluster labels at the rows the fit uses (n,) or (n, 2), and their names for the summary.
 
     Each cluster variable is a column name of the data given to the fit (looked up at the rows used,

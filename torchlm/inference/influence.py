@@ -1,4 +1,5 @@
-"""Regression diagnostics as R computes them: lm.influence / influence.glm, hatvalues, rstandard, rstudent, cooks.distance.
+"""Regression diagnostics as R computes them: lm.influence / influence.glm, hatvalues, rstandard, rstudent,
+cooks.distance.
 
 Every measure is over the rows with non-zero prior weight (R's weighted.residuals drops the others),
 indexed like fitted(). Leverages come from the triangular factor of the fit, row by row, so the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,9 @@ from torchlm.errors import DataError, FitError, OptionError
 from torchlm.inference.sandwich import leverages, working_rows
 
 if TYPE_CHECKING:
-    from torchlm.results.base import ModelResult
+    from typing_extensions import TypeIs
+
+    from torchlm.results.protocols import DiagnosticFit, GeneralizedFit
 
 _EPS = float(np.finfo(float).eps)
 
@@ -48,11 +51,17 @@ class Influence:
     pear_res: pd.Series | None = None
 
 
-def _is_glm(fit) -> bool:
+def _is_glm(fit: DiagnosticFit) -> TypeIs[GeneralizedFit]:
     return hasattr(fit, "family")
 
 
-def influence(fit: ModelResult) -> Influence:
+def _pearson(infl: Influence) -> pd.Series:
+    if infl.pear_res is None:
+        raise RuntimeError("a glm's influence without Pearson residuals")  # internal: _influence sets them for a glm
+    return infl.pear_res
+
+
+def influence(fit: DiagnosticFit) -> Influence:
     """Leverages, leave-one-out sigma and residuals of a fitted lm or glm, as R's lm.influence / influence.glm.
 
     Parameters
@@ -121,7 +130,7 @@ def _nan_inf(v: pd.Series) -> pd.Series:
     return v.where(~np.isinf(v.to_numpy()), np.nan)
 
 
-def hatvalues(fit: ModelResult) -> pd.Series:
+def hatvalues(fit: DiagnosticFit) -> pd.Series:
     """Leverages (diagonal of the hat matrix of the weighted fit), as R's hatvalues().
 
     Parameters
@@ -137,7 +146,7 @@ def hatvalues(fit: ModelResult) -> pd.Series:
     return _cached(fit).hat.copy()
 
 
-def rstandard(fit: ModelResult, type: str | None = None) -> pd.Series:
+def rstandard(fit: DiagnosticFit, type: str | None = None) -> pd.Series:
     """Standardized residuals, as R's rstandard.lm / rstandard.glm.
 
     Parameters
@@ -173,7 +182,7 @@ def rstandard(fit: ModelResult, type: str | None = None) -> pd.Series:
     return _nan_inf(out.rename("rstandard"))
 
 
-def rstudent(fit: ModelResult) -> pd.Series:
+def rstudent(fit: DiagnosticFit) -> pd.Series:
     """Studentized (externally, leave-one-out) residuals, as R's rstudent.lm / rstudent.glm.
 
     Parameters
@@ -190,7 +199,7 @@ def rstudent(fit: ModelResult) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         if _is_glm(fit):
             r = infl.wt_res
-            r = np.sign(r) * np.sqrt(r**2 + (infl.hat * infl.pear_res**2) / (1 - infl.hat))
+            r = np.sign(r) * np.sqrt(r**2 + (infl.hat * _pearson(infl)**2) / (1 - infl.hat))
             r = _nan_inf(r)
             if not fit.family.fixed_dispersion:
                 r = r / infl.sigma
@@ -199,7 +208,7 @@ def rstudent(fit: ModelResult) -> pd.Series:
     return r.rename("rstudent")
 
 
-def cooks_distance(fit: ModelResult) -> pd.Series:
+def cooks_distance(fit: DiagnosticFit) -> pd.Series:
     """Cook's distances, as R's cooks.distance.lm / cooks.distance.glm.
 
     Parameters
@@ -236,7 +245,7 @@ def _weighted_residuals(fit, infl: Influence) -> np.ndarray:
     return fit.residuals("deviance").to_numpy()[rows]
 
 
-def dfbeta(fit: ModelResult) -> pd.DataFrame:
+def dfbeta(fit: DiagnosticFit) -> pd.DataFrame:
     """Change in each estimable coefficient when case i is left out (one-step for a glm), as R's dfbeta().
 
     R's lm.influence coefficients: (X'WX)^{-1} x_i e_i / (1 - h_i) with x_i the weighted row and e_i
@@ -266,7 +275,7 @@ def dfbeta(fit: ModelResult) -> pd.DataFrame:
     return pd.DataFrame(out, index=infl.hat.index, columns=list(fit.estimable))
 
 
-def dfbetas(fit: ModelResult) -> pd.DataFrame:
+def dfbetas(fit: DiagnosticFit) -> pd.DataFrame:
     """dfbeta scaled by the leave-one-out sigma and the coefficient's unscaled standard error, as R's dfbetas().
 
     Parameters
@@ -283,7 +292,7 @@ def dfbetas(fit: ModelResult) -> pd.DataFrame:
     return dfbeta(fit) / np.outer(infl.sigma.to_numpy(), np.sqrt(np.diag(_unscaled(fit))))
 
 
-def dffits(fit: ModelResult) -> pd.Series:
+def dffits(fit: DiagnosticFit) -> pd.Series:
     """R's dffits(): e_i sqrt(h_i) / (sigma_(i) (1 - h_i)).
 
     Parameters
@@ -303,7 +312,7 @@ def dffits(fit: ModelResult) -> pd.Series:
     return _nan_inf(out.rename("dffits"))
 
 
-def covratio(fit: ModelResult) -> pd.Series:
+def covratio(fit: DiagnosticFit) -> pd.Series:
     """R's covratio(): the change in the determinant of the coefficients' covariance when case i is left out.
 
     Parameters
@@ -348,7 +357,7 @@ class InfluenceMeasures:
         return self.infmat[self.is_inf.any(axis=1)]
 
 
-def influence_measures(fit: ModelResult) -> InfluenceMeasures:
+def influence_measures(fit: DiagnosticFit) -> InfluenceMeasures:
     """All of R's influence measures in one table, with R's flags for influential cases.
 
     Parameters
@@ -372,7 +381,7 @@ def influence_measures(fit: ModelResult) -> InfluenceMeasures:
         dffit = e * np.sqrt(h) / (si * (1 - h))
         cov_r = (si / s) ** (2 * p) / (1 - h)
         if _is_glm(fit):
-            cook = (infl.pear_res.to_numpy() / (1 - h)) ** 2 * h / (fit.dispersion * p)
+            cook = (_pearson(infl).to_numpy() / (1 - h)) ** 2 * h / (fit.dispersion * p)
         else:
             cook = (e / (s * (1 - h))) ** 2 * h / p
     infmat = db.assign(dffit=dffit, **{"cov.r": cov_r, "cook.d": cook}, hat=h)
@@ -395,6 +404,11 @@ def influence_measures(fit: ModelResult) -> InfluenceMeasures:
 class InfluenceMethods:
     """The diagnostics above as methods of a fitted model (mixed into the lm and glm result classes)."""
 
+    def _diagnostic_fit(self) -> DiagnosticFit:
+        # mixed into LinearModelResult and GeneralizedLinearModelResult only, each a DiagnosticFit; mypy
+        # takes no union as a mixin's self type, so the fact is stated here once
+        return cast("DiagnosticFit", self)
+
     def influence(self) -> Influence:
         """R's influence(fit): leverages, leave-one-out sigma and residuals (rows with non-zero weight).
 
@@ -403,7 +417,7 @@ class InfluenceMethods:
         Influence
             As ``torchlm.influence.influence(fit)``.
         """
-        return influence(self)
+        return influence(self._diagnostic_fit())
 
     def hatvalues(self) -> pd.Series:
         """Leverages, as R's hatvalues().
@@ -413,7 +427,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.hatvalues(fit)``.
         """
-        return hatvalues(self)
+        return hatvalues(self._diagnostic_fit())
 
     def rstandard(self, type: str | None = None) -> pd.Series:
         """Standardized residuals, as R's rstandard().
@@ -428,7 +442,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.rstandard(fit, type)``.
         """
-        return rstandard(self, type)
+        return rstandard(self._diagnostic_fit(), type)
 
     def rstudent(self) -> pd.Series:
         """Externally studentized residuals, as R's rstudent().
@@ -438,7 +452,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.rstudent(fit)``.
         """
-        return rstudent(self)
+        return rstudent(self._diagnostic_fit())
 
     def cooks_distance(self) -> pd.Series:
         """Cook's distances, as R's cooks.distance().
@@ -448,7 +462,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.cooks_distance(fit)``.
         """
-        return cooks_distance(self)
+        return cooks_distance(self._diagnostic_fit())
 
     def dfbeta(self) -> pd.DataFrame:
         """Coefficient changes with each case left out, as R's dfbeta().
@@ -458,7 +472,7 @@ class InfluenceMethods:
         pandas.DataFrame
             As ``torchlm.influence.dfbeta(fit)``.
         """
-        return dfbeta(self)
+        return dfbeta(self._diagnostic_fit())
 
     def dfbetas(self) -> pd.DataFrame:
         """Scaled coefficient changes, as R's dfbetas().
@@ -468,7 +482,7 @@ class InfluenceMethods:
         pandas.DataFrame
             As ``torchlm.influence.dfbetas(fit)``.
         """
-        return dfbetas(self)
+        return dfbetas(self._diagnostic_fit())
 
     def dffits(self) -> pd.Series:
         """R's dffits().
@@ -478,7 +492,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.dffits(fit)``.
         """
-        return dffits(self)
+        return dffits(self._diagnostic_fit())
 
     def covratio(self) -> pd.Series:
         """R's covratio().
@@ -488,7 +502,7 @@ class InfluenceMethods:
         pandas.Series
             As ``torchlm.influence.covratio(fit)``.
         """
-        return covratio(self)
+        return covratio(self._diagnostic_fit())
 
     def influence_measures(self) -> InfluenceMeasures:
         """R's influence.measures(): every measure per case and R's influential-case flags.
@@ -498,4 +512,4 @@ class InfluenceMethods:
         InfluenceMeasures
             As ``torchlm.influence.influence_measures(fit)``.
         """
-        return influence_measures(self)
+        return influence_measures(self._diagnostic_fit())

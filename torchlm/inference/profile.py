@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
+
 from torchlm.errors import FitError, OptionError
 from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from torchlm.sources.row_blocks import DesignSource
 
 if TYPE_CHECKING:
-    from torchlm.results.base import ModelResult
+    from torchlm.results.protocols import GeneralizedFit
 
 
-def profile(fit: ModelResult, which: list[str] | None = None, alpha: float = 0.01,
+def profile(fit: GeneralizedFit, which: list[str] | None = None, alpha: float = 0.01,
             maxsteps: int = 10) -> dict[str, pd.DataFrame]:
     """MASS's profile.glm: for each coefficient, the signed root statistic at the profiled values.
 
@@ -84,7 +84,8 @@ def profile(fit: ModelResult, which: list[str] | None = None, alpha: float = 0.0
                 lp = sub.eta
                 zz = (sub.deviance - dev0) / disp
                 if zz < -1e-3:
-                    raise FitError(f"profiling {name!r} found a better fit than the estimate: the fit had not converged")
+                    raise FitError(f"profiling {name!r} found a better fit than the estimate: "
+                                   f"the fit had not converged")
                 z = sgn * math.sqrt(max(zz, 0.0))
                 zs.append(z)
                 values.append(bi)
@@ -93,7 +94,7 @@ def profile(fit: ModelResult, which: list[str] | None = None, alpha: float = 0.0
     return out
 
 
-def confint_profile(fit: ModelResult, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
     """R's confint(glm) (MASS's confint.glm): profile-likelihood intervals; aliased coefficients NaN.
 
     Parameters

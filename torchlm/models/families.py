@@ -14,9 +14,23 @@ from abc import ABC, abstractmethod
 import torch
 
 from torchlm.errors import DataError, ModelInputError
+
 # the links are defined in torchlm.links; importable from here as they always were
-from torchlm.models.links import (EPS, LINKS, Cauchit, Cloglog, Identity, Inverse, InverseSquare, Link, Log, Logit,  # noqa: F401
-                    Probit, Sqrt, eps_of)
+from torchlm.models.links import (  # noqa: F401
+    EPS,
+    LINKS,
+    Cauchit,
+    Cloglog,
+    Identity,
+    Inverse,
+    InverseSquare,
+    Link,
+    Log,
+    Logit,
+    Probit,
+    Sqrt,
+    eps_of,
+)
 
 
 def _ylogy(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -280,7 +294,7 @@ class Binomial(Family):
     links = ("logit", "probit", "cloglog", "cauchit", "log")
     default_link = "logit"
     fixed_dispersion = True
-    boundary_message = "glm.fit: fitted probabilities numerically 0 or 1 occurred"
+    boundary_message: str | None = "glm.fit: fitted probabilities numerically 0 or 1 occurred"
     factor_response = True
 
     def at_boundary(self, mu: torch.Tensor) -> bool:
@@ -339,7 +353,7 @@ class Poisson(Family):
     links = ("log", "identity", "sqrt")
     default_link = "log"
     fixed_dispersion = True
-    boundary_message = "glm.fit: fitted rates numerically 0 occurred"
+    boundary_message: str | None = "glm.fit: fitted rates numerically 0 occurred"
 
     def at_boundary(self, mu: torch.Tensor) -> bool:
         return bool((mu < 10 * eps_of(mu)).any())
@@ -435,7 +449,7 @@ class InverseGaussian(Family):
         return y, torch.ones_like(y), y.clone()
 
 
-FAMILIES = {
+FAMILIES: dict[str, type[Family]] = {
     "gaussian": Gaussian,
     "binomial": Binomial,
     "poisson": Poisson,

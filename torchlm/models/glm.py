@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlm.frame import build_design
 from torchlm.errors import ModelInputError
+from torchlm.frame import build_design
 from torchlm.models.families import as_family
-from torchlm.solvers.least_squares import resolve_device_dtype
-from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.models.lm import _call_string
+from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.solvers.irls import GLMPasses, control_settings, irls
+from torchlm.solvers.least_squares import resolve_device_dtype
 from torchlm.sources.row_blocks import DesignSource
 
 

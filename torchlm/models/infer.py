@@ -13,14 +13,21 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, vmap
 
 from torchlm.errors import ModelInputError
-from torchlm.results.estimates import Estimates, analyse_curvature, element_names, name_list, summed_hessian, user_stacklevel
+from torchlm.results.estimates import (
+    Estimates,
+    analyse_curvature,
+    element_names,
+    name_list,
+    summed_hessian,
+    user_stacklevel,
+)
 from torchlm.solvers.autograd import quiet
 
 MAX_PARAMS = 5000
@@ -58,7 +65,8 @@ def _torch_loss_spec(loss: nn.Module, device) -> LossSpec:
             "nn.functional.gaussian_nll_loss(out[:, :1], y, out[:, 1:], reduction='sum'), with dispersion=1")
     given = loss.reduction
     lz = copy.deepcopy(loss).to(device=device, dtype=torch.float64)
-    lz.reduction = "none"
+    # torch types Module.__setattr__ for tensors and submodules only; a loss's reduction is a plain str attribute
+    lz.reduction = "none"  # type: ignore[assignment]
     family = next((f for cls, f in _ELEMENTWISE.items() if isinstance(loss, cls)), None)
     if isinstance(loss, _CLASSIFICATION) and getattr(loss, "label_smoothing", 0.0) == 0.0:
         family = "multinomial"
@@ -110,9 +118,9 @@ def _function_loss_spec(loss: Callable, out: torch.Tensor, tgt: tuple) -> LossSp
     total, s, mu = float(v), float(each.sum()), float(each.mean())
     close = lambda a, b: abs(a - b) <= 1e-8 * max(abs(a), abs(b), 1e-300)  # noqa: E731
     if close(total, s):
-        reduction, factor = "sum", 1.0
+        reduction = "sum"
     elif close(total, mu):
-        reduction, factor = "mean", float(m)
+        reduction = "mean"
     else:
         raise ModelInputError(
             f"the loss ({total:.10g}) is neither the sum ({s:.10g}) nor the mean ({mu:.10g}) of its values on "
@@ -243,6 +251,7 @@ def infer(model: nn.Module, loss: Any, inputs: Any = None, target: Any = None, *
     theta = torch.cat([p.detach().reshape(-1).to(device=device, dtype=torch.float64) for _, p in chosen])
     labels = [e for n, s in zip(names, shapes) for e in element_names(n, s)]
 
+    args: tuple[Any, ...]
     if inputs is None:
         args = ()
     elif isinstance(inputs, (tuple, list)):
@@ -301,7 +310,8 @@ def _loss_spec(loss: Any, out: torch.Tensor, tgt: tuple, dispersion: Any, device
     return spec
 
 
-def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor, spec: LossSpec) -> tuple[int, float, float]:
+def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor,
+                      spec: LossSpec) -> tuple[int, float, float]:
     """Per-observation quantities at the estimate: residual count, Pearson statistic, Poisson log-likelihood."""
     n_resid, pearson, ll = 0, 0.0, 0.0
     with torch.no_grad():
@@ -309,7 +319,8 @@ def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor, spe
             o = call(theta, a)
             # residuals are elements (one per squared error or Pearson term); a class label is one per row
             n_resid += o.shape[0] if spec.family == "multinomial" else (t[0] if t else o).numel()
-            if spec.mean is not None:
+            # a LossSpec has both or neither of mean and variance
+            if spec.mean is not None and spec.variance is not None:
                 mu = spec.mean(o)
                 pearson += float(((t[0] - mu) ** 2 / spec.variance(mu)).sum())
                 if spec.family == "poisson":
@@ -332,7 +343,9 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
     def chunks():
         """(inputs, target) of each chunk of rows; the whole data when the model holds it."""
         for lo, hi in spans:
-            cut = (lambda x: x[lo:hi]) if rows else (lambda x: x)
+            def cut(x: Any, lo: int = lo, hi: int = hi) -> Any:
+                return x[lo:hi] if rows else x
+
             yield (tuple(cut(x) if isinstance(x, torch.Tensor) else x for x in args), tuple(cut(x) for x in tgt))
 
     def objectives():
@@ -381,7 +394,7 @@ def _is_plain_function_module(loss) -> bool:
 
 
 def _scaling(spec: LossSpec, dispersion, S: float, pearson: float, ll_poisson: float, n_resid: int,
-             k: int) -> dict:
+             k: int) -> dict[str, Any]:
     """scale (vcov = scale * inverse Hessian of the summed loss), test statistic, dispersion and likelihood."""
     fam = spec.family
     default = "estimate" if fam == "gaussian" else (1.0 if fam is not None else None)
@@ -389,7 +402,7 @@ def _scaling(spec: LossSpec, dispersion, S: float, pearson: float, ll_poisson: f
     # the negative log-likelihood at unit dispersion as a multiple of the summed loss: 1/2 RSS for a squared error
     half = fam == "gaussian" or (fam is None and disp == "estimate")
     factor = 0.5 if half else 1.0
-    out = dict(df_residual=n_resid - k, sigma=None, loglik=None, df_loglik=k, loglik_note=None,
+    out: dict[str, Any] = dict(df_residual=n_resid - k, sigma=None, loglik=None, df_loglik=k, loglik_note=None,
                dispersion_note=None)
     if disp == "estimate":
         if fam == "multinomial":
@@ -409,13 +422,15 @@ def _scaling(spec: LossSpec, dispersion, S: float, pearson: float, ll_poisson: f
                 out.update(loglik=0.5 * -N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(S)),
                            df_loglik=k + 1)
         else:
-            quasi = {"binomial": "quasibinomial", "poisson": "quasipoisson"}[fam]
+            # not half under "estimate": fam is neither gaussian nor None, and multinomial was refused above
+            quasi = {"binomial": "quasibinomial", "poisson": "quasipoisson"}[cast(str, fam)]
             out["dispersion_note"] = f"(Dispersion parameter for {quasi} family taken to be {phi:.7g})"
             out["loglik_note"] = "a quasi-likelihood has none (as R's AIC for quasi families)"
         if fam is None:
             out["loglik_note"] = "the loss was declared a squared error of unknown scale"
         return out
-    phi = float(disp)
+    # disp is None only for an unknown loss given no dispersion, which _loss_spec has refused
+    phi = float(cast(float, disp))
     out.update(scale=phi / factor, statistic="z", dispersion=phi)
     if fam == "gaussian":
         N = n_resid

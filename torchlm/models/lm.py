@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlm.frame import build_design
 from torchlm.errors import DataError
-from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
+from torchlm.frame import build_design
 from torchlm.results.linear import LinearModelResult
+from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
 
 
 def _call_string(formula, weights, offset, subset, fn="lm") -> str:

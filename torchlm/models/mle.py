@@ -15,7 +15,6 @@ from torch.func import jacfwd, vmap
 
 from torchlm.errors import ModelInputError, OptimumWarning, TorchlmError
 from torchlm.results.estimates import Estimates, analyse_curvature, element_names, summed_hessian
-from torchlm.solvers.autograd import quiet
 from torchlm.solvers import (
     Backtracking,
     Divergence,
@@ -29,6 +28,7 @@ from torchlm.solvers import (
     StepBelow,
     solve,
 )
+from torchlm.solvers.autograd import quiet
 
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40
@@ -247,7 +247,8 @@ class _NewtonProblem:
         length = None
         if c.rank < len(gn):
             prev = state.step.data if state.step is not None else None
-            length = 1.0 if prev is None else 2 * prev * state.trial.fraction
+            # a state with a step has the trial that took it (both come from the same accepted move)
+            length = 1.0 if prev is None or state.trial is None else 2 * prev * state.trial.fraction
             slide = _flat_slide(Hn, gn, self.singular_tol, length, state.value)
             if slide is None:
                 length = None

@@ -73,7 +73,8 @@ def format_num(values: Sequence[float | None] | np.ndarray, digits: int = 7, na:
     list of str
         One string per value, all of one width.
     """
-    vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(values)]
+    # None (R's NA) is no array-like to numpy's types: an object array holds it alongside the numbers
+    vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(np.asarray(values, dtype=object))]
     fixed, d, w = _layout(vals, digits)
     out = [_one(v, fixed, d, na) for v in vals]
     # R pads to the width of the values rounded to `digits` (99.96 -> 100 at 3 digits: one more place)
@@ -177,8 +178,8 @@ def format_pval(pv: Sequence[float] | np.ndarray, digits: int, eps: float = _EPS
             sep = "" if (d == 1 and nc <= 6) else " "
         else:
             sep = "" if d == 1 else " "
-        for i, s in enumerate(small):
-            if s:
+        for i, below in enumerate(small):
+            if below:
                 out[i] = "<" + sep + format_scalar(eps, d)
     return out
 
@@ -264,7 +265,8 @@ def signif_stars(p: float) -> str:
     return " "
 
 
-SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
+SIGNIF_LEGEND = ("Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 "
+                 "\u2018.\u2019 0.1 \u2018 \u2019 1")
 
 
 def coefmat_cells(table: np.ndarray | Sequence[Sequence[float]], digits: int, cs_ind: Sequence[int] = (0, 1),
@@ -333,15 +335,15 @@ def coefmat_cells(table: np.ndarray | Sequence[Sequence[float]], digits: int, cs
             v = m[i, j]
             if not ina[i, j] and (v == 0) != (float(cells[i][j]) == 0):
                 cells[i][j] = format_scalar(v, max(1, digits - 1))
-    for i, j in zip(*np.nonzero(ina)):
-        cells[i][j] = na_print
+    for r, c in zip(*np.nonzero(ina)):
+        cells[r][c] = na_print
     star_col = None
-    if has_pvalue:
+    if pcol is not None:  # set exactly when has_pvalue
         pv = m[:, pcol]
         ok = ~ina[:, pcol]
         if ok.any():
-            for i, s in zip(np.flatnonzero(ok), format_pval(pv[ok], dig_tst)):
-                cells[i][pcol] = s
+            for row, s in zip(np.flatnonzero(ok), format_pval(pv[ok], dig_tst)):
+                cells[row][pcol] = s
             if stars and (pv[ok] < 0.1).any():
                 syms = [signif_stars(p) if np.isfinite(p) else "" for p in pv]
                 w = max(len(s) for s in syms)
@@ -393,7 +395,7 @@ def render_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: Seque
     list of str
         The heading line, then one line per row.
     """
-    cols = [list(c) for c in zip(*cells)] if cells else [[] for _ in colnames]
+    cols: list[Sequence[str]] = [list(c) for c in zip(*cells)] if cells else [[] for _ in colnames]
     heads = list(colnames)
     if extra_col is not None:
         cols.append(extra_col)

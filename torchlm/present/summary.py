@@ -14,13 +14,13 @@ from scipy import stats
 from torchlm.present import rformat as rf
 
 if TYPE_CHECKING:
-    from torchlm.results.base import ModelResult
+    from torchlm.results.protocols import DesignFit, GeneralizedFit, LinearFit
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 ANOVA_DIGITS = 5  # R's print.anova: max(getOption("digits") - 2, 3)
 
 
-def missingness_lines(fit: ModelResult) -> list[str]:
+def missingness_lines(fit: DesignFit) -> list[str]:
     """R's naprint line, "  (3 observations deleted due to missingness)", or none.
 
     Parameters
@@ -37,7 +37,7 @@ def missingness_lines(fit: ModelResult) -> list[str]:
     return [f"  ({k} observation{'s' if k > 1 else ''} deleted due to missingness)"] if k else []
 
 
-def coefficient_print_lines(fit: ModelResult) -> list[str]:
+def coefficient_print_lines(fit: DesignFit) -> list[str]:
     """R's 'Coefficients:' block of print.lm / print.glm: format(coef, digits = 4) printed with gap 2.
 
     Parameters
@@ -56,7 +56,7 @@ def coefficient_print_lines(fit: ModelResult) -> list[str]:
     return ["Coefficients:"] + rf.print_named(coef.to_numpy(), list(coef.index), DIGITS, gap=2).split("\n")
 
 
-def print_lm(fit: ModelResult) -> str:
+def print_lm(fit: LinearFit) -> str:
     """The text of R's print(lm(...)): the call and the coefficients.
 
     Parameters
@@ -72,7 +72,7 @@ def print_lm(fit: ModelResult) -> str:
     return "\n".join(["", "Call:", fit.call, ""] + coefficient_print_lines(fit) + [""])
 
 
-def print_glm(fit: ModelResult) -> str:
+def print_glm(fit: GeneralizedFit) -> str:
     """The text of R's print(glm(...)): call, coefficients, degrees of freedom, deviances and AIC.
 
     Parameters
@@ -98,7 +98,7 @@ def print_glm(fit: ModelResult) -> str:
     return "\n".join(out)
 
 
-def summary_html(fit: ModelResult, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
+def summary_html(fit: DesignFit, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
     """HTML of a summary for notebooks: the call, the coefficient table as printCoefmat formats it, then ``tail`` lines.
 
     Parameters
@@ -157,7 +157,8 @@ class LMSummary:
         self.fstatistic = fit.fstatistic
         if self.vcov_description is not None and fit.fstatistic is not None:
             w = fit._wald(V)
-            self.fstatistic = None if w is None else type(fit.fstatistic)(w.statistic, float(w.df), float(w.df_residual))
+            self.fstatistic = (None if w is None
+                               else type(fit.fstatistic)(w.statistic, float(w.df), float(w.df_residual)))
         self.df_residual = fit.df_residual
 
     def _full_table(self) -> np.ndarray:
@@ -316,7 +317,8 @@ class GLMSummary:
     def _repr_html_(self) -> str:
         fit = self.fit
         tail = [f"Standard errors: {self.vcov_description}"] if self.vcov_description is not None else []
-        tail += [f"Dispersion parameter for {fit.family.name} family taken to be {rf.format_scalar(self.dispersion, 7)}"]
+        tail += [f"Dispersion parameter for {fit.family.name} family taken to be "
+                 f"{rf.format_scalar(self.dispersion, 7)}"]
         tail += [l.strip() for l in self.deviance_lines()] + [f"AIC: {rf.format_scalar(self.aic, 5)}"]
         return summary_html(fit, list(self.coefficients.columns), self._full_table(), tail)
 
@@ -339,7 +341,8 @@ def anova_text(tab: pd.DataFrame) -> str:
     has_p = bool(re.match(r"^(P|Pr)\(", cn[-1]))
     # print.anova: statistics ("F value", "F", "Chisq") are test columns, Df columns are left as they are,
     # the rest (sums of squares, deviances) are zapped
-    tst = [j for j, c in enumerate(cn) if c[1:7] == " value"] + [j for j, c in enumerate(cn) if c in ("F", "Cp", "Chisq")]
+    tst = ([j for j, c in enumerate(cn) if c[1:7] == " value"]
+           + [j for j, c in enumerate(cn) if c in ("F", "Cp", "Chisq")])
     zap = [j for j in range(nc - 1 if has_p else nc) if j not in tst and not cn[j].endswith("Df")]
     cells, stars = rf.coefmat_cells(tab.to_numpy(dtype=float), ANOVA_DIGITS, cs_ind=(), tst_ind=tst, zap_ind=zap,
                                     has_pvalue=has_p, na_print="")

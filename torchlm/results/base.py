@@ -94,9 +94,15 @@ class ModelResult:
     names: list[str]
     df_residual: int | None
     statistic = "t"
-    cluster_default = "HC0"
     robust_types: tuple[str, ...] = VCOV_TYPES[1:]
     robust_hint = ""
+
+    # a read-only property, not a class attribute: a model may derive it from the fit (tl.infer's estimates
+    # do); a class attribute in a subclass still overrides it
+    @property
+    def cluster_default(self) -> str:
+        """The covariance type a cluster spec without one means (R's vcovCL: HC0 unless a model says HC1)."""
+        return "HC0"
 
     # --- hooks -------------------------------------------------------------------------------
     def _coef_values(self) -> np.ndarray:
@@ -168,7 +174,8 @@ class ModelResult:
         return CovarianceChoice(vcov, cluster)
 
     def _covariance(self, vcov: Any = None, cluster: Any = None, **options: Any) -> tuple[pd.DataFrame, str | None]:
-        """Covariance over the estimable coefficients for a ``vcov=`` option, and its description (None: the model's)."""
+        """Covariance over the estimable coefficients for a ``vcov=`` option, and its description (None: the
+        model's)."""
         choice = self._choice(vcov, cluster)
         names = self.estimable
         if choice.type == "matrix":
@@ -203,9 +210,10 @@ class ModelResult:
         Parameters
         ----------
         type : the covariance choice, everything the ``vcov=`` option of the other methods takes
-            (named ``type`` here as in sandwich's ``vcovHC(fit, type = "HC3")``): None (the model's: R's vcov(fit)); a type string "const", "HC0".."HC5", "HC4m" (sandwich's
-            vcovHC), "HAC" (NeweyWest(fit, prewhite = FALSE, adjust = TRUE)); a dict {"type": ...,
-            "cluster": ...}; or a (k, k) matrix (returned as a labelled DataFrame).
+            (named ``type`` here as in sandwich's ``vcovHC(fit, type = "HC3")``): None (the model's:
+            R's vcov(fit)); a type string "const", "HC0".."HC5", "HC4m" (sandwich's vcovHC), "HAC"
+            (NeweyWest(fit, prewhite = FALSE, adjust = TRUE)); a dict {"type": ..., "cluster": ...};
+            or a (k, k) matrix (returned as a labelled DataFrame).
         cluster : cluster variable(s) for sandwich's vcovCL: a column name of the data, an array (one
             value per row of the data or per row used), or a list of two for two-way clustering;
             with no type, vcovCL's default (HC1 for least squares, HC0 for likelihood models).

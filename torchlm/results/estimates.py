@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Callable
 
 import numpy as np
@@ -15,10 +16,10 @@ import pandas as pd
 import torch
 from torch.func import grad, grad_and_value, jvp, vmap
 
-from torchlm.present import rformat as rf
 from torchlm.errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
-from torchlm.solvers.autograd import quiet
+from torchlm.present import rformat as rf
 from torchlm.results.base import ModelResult
+from torchlm.solvers.autograd import quiet
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 
@@ -31,7 +32,8 @@ def user_stacklevel() -> int:
     int
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
         frame, level = frame.f_back, level + 1
     return level
@@ -70,7 +72,7 @@ def summed_hessian(objectives: Callable, theta: torch.Tensor,
 
     Each Hessian is built from Hessian-vector products (forward-over-reverse: jvp of grad), vmapped over
     ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters.
-    
+
     Returns
     -------
     (value, gradient, Hessian) of the sum at theta.
@@ -86,7 +88,7 @@ def summed_hessian(objectives: Callable, theta: torch.Tensor,
         value += float(v.detach())
         df = grad(f)
 
-        def hvp(t):
+        def hvp(t, df=df):
             return jvp(df, (theta,), (t,))[1]
 
         H += quiet(vmap(hvp, chunk_size=block))(eye).detach()
@@ -194,7 +196,8 @@ class Estimates(ModelResult):
         self.dispersion_note = dispersion_note
         self.sigma = sigma
         self._loglik, self.df_loglik, self._loglik_note = loglik, df_loglik, loglik_note
-        self._scores_fn, self._scores = scores, None
+        self._scores_fn = scores
+        self._scores: torch.Tensor | None = None
         self.method, self.converged, self.iterations = method, converged, iterations
         self.curvature = curvature or analyse_curvature(self._H, self.names, singular_tol)
         self._check(optimum_tol, on_negative, advice)
@@ -240,7 +243,8 @@ class Estimates(ModelResult):
     def _identified(self) -> np.ndarray:
         return np.asarray(self.curvature.identifiable, dtype=bool)
 
-    def _unscaled(self) -> np.ndarray:
+    def _unscaled(self, **options: Any) -> np.ndarray:
+        # no covariance options for estimates: options (the base's hook signature) is always empty
         ok = self._identified()
         return self.curvature.pinv[np.ix_(ok, ok)]
 
@@ -308,7 +312,7 @@ class Estimates(ModelResult):
         -------
         float
         """
-        return -2 * self.loglik() + 2 * self.df_loglik
+        return -2 * self.loglik() + 2 * self._loglik_df()
 
     def bic(self) -> float:
         """-2 loglik + log(nobs) * (number of parameters).
@@ -320,7 +324,13 @@ class Estimates(ModelResult):
         ll = self.loglik()
         if not self.nobs:
             raise OptionError("BIC needs the number of observations: pass nobs= (or data with rows) to the fit")
-        return -2 * ll + math.log(self.nobs) * self.df_loglik
+        return -2 * ll + math.log(self.nobs) * self._loglik_df()
+
+    def _loglik_df(self) -> int:
+        # tl.infer and tl.mle always give it with the log-likelihood; Estimates built by hand may not
+        if self.df_loglik is None:
+            raise OptionError("no degrees of freedom for the log-likelihood: pass df_loglik= with loglik=")
+        return self.df_loglik
 
     # --- presentation --------------------------------------------------------------------------
     def summary(self, vcov: Any = None, *, cluster: Any = None) -> EstimatesSummary:

@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.errors import FitError, OptionError
-from torchlm.models.families import Family
-from torchlm.solvers.least_squares import r_inverse_cov
-from torchlm.solvers.autograd import quiet
+from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.profile import confint_profile
-from torchlm.results.base import ModelResult
 from torchlm.inference.sandwich import robust_covariance
-from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
+from torchlm.models.families import Family
 from torchlm.present.summary import GLMSummary, print_glm
+from torchlm.results.base import ModelResult
+from torchlm.solvers.autograd import quiet
+from torchlm.solvers.least_squares import r_inverse_cov
+from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
@@ -32,6 +32,8 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     iterations, converged, boundary, information, n_dropped_na, call. Methods follow R: coef(),
     vcov(), confint(), summary(), predict(), fitted(), residuals(), hessian(), loglik(), aic(), bic().
     """
+
+    df_residual: int  # nobs - rank: always known for a glm
 
     def __init__(self, design: Design, family: Family, fit, *, y, weights, offset, null_deviance: float,
                  information: str, device, dtype, tol: float, call: str):
@@ -114,12 +116,13 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             H += quiet(torch.func.hessian(half_deviance))(b)
         return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
 
-    def _unscaled(self, information: str | None = None) -> np.ndarray:
+    def _unscaled(self, information: str | None = None, **options: Any) -> np.ndarray:
         """Inverse information over the estimable coefficients (formula order), before the dispersion.
 
         expected: (X^T W X)^{-1} from the QR factor of the autograd Jacobian of the working residuals;
         observed: inverse of the autograd Hessian of half the deviance.
         """
+        # information is the glm's one covariance option: options (the base's hook signature) is always empty
         information = information or self.information
         if information == "expected":
             C = r_inverse_cov(self._qr.R).cpu().double().numpy()
@@ -276,7 +279,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         """Rows that enter the working least squares: prior weight > 0 and d mu / d eta != 0 (R's ``good``)."""
         return self._good.cpu().numpy()
 
-    def _working(self):
+    def _working(self) -> tuple[WorkingRows, np.ndarray]:
         """sqrt(W) X over the estimable columns and sqrt(W) times the working residuals (rows with W > 0)."""
         g = self._good.cpu().numpy()
         sw = torch.sqrt(self._working_w).cpu().double().numpy()
@@ -304,16 +307,17 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             raise OptionError(f"predict type must be 'link' or 'response', not {type!r}")
         d = self.design
         cols = self._est_columns()
+        X: WorkingRows | np.ndarray
         if newdata is None:
             X, off, index = WorkingRows(d, list(range(len(self.names))), None), d.offset, d.index
             eta = self._fit.eta.cpu().double().numpy()
         else:
-            X = newdata_matrix(d, newdata)
-            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
-            off = newdata_offset(d, newdata, offset, len(X))
+            X = X_new = newdata_matrix(d, newdata)
+            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X_new))
+            off = newdata_offset(d, newdata, offset, len(X_new))
             if self.rank < len(self.names):
                 warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
-            eta = X[:, cols] @ self._fit.coef[cols]
+            eta = X_new[:, cols] @ self._fit.coef[cols]
             if off is not None:
                 eta = eta + off
         link = self.family.link

@@ -12,15 +12,15 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.errors import OptionError
-from torchlm.solvers.least_squares import QRFit, linear_chunks, unscaled_cov
-from torchlm.solvers.autograd import objective_hessian
+from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.inference.influence import InfluenceMethods
-from torchlm.results.base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
 from torchlm.inference.sandwich import robust_covariance
-from torchlm.sources.row_blocks import WorkingRows, row_quadratic
 from torchlm.present.summary import LMSummary, print_lm
+from torchlm.results.base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
+from torchlm.solvers.autograd import objective_hessian
+from torchlm.solvers.least_squares import QRFit, linear_chunks, unscaled_cov
+from torchlm.sources.row_blocks import WorkingRows, row_quadratic
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
 
@@ -35,6 +35,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
     coef_table/wald_test come from ModelResult, with t tests on df_residual.
     """
 
+    df_residual: int  # nobs - rank: always known for a least-squares fit
     statistic = "t"
     cluster_default = "HC1"  # R's vcovCL for a least-squares fit
 
@@ -91,14 +92,15 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         H = objective_hessian(self._chunks(), beta)
         return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
 
-    def _unscaled(self) -> np.ndarray:
+    def _unscaled(self, **options: Any) -> np.ndarray:
         """(J^T J)^{-1} over the estimable coefficients in formula order, from the QR factor of the Jacobian."""
+        # no covariance options for a linear model: options (the base's hook signature) is always empty
         C = unscaled_cov(self._qr, self._chunks()).cpu().double().numpy()
         est = self._qr.pivot[: self.rank]
         order = np.argsort(est)
         return C[np.ix_(order, order)]
 
-    def _working(self) -> tuple[np.ndarray, np.ndarray]:
+    def _working(self) -> tuple[WorkingRows, np.ndarray]:
         """sqrt(w) X over the estimable columns (formula order) and sqrt(w) (y - fitted), rows with w > 0.
 
         The contract of sandwich.robust_vcov: the scores are their row-wise products.
@@ -149,7 +151,8 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         u = self._w_used
         w = np.ones(u.sum()) if self.design.weights is None else self.design.weights[u]
         N = len(w)
-        return float(0.5 * (np.sum(np.log(w)) - N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(self.deviance))))
+        return float(0.5 * (np.sum(np.log(w))
+                            - N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(self.deviance))))
 
     @property
     def df_loglik(self) -> int:
@@ -227,21 +230,20 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             raise OptionError(f"interval must be None, 'confidence' or 'prediction', not {interval!r}")
         interval = None if interval == "none" else interval
         d = self.design
+        est = self._qr.pivot[: self.rank]
+        beta = self._qr.coef[est]
+        X: WorkingRows | np.ndarray | None
         if newdata is None:
             X, off, index = (WorkingRows(d, list(range(len(self.names))), None) if se_fit or interval else None,
                              d.offset, d.index)
-        else:
-            X = newdata_matrix(d, newdata)
-            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X))
-            off = newdata_offset(d, newdata, offset, len(X))
-            if self.rank < len(self.names):
-                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
-        est = self._qr.pivot[: self.rank]
-        beta = self._qr.coef[est]
-        if newdata is None:
             fit = self._fitted.copy()  # the fitted values, bit for bit (R: predict(fit) == fitted(fit))
         else:
-            fit = X[:, est] @ beta
+            X = X_new = newdata_matrix(d, newdata)
+            index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X_new))
+            off = newdata_offset(d, newdata, offset, len(X_new))
+            if self.rank < len(self.names):
+                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
+            fit = X_new[:, est] @ beta
             if off is not None:
                 fit = fit + off
         if not se_fit and interval is None:
@@ -260,7 +262,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             out["se_fit"] = np.sqrt(ip)
         if interval is not None:
             if interval == "prediction":
-                pw = 1.0
+                pw: float | np.ndarray = 1.0
                 if newdata is None:
                     warnings.warn("predictions on current data refer to _future_ responses", stacklevel=2)
                     if d.weights is not None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlm.errors import OptionError
+from torchlm.errors import ModelInputError, OptionError
 from torchlm.solvers.autograd import (
     Chunks,
     accurate_affine,
@@ -95,6 +95,8 @@ def linear_chunks(X: Any, y: np.ndarray | None = None, weights: np.ndarray | Non
     elif hasattr(X, "row_block"):
         source = DesignSource(X, y=y, weights=weights, offset=offset)
     else:
+        if y is None:  # an array has no response of its own, unlike a Design
+            raise ModelInputError("linear_chunks of an (n, p) array needs the response y")
         source = ArraySource(X, y, weights=weights, offset=offset)
     p = len(source.names) if columns is None else len(columns)
     step = chunk_rows(source.n_rows, p)
@@ -160,7 +162,7 @@ class LinearResidual:
         """The same residuals with X beta - target evaluated in doubled precision.
 
         tail : return (residuals, what rounding them left off), the doubled-precision residuals.
-        
+
         Returns
         -------
         torch.Tensor, or the pair (residuals, their tail) with ``tail``.
@@ -338,10 +340,12 @@ def refine_inverse_cov(chunks: Chunks, beta: torch.Tensor, R: torch.Tensor, est:
     if not math.isfinite(cond2):
         return C
     bits = min(t + math.ceil(math.log2(max(k * cond2, 1.0))) + 2, 2 * t + 8)
-    acc = None
+    acc: tuple[torch.Tensor, torch.Tensor] | None = None
     for fn in chunks():
         J = jacobian(fn, beta)[:, est] * s
         acc = accurate_matmul(J.T, None, bits, acc)
+    if acc is None:  # no rows: no J^T J to refine against
+        return C
     Gh, Gl = acc
     eye = torch.eye(k, dtype=C.dtype, device=C.device)
     last = None

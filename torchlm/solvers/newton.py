@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, cast, runtime_checkable
 
 import torch
 
@@ -164,11 +164,12 @@ def _size(step: Step, x_new: torch.Tensor, fraction: float) -> float:
 
 
 def _advance(state: State, step: Step, trial: Trial, iteration: int) -> State:
-    ev, change = trial.evaluation, trial.x - state.x
-    size, relative = _size(step, trial.x, trial.fraction), _relative_change(change, trial.x)
+    x, ev = cast(torch.Tensor, trial.x), cast(Evaluation, trial.evaluation)  # only found trials advance: both set
+    change = x - state.x
+    size, relative = _size(step, x, trial.fraction), _relative_change(change, x)
     largest = float(change.abs().max()) if change.numel() else 0.0
     move = Move(ev.value, size, relative, largest, trial.fraction, step.newton)
-    return State(x=trial.x, value=ev.value, aux=ev.aux, rounding=ev.rounding, iteration=iteration, anchored=True,
+    return State(x=x, value=ev.value, aux=ev.aux, rounding=ev.rounding, iteration=iteration, anchored=True,
                  previous_value=state.value, step=step, trial=trial, change=change, size=size, relative=relative,
                  history=state.history + [move])
 
@@ -228,7 +229,8 @@ class Backtracking(StepControl):
         Trial with the accepted point, or ``found=False`` below ``min_fraction``.
         """
         slope = step.slope if step.slope is not None else 0.0
-        alpha, rejected = 1.0, []
+        alpha = 1.0
+        rejected: list[str] = []
         while alpha >= self.min_fraction:
             x = _at(step, state.x, alpha)
             ev = _evaluate(problem, x)
@@ -265,7 +267,7 @@ class RHalving(StepControl):
         for k in range(self.max_halvings + 1):
             if ev.ok:
                 return Trial(True, x, ev, 0.5**k, k, tuple(rejected))
-            rejected.append(ev.fault)
+            rejected.append(cast(str, ev.fault))  # a point that is not ok always has a fault
             if not state.anchored:
                 return Trial(False, x, ev, 1.0, 0, tuple(rejected),
                              "no valid point has been found and there is no previous point to halve towards")
@@ -475,7 +477,7 @@ class FloatingPointFloor(ConvergenceTest):
         """
         values = [m.value for m in state.history[-self.times - 1:]]
         if stage == Stage.ACCEPTED and len(values) > self.times and all(b >= a for a, b in zip(values, values[1:])):
-            value = state.previous_value
+            value = cast(float, state.previous_value)  # set by every accepted move, and history has some
         elif stage == Stage.STALLED:
             value = state.value
         else:
