@@ -236,7 +236,7 @@ def cooks_distance(fit: DiagnosticFit) -> pd.Series:
 
 def _unscaled(fit) -> np.ndarray:
     """(X'WX)^{-1} over the estimable coefficients, as the fit's QR gives it (a glm's expected information, as R)."""
-    return np.asarray(fit._unscaled("expected") if _is_glm(fit) else fit._unscaled(), dtype=np.float64)
+    return np.asarray(fit._unscaled(information="expected") if _is_glm(fit) else fit._unscaled(), dtype=np.float64)
 
 
 def _weighted_residuals(fit, infl: Influence) -> np.ndarray:

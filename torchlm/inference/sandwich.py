@@ -26,15 +26,23 @@ import pandas as pd
 import torch
 from torch.func import grad, vmap
 
-from torchlm.inference.clustering import cluster_codes, cluster_values
 from torchlm.errors import DataError, OptionError
-from torchlm.solvers.least_squares import chunk_rows
-from torchlm.inference.hac import (_bandwidth_from_u, _bandwidth_vector, _finite, _ScoreChunks, chunked_hac_meat,  # noqa: F401
-                  newey_west_bandwidth, newey_west_lag, newey_west_weights)
+from torchlm.inference.clustering import cluster_codes, cluster_values
+from torchlm.inference.hac import (  # noqa: F401
+    _bandwidth_from_u,
+    _bandwidth_vector,
+    _finite,
+    _ScoreChunks,
+    chunked_hac_meat,
+    newey_west_bandwidth,
+    newey_west_lag,
+    newey_west_weights,
+)
 from torchlm.solvers.autograd import quiet
+from torchlm.solvers.least_squares import chunk_rows
 
 if TYPE_CHECKING:
-    from torchlm.results.base import ModelResult
+    from torchlm.results.protocols import DesignFit
     from torchlm.sources.row_blocks import WorkingRows
 
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5")
@@ -90,7 +98,8 @@ def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0"
     if B.ndim != 2 or B.shape[0] != B.shape[1]:
         raise OptionError(f"bread must be a square (k, k) matrix, got shape {tuple(B.shape)}")
     if S.ndim != 2 or S.shape[1] != B.shape[0]:
-        raise OptionError(f"scores must be (n, k) with k = {B.shape[0]} (the size of bread), got shape {tuple(S.shape)}")
+        raise OptionError(f"scores must be (n, k) with k = {B.shape[0]} (the size of bread), "
+                          f"got shape {tuple(S.shape)}")
     if not torch.isfinite(B).all():
         raise DataError("bread has non-finite values")
     h = None if hat is None else _as_float64(hat, "hat").to(B.device)
@@ -323,7 +332,10 @@ def score_chunks(Xw: np.ndarray | WorkingRows, ew: np.ndarray, *,
     """
     n, k = Xw.shape
     delta = torch.zeros(k, dtype=torch.float64, device=device)
-    per_row = quiet(vmap(grad(lambda d, x, e: 0.5 * (x @ d + e) ** 2), in_dims=(None, 0, 0)))
+    def half_square(d: torch.Tensor, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x @ d + e) ** 2
+
+    per_row = quiet(vmap(grad(half_square), in_dims=(None, 0, 0)))
     step = chunk_rows(n, k)
     for s in range(0, n, step):
         x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=device)
@@ -356,7 +368,7 @@ def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor) -> torch.Ten
     return h
 
 
-def working_rows(fit: ModelResult, n_working: int) -> np.ndarray:
+def working_rows(fit: DesignFit, n_working: int) -> np.ndarray:
     """Which rows of ``fit.design`` the rows of ``fit._working()`` are: those with non-zero prior weight.
 
     A fit may define ``_working_rows()`` (boolean mask over design rows) when its rule differs.
@@ -387,8 +399,8 @@ def working_rows(fit: ModelResult, n_working: int) -> np.ndarray:
     return rows
 
 
-def robust_covariance(fit: ModelResult, type: str, cluster: Any = None) -> tuple[pd.DataFrame, str]:
-    """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich package, and its description.
+def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[pd.DataFrame, str]:
+    """Robust covariance of a fitted lm/glm over its estimable coefficients, as R's sandwich, and its description.
 
     Uses only ``fit._working()``, ``fit._unscaled()``, ``fit.estimable``, ``fit.nobs`` and
     ``fit.design`` (index, weights, X, data). R conventions kept: rows with zero weight stay in as
@@ -446,9 +458,8 @@ def robust_covariance(fit: ModelResult, type: str, cluster: Any = None) -> tuple
         # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
         M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df, device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
-    V = ((V + V.T) / 2).cpu().numpy()
     names = list(fit.estimable)
-    return pd.DataFrame(V, index=names, columns=names), describe(type, labels, lag)
+    return pd.DataFrame(((V + V.T) / 2).cpu().numpy(), index=names, columns=names), describe(type, labels, lag)
 
 
 def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -459,7 +470,7 @@ def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
     return out
 
 
-def hac_bandwidth_weights(fit: ModelResult, S: torch.Tensor | None) -> np.ndarray:
+def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     """bwNeweyWest's coefficient weights: 0 for the intercept, 1 otherwise.
 
     Without a coefficient named (Intercept), R zeroes the columns whose scores equal the residuals
@@ -484,6 +495,8 @@ def hac_bandwidth_weights(fit: ModelResult, S: torch.Tensor | None) -> np.ndarra
         return w
     from torchlm.sources.row_blocks import WorkingRows
 
+    if S is None:
+        raise RuntimeError("hac_bandwidth_weights needs the scores without an intercept name")  # internal
     X = WorkingRows(fit.design, [list(fit.design.names).index(nm) for nm in names], None)
     U = S.cpu().numpy()
     res = np.empty(U.shape[0])

@@ -333,19 +333,39 @@ class Binomial(Family):
         return y, torch.ones_like(y), (weights * y + 0.5) / (weights + 1)
 
 
-class QuasiBinomial(Binomial):
-    """R's quasibinomial(): binomial variance and deviance, dispersion estimated (Pearson), no likelihood (AIC NA)."""
+class _Quasi:
+    """What R's quasi families change in their base family: the dispersion estimated, no likelihood.
 
-    name = "quasibinomial"
+    Listed first among a quasi family's bases, so that these override the base family's.
+    """
+
     fixed_dispersion = False
     has_likelihood = False
-    boundary_message = None  # R's glm.fit warns for binomial and poisson only
+    boundary_message: str | None = None  # R's glm.fit warns for binomial and poisson only
 
     def at_boundary(self, mu: torch.Tensor) -> bool:
+        """Never: R gives the quasi families no boundary warning.
+
+        Returns
+        -------
+        bool
+        """
         return False
 
     def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
+        """NaN: a quasi-likelihood has no AIC (R's NA).
+
+        Returns
+        -------
+        float
+        """
         return float("nan")
+
+
+class QuasiBinomial(_Quasi, Binomial):
+    """R's quasibinomial(): binomial variance and deviance, dispersion estimated (Pearson), no likelihood (AIC NA)."""
+
+    name = "quasibinomial"
 
 
 class Poisson(Family):
@@ -380,19 +400,10 @@ class Poisson(Family):
         return y, torch.ones_like(y), y + 0.1
 
 
-class QuasiPoisson(Poisson):
+class QuasiPoisson(_Quasi, Poisson):
     """R's quasipoisson(): Poisson variance and deviance, dispersion estimated (Pearson), no likelihood (AIC NA)."""
 
     name = "quasipoisson"
-    fixed_dispersion = False
-    has_likelihood = False
-    boundary_message = None
-
-    def at_boundary(self, mu: torch.Tensor) -> bool:
-        return False
-
-    def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
-        return float("nan")
 
 
 class Gamma(Family):

@@ -79,6 +79,8 @@ class DesignFit(Protocol):
 
     def _working(self) -> tuple[WorkingRows, np.ndarray]: ...
 
+    def _unscaled(self, **options: Any) -> np.ndarray: ...
+
 
 class LinearFit(DesignFit, Protocol):
     """A fitted linear model (LinearModelResult)."""
@@ -99,7 +101,6 @@ class GeneralizedFit(DesignFit, Protocol):
     _w: torch.Tensor
     _offset: torch.Tensor
 
-    def _unscaled(self, information: str | None = None) -> np.ndarray: ...
 
     def aic(self) -> float:
         """R's AIC of the fit.
