@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, overload
 
 import torch
 from torch.func import hessian, jacfwd, vjp
@@ -18,8 +18,14 @@ ResidualFn = Callable[[torch.Tensor], torch.Tensor]
 Chunks = Callable[[], Iterable[ResidualFn]]
 
 
-def quiet(f):
-    """f with torch 2.13's internal `torch.jit.script` deprecation warning (raised inside torch.func) silenced."""
+def quiet(f: Callable[..., Any]) -> Callable[..., Any]:
+    """f with torch 2.13's internal `torch.jit.script` deprecation warning (raised inside torch.func) silenced.
+
+    Returns
+    -------
+    callable
+        f, with that warning filtered while it runs.
+    """
 
     def g(*args):
         with warnings.catch_warnings():
@@ -34,6 +40,11 @@ def jacobian(fn: ResidualFn, beta: torch.Tensor) -> torch.Tensor:
 
     A linear residual sqrt(w) (X beta - y) knows its Jacobian, sqrt(w) X, exactly as jacfwd computes
     it; supplying it skips the batched product X @ I that forward mode would spend on it.
+
+    Returns
+    -------
+    torch.Tensor
+        (rows, p).
     """
     if hasattr(fn, "jacobian"):
         return fn.jacobian(beta)
@@ -43,43 +54,91 @@ def jacobian(fn: ResidualFn, beta: torch.Tensor) -> torch.Tensor:
 def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
     """R factor of the QR of [J | e] (autograd Jacobian J of the residuals, residuals e) at beta.
 
-    Accumulated over chunks (TSQR): R_k = qr([R_{k-1}; J_k | e_k]).R, so Q is never formed and
-    memory is one chunk. The result is (min(n, p+1), p+1); R^T R = [J e]^T [J e].
+    Accumulated over chunks (TSQR): R_k = qr([R_{k-1}; qr(J_k | e_k).R]).R, so Q is never formed.
     A problem that fits in one chunk is factored with unblocked Householder steps, LINPACK's
     (and so R's) arithmetic, which on ill-conditioned designs (NIST Longley) keeps about two
     more digits of R^{-1} than LAPACK's blocked QR; larger problems use LAPACK per chunk.
+
+    On the CPU the chunk QRs run in parallel, each with one intra-op thread, on the threads that
+    :mod:`torchlm.threads` allows (serially from a thread other than the main one, or under
+    ``threads.limit(1)``), and are merged in chunk order in the calling thread, also with one
+    thread: R is the same bit for bit whatever the number of threads. At most two chunks per pool
+    thread are in memory at once. Chunks must be independent: a residual object stays valid after
+    later ones are drawn.
+
+    Parameters
+    ----------
+    chunks : callable returning the residual objects of the row chunks, in row order.
+    beta : (p,) point at which J and e are evaluated.
+
+    Returns
+    -------
+    torch.Tensor
+        (min(n, p+1), p+1) upper-triangular R with R^T R = [J e]^T [J e]; (0, p+1) without chunks.
     """
-    R, blocks = None, 0
-    for fn in chunks():
+    import itertools
+
+    from torchlm import threads
+
+    def block_of(fn: Any) -> torch.Tensor:
         if hasattr(fn, "augmented"):
-            block = fn.augmented(beta)
-        else:
-            J = jacobian(fn, beta)
-            block = column_major(J.shape[0], J.shape[1] + 1, J)
-            block[:, :-1] = J
-            block[:, -1] = fn(beta)
-        if R is None:
-            R = block
-        else:
-            # merge triangular factors: qr([R_prev; qr(block).R]) avoids copying R_prev into every chunk
-            Rb = torch.linalg.qr(block, mode="r").R
-            if blocks == 1:
-                R = torch.linalg.qr(R, mode="r").R
-            R = torch.linalg.qr(torch.cat([R, Rb], dim=0), mode="r").R
-        blocks += 1
-    if blocks == 1:
-        R = householder_qr(R)
+            return fn.augmented(beta)
+        J = jacobian(fn, beta)
+        block = column_major(J.shape[0], J.shape[1] + 1, J)
+        block[:, :-1] = J
+        block[:, -1] = fn(beta)
+        return block
+
+    def r_factor(item: Any) -> torch.Tensor:
+        # item: a residual object whose block the pool thread builds, or a block built by the caller
+        block = block_of(item) if hasattr(item, "augmented") else item
+        return torch.linalg.qr(block, mode="r").R
+
+    def merge(R: torch.Tensor | None, Rb: torch.Tensor) -> torch.Tensor:
+        # qr([R_prev; qr(block).R]) avoids copying R_prev into every chunk
+        return Rb if R is None else torch.linalg.qr(torch.cat([R, Rb], dim=0), mode="r").R
+
+    it = iter(chunks())
+    first = next(it, None)
+    if first is None:
+        return torch.zeros(0, beta.numel() + 1, dtype=beta.dtype, device=beta.device)
+    second = next(it, None)
+    if second is None:
+        return householder_qr(block_of(first))
+    rest = itertools.chain((first, second), it)
+    del first, second
+    if beta.device.type != "cpu":
+        R = r_factor(block_of(next(rest)))
+        for fn in rest:
+            R = merge(R, r_factor(block_of(fn)))
+        return R
+    # autograd Jacobians are taken in the calling thread (torch.func and warning filters are not
+    # for concurrent use); blocks of residuals with an ``augmented`` method are built by the pool
+    items = (fn if hasattr(fn, "augmented") else block_of(fn) for fn in rest)
+    R = threads.reduce_chunks(r_factor, items, merge)
     return R
 
 
 def column_major(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
     """An empty (rows, cols) tensor stored column by column, as LAPACK takes it (torch.cat would build it
-    row-major, and the QR would copy it again)."""
+    row-major, and the QR would copy it again).
+
+    Returns
+    -------
+    torch.Tensor
+        uninitialised, with strides (1, rows).
+    """
     return torch.empty((cols, rows), dtype=like.dtype, device=like.device).T
 
 
 def householder_qr(A: torch.Tensor) -> torch.Tensor:
-    """R factor of A by unblocked Householder reflections (rows beyond the factor dropped)."""
+    """R factor of A by unblocked Householder reflections (rows beyond the factor dropped).
+
+    Returns
+    -------
+    torch.Tensor
+        (min(m, k), k) upper triangular.
+    """
     M = A.clone()
     m, k = M.shape
     for l in range(min(m - 1, k)):
@@ -94,25 +153,38 @@ def gradient(chunks: Chunks, beta: torch.Tensor, accurate: bool = False) -> tupl
     ``accurate_vjp`` methods), so that cancellation in y - X beta does not limit the gradient. The
     residuals enter J^T e unrounded: where they are large (NIST Wampler5) the change that the
     gradient must see lies below their last bit.
+
+    Returns
+    -------
+    (torch.Tensor, float)
+        the gradient (p,) and the sum of squared residuals.
     """
     g = torch.zeros_like(beta)
     ss = 0.0
     for fn in chunks():
         if accurate:
-            e, lo = fn.accurate(beta, tail=True)
-            g += fn.accurate_vjp(e, lo)
+            # only a residual with doubled-precision methods (LinearResidual) can be asked for them
+            acc_fn: Any = fn
+            e, lo = acc_fn.accurate(beta, tail=True)
+            g += acc_fn.accurate_vjp(e, lo)
         else:
-            e, pullback = vjp(fn, beta)
+            e, pullback = vjp(fn, beta)[:2]
             g += pullback(e)[0]
         ss += float(e @ e)
     return g, ss
 
 
 def objective_hessian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
-    """Hessian of 0.5 * sum(e**2) at beta, with torch.func.hessian (forward-over-reverse), summed over chunks."""
+    """Hessian of 0.5 * sum(e**2) at beta, with torch.func.hessian (forward-over-reverse), summed over chunks.
+
+    Returns
+    -------
+    torch.Tensor
+        (p, p).
+    """
     H = torch.zeros(beta.numel(), beta.numel(), dtype=beta.dtype, device=beta.device)
     for fn in chunks():
-        H += quiet(hessian(lambda b: 0.5 * fn(b).square().sum()))(beta)
+        H += quiet(hessian(lambda b, fn=fn: 0.5 * fn(b).square().sum()))(beta)
     return H
 
 
@@ -178,17 +250,38 @@ def _two_sum(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def two_prod(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """a * b as the unevaluated sum p + e, exactly (Dekker's product; no fused multiply-add needed)."""
+    """a * b as the unevaluated sum p + e, exactly (Dekker's product; no fused multiply-add needed).
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        the rounded product and its exact error.
+    """
     p = a * b
     ah, al = _split(a)
     bh, bl = _split(b)
     return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
-def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor, tail: bool = False):
+@overload
+def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor,
+                    tail: Literal[False] = False) -> torch.Tensor: ...
+
+
+@overload
+def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor,
+                    tail: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def accurate_affine(X: torch.Tensor, beta: torch.Tensor, minus: torch.Tensor,
+                    tail: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """X @ beta - minus, as if computed in twice the working precision (Ogita-Rump-Oishi Dot2), rounded once.
 
     tail : return the pair (value, what rounding it left off) instead, the doubled-precision result.
+
+    Returns
+    -------
+    torch.Tensor, or the pair (value, tail) with ``tail``
     """
     P = X * beta
     xh, xl = _split(X)
@@ -241,6 +334,11 @@ def accurate_matmul(A: torch.Tensor, B: torch.Tensor | None, bits: int,
     A : (m, inner); B : (inner, n) or None.
     bits : relative accuracy, against the row maxima of A times the column maxima of B.
     acc : (hi, lo) to add to; default zero.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        hi and lo, the unevaluated sum.
     """
     inner = A.shape[1]
     left = _ozaki_slices(A, inner, bits)
@@ -252,7 +350,9 @@ def accurate_matmul(A: torch.Tensor, B: torch.Tensor | None, bits: int,
     # working precision costs no more than that, so only the larger products need TwoSum
     plain = max(1, -(-(bits - t + log_inner + 3 * k.bit_length() + 1) // b))
     # A @ A.T = M + M.T with M the products s < u plus half those s = u: half the products
-    hi = lo = small = None
+    hi: torch.Tensor | None = None
+    lo: torch.Tensor | None = None
+    small: torch.Tensor | None = None
     for s in range(k):
         for u in range(s if B is None else 0, k - s):
             P = left[s] @ right[u].T
@@ -260,11 +360,14 @@ def accurate_matmul(A: torch.Tensor, B: torch.Tensor | None, bits: int,
                 P = P / 2
             if s + u >= plain:
                 small = P if small is None else small + P
-            elif hi is None:
+            elif hi is None or lo is None:
                 hi, lo = P, torch.zeros_like(P)
             else:
                 hi, e = _two_sum(hi, P)
                 lo = lo + e
+    if hi is None or lo is None:
+        # k >= 1 slices always give the product s = u = 0 (level 0 < plain): unreachable
+        raise RuntimeError("accurate_matmul formed no product")  # internal
     if small is not None:
         hi, e = _two_sum(hi, small)
         lo = lo + e

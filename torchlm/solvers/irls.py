@@ -18,12 +18,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from torchlm import threads
 from torchlm.errors import DataError, ModelInputError
 from torchlm.models.families import Family
-from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
 from torchlm.solvers.autograd import quiet
+from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
+from torchlm.solvers.newton import (
+    Evaluation,
+    FullStep,
+    PolishRule,
+    Reason,
+    RelativeChange,
+    RHalving,
+    State,
+    Step,
+    solve,
+)
 from torchlm.sources.row_blocks import RowBlockSource
-from torchlm.solvers.newton import Evaluation, FullStep, PolishRule, Reason, RelativeChange, RHalving, State, Step, solve
 
 
 @dataclass
@@ -45,6 +56,31 @@ class Pass:
     valid: bool
     H: torch.Tensor | None = None
     g: torch.Tensor | None = None
+
+
+@dataclass
+class _BlockPass:
+    """One block's part of a pass (see GLMPasses._block)."""
+
+    rows: slice
+    eta: torch.Tensor
+    mu: torch.Tensor
+    deviance: float
+    valid: bool
+    H: torch.Tensor | None
+    g: torch.Tensor | None
+    error: DataError | None
+
+
+@dataclass
+class _Sums:
+    """A pass's running totals over the blocks, in block order."""
+
+    H: torch.Tensor | None
+    g: torch.Tensor | None
+    deviance: float = 0.0
+    valid: bool = True
+    error: DataError | None = None
 
 
 class GLMPasses:
@@ -131,8 +167,37 @@ class GLMPasses:
 
         return quiet(torch.func.jvp)(torch.func.grad(nll), (eta,), (torch.ones_like(eta),))
 
+    def _block(self, item: tuple[slice, torch.Tensor], coef: torch.Tensor, want: str | None,
+               cols: torch.Tensor | None) -> _BlockPass:
+        """One block's share of a pass: its eta, mu, deviance, validity and normal equations (run on a pool thread)."""
+        rows, X = item
+        e = X @ coef + self.offset[rows]
+        m = self.link.linkinv(e)
+        dev = float(self.family.dev_resids(self.y[rows], m, self.weights[rows]).sum())
+        valid = self.link.valideta(e) and self.family.validmu(m)
+        H = g = error = None
+        if want and valid and math.isfinite(dev):
+            Xe = X if cols is None else X.index_select(1, cols)
+            try:
+                if want == "fisher":
+                    sw, rw = self.working(e, m, rows)
+                    h, v = sw * sw, sw * sw * rw
+                else:
+                    d1, h = self._newton_terms(e, rows)
+                    v = -d1
+            except DataError as exc:  # an error only if the whole point turns out valid (see at())
+                error = exc
+            else:
+                g = Xe.T @ v
+                H = (Xe * h[:, None]).T @ Xe
+        return _BlockPass(rows, e, m, dev, bool(valid), H, g, error)
+
     def at(self, coef: torch.Tensor, want: str | None = None, est: list[int] | None = None) -> Pass:
         """One pass at ``coef``: eta, mu, deviance and validity; with ``want`` the next step's normal equations.
+
+        The blocks' work runs on torchlm.threads' chunk pool (one intra-op thread each) and is
+        combined here in block order, so the sums are the same for any number of threads. Newton
+        terms come from torch.func, which is not for concurrent use: those passes run serially.
 
         Parameters
         ----------
@@ -147,29 +212,32 @@ class GLMPasses:
         n = self.y.shape[0]
         eta = torch.empty(n, dtype=self.dtype, device=self.device)
         mu = torch.empty_like(eta)
-        dev, valid = 0.0, True
         cols = None if est is None or list(est) == list(range(self.p)) else torch.as_tensor(est, device=self.device)
         k = self.p if est is None else len(est)
-        H = torch.zeros(k, k, dtype=self.dtype, device=self.device) if want else None
-        g = torch.zeros(k, dtype=self.dtype, device=self.device) if want else None
-        for rows, X in self.blocks():
-            e = X @ coef + self.offset[rows]
-            m = self.link.linkinv(e)
-            eta[rows], mu[rows] = e, m
-            dev += float(self.family.dev_resids(self.y[rows], m, self.weights[rows]).sum())
-            valid = valid and self.link.valideta(e) and self.family.validmu(m)
-            if want and valid and np.isfinite(dev):
-                Xe = X if cols is None else X.index_select(1, cols)
-                if want == "fisher":
-                    sw, rw = self.working(e, m, rows)
-                    h, v = sw * sw, sw * sw * rw
-                else:
-                    d1, h = self._newton_terms(e, rows)
-                    v = -d1
-                g += Xe.T @ v
-                H += (Xe * h[:, None]).T @ Xe
-        ok = valid and np.isfinite(dev)
-        return Pass(eta, mu, dev if np.isfinite(dev) else float("inf"), ok, H if ok else None, g if ok else None)
+        acc = _Sums(H=torch.zeros(k, k, dtype=self.dtype, device=self.device) if want else None,
+                    g=torch.zeros(k, dtype=self.dtype, device=self.device) if want else None)
+
+        def combine(acc: _Sums, b: _BlockPass) -> _Sums:
+            eta[b.rows], mu[b.rows] = b.eta, b.mu
+            acc.deviance += b.deviance
+            acc.valid = acc.valid and b.valid
+            acc.error = acc.error or b.error
+            if b.H is not None and b.g is not None and acc.H is not None and acc.g is not None:
+                acc.H += b.H
+                acc.g += b.g
+            return acc
+
+        if want == "newton" or self.device.type != "cpu":
+            for item in self.blocks():
+                combine(acc, self._block(item, coef, want, cols))
+        else:
+            threads.reduce_chunks(lambda item: self._block(item, coef, want, cols), self.blocks(), combine, acc)
+        dev = acc.deviance
+        ok = acc.valid and math.isfinite(dev)
+        if ok and acc.error is not None:
+            raise acc.error
+        return Pass(eta, mu, dev if math.isfinite(dev) else float("inf"), ok,
+                    acc.H if ok else None, acc.g if ok else None)
 
     def linear_predictor(self, coef: torch.Tensor) -> torch.Tensor:
         """eta = X coef + offset (+ the fixed coefficients' part), one pass.
@@ -209,7 +277,7 @@ def cholesky_step(b: torch.Tensor, est: list[int], P: Pass) -> torch.Tensor | No
     -------
     torch.Tensor or None
     """
-    if P.H is None:
+    if P.H is None or P.g is None:
         return None
     L, info = torch.linalg.cholesky_ex(P.H)
     if int(info) != 0 or not bool(torch.isfinite(P.g).all()):
@@ -392,7 +460,8 @@ def _empty_fit(passes: GLMPasses) -> IRLSFit:
     eta = passes.offset.clone()
     mu = fam.link.linkinv(eta)
     if not (fam.validmu(mu) and fam.link.valideta(eta)):
-        raise DataError("invalid linear predictor values in empty model (y ~ 0): the offset is outside the link's range")
+        raise DataError("invalid linear predictor values in empty model (y ~ 0): the offset is outside the "
+                        "link's range")
     qr = QRFit(coef=np.zeros(0), R=torch.zeros(0, 0, dtype=eta.dtype, device=eta.device), pivot=[], rank=0,
                effects=np.zeros(0), rss=None)
     return IRLSFit(coef=np.zeros(0), qr=qr, eta=eta, mu=mu,
@@ -421,7 +490,7 @@ class _PolishProblem:
         return Evaluation(P.deviance, valid=P.valid, aux=P)
 
     def propose(self, state: State) -> Step:
-        """A Newton step from the pass's normal equations, or a Fisher (QR) step where they are not positive definite."""
+        """A Newton step from the pass's normal equations, or a Fisher (QR) step if they are not positive definite."""
         P, coef = state.aux, state.x
         new = cholesky_step(coef, self.est, P)
         quadratic = True
