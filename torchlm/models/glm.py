@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchlm import threads
 from torchlm.errors import ModelInputError
 from torchlm.frame import build_design
 from torchlm.models.families import as_family
@@ -72,8 +73,11 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     tol = min(1e-7, ctl["epsilon"] / 1000)
     y, _, mu0 = fam.initialize(y, w)
     source = DesignSource(design)
-    fit = irls(GLMPasses(source, y, w, off, fam), start=b0, mustart=mu0, control=ctl, tol=tol)
-    null_dev = _null_deviance(source, y, w, off, fam, fit, design, ctl, tol)
+    # parallel across row blocks only: the calling thread's own vector arithmetic runs with one
+    # intra-op thread, so that no OpenMP barrier waits for a thread the OS has descheduled
+    with threads.chunked():
+        fit = irls(GLMPasses(source, y, w, off, fam), start=b0, mustart=mu0, control=ctl, tol=tol)
+        null_dev = _null_deviance(source, y, w, off, fam, fit, design, ctl, tol)
     call = _call_string(formula, weights, offset, subset, fn="glm")
     call = call[:-1] + f", family = {fam.r_call()})"
     return GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
