@@ -45,32 +45,15 @@ BACKGROUND = (
 )
 
 
-# ---------------------------------------------------------------- data (as bench_lm.py and bench_glm.py)
+# ---------------------------------------------------------------- data: bench_lm.py's and bench_glm.py's
+# (this script's folder is on sys.path when it runs, workers included)
+from bench_glm import make_data as make_logistic_data  # noqa: E402
+from bench_lm import make_data as _make_lm_data  # noqa: E402
+
 
 def make_lm_data(n: int, p: int, seed: int = 0):
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, p))
-    beta = rng.standard_normal(p)
-    df = pd.DataFrame(X, columns=[f"x{j}" for j in range(p)])
-    df["y"] = X @ beta + rng.standard_normal(n)
-    return df, "y ~ " + " + ".join(f"x{j}" for j in range(p))
-
-
-def make_logistic_data(n: int, p: int, seed: int = 0):
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, p))
-    beta = rng.standard_normal(p) * 0.3
-    eta = -0.5 + X @ beta
-    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float)
-    df = pd.DataFrame(X, columns=[f"x{j}" for j in range(p)])
-    df["y"] = y
-    return df, "y ~ " + " + ".join(f"x{j}" for j in range(p))
+    """bench_lm.py's data without a factor."""
+    return _make_lm_data(n, p, 0, seed)
 
 
 # ---------------------------------------------------------------- jobs

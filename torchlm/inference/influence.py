@@ -19,6 +19,7 @@ from scipy import stats
 
 from torchlm.errors import DataError, FitError, OptionError
 from torchlm.inference.sandwich import leverages, working_rows
+from torchlm.solvers.least_squares import chunk_rows
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
@@ -268,7 +269,7 @@ def dfbeta(fit: DiagnosticFit) -> pd.DataFrame:
         scale = np.where(h == 1, 0.0, e / (1 - h))
     C = _unscaled(fit)
     out = np.empty((len(h), C.shape[0]))
-    step = max(1, 2**20 // max(C.shape[0], 1))
+    step = chunk_rows(len(h), C.shape[0])
     for s in range(0, len(h), step):
         # the weighted design read block by block (its rows are the n rows of the influence measures)
         out[s:s + step] = (np.asarray(Xw[s:s + step], dtype=np.float64) @ C) * scale[s:s + step, None]

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import FitError, OptionError
+from torchlm.results.base import confint_labels
 from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from torchlm.sources.row_blocks import DesignSource
 
@@ -112,7 +113,6 @@ def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | 
         One row per name in ``parm``, columns R's labels ('2.5 %', '97.5 %'); NaN where the spline
         through the profile does not reach the cut-off.
     """
-    from torchlm.results.linear import confint_labels
 
     names = list(fit.names)
     parm = names if parm is None else list(parm)

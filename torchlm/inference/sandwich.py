@@ -40,14 +40,13 @@ from torchlm.inference.hac import (  # noqa: F401
 )
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import chunk_rows
+from torchlm.sources.row_blocks import WorkingRows
 
 if TYPE_CHECKING:
     from torchlm.results.protocols import DesignFit
-    from torchlm.sources.row_blocks import WorkingRows
 
 HC_TYPES = ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5")
 ROBUST_TYPES = HC_TYPES + ("HAC",)
-VCOV_TYPES = ("const",) + ROBUST_TYPES
 CLUSTER_TYPES = ("HC0", "HC1")
 NEEDS_HAT = ("HC2", "HC3", "HC4", "HC4m", "HC5")
 INTERCEPT = "Intercept"  # formulaic's name for R's "(Intercept)"
@@ -493,8 +492,6 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     if INTERCEPT in names:
         w[names.index(INTERCEPT)] = 0
         return w
-    from torchlm.sources.row_blocks import WorkingRows
-
     if S is None:
         raise RuntimeError("hac_bandwidth_weights needs the scores without an intercept name")  # internal
     X = WorkingRows(fit.design, [list(fit.design.names).index(nm) for nm in names], None)

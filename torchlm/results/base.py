@@ -23,10 +23,9 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import OptionError
+from torchlm.inference.sandwich import CLUSTER_TYPES, INTERCEPT, ROBUST_TYPES
 
-VCOV_TYPES = ("const", "HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5", "HAC")
-CLUSTER_TYPES = ("HC0", "HC1")
-INTERCEPT = "Intercept"  # formulaic's name for R's "(Intercept)"
+VCOV_TYPES = ("const",) + ROBUST_TYPES
 
 
 def confint_labels(level: float) -> list[str]:
@@ -231,7 +230,10 @@ class ModelResult:
         -------
         pandas.Series named "Std. Error", indexed by the coefficient names.
         """
-        V = self._covariance(vcov, cluster)[0]
+        return self._se(self._covariance(vcov, cluster)[0])
+
+    def _se(self, V: pd.DataFrame) -> pd.Series:
+        """Standard errors from a covariance over the estimable coefficients, NaN for the others."""
         se = pd.Series(np.nan, index=list(self.names), name="Std. Error")
         se[self.estimable] = np.sqrt(np.abs(np.diag(V.to_numpy())))
         return se
@@ -298,8 +300,7 @@ class ModelResult:
 
     def _table(self, V: pd.DataFrame) -> pd.DataFrame:
         b = self.coef()
-        se = pd.Series(np.nan, index=list(self.names))
-        se[self.estimable] = np.sqrt(np.abs(np.diag(V.to_numpy())))
+        se = self._se(V)
         stat = b / se
         s = self.statistic
         if s == "t":

@@ -17,7 +17,7 @@ from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.sandwich import robust_covariance
 from torchlm.present.summary import LMSummary, print_lm
-from torchlm.results.base import ModelResult, confint_labels  # noqa: F401  (confint_labels re-exported)
+from torchlm.results.base import ModelResult
 from torchlm.solvers.autograd import objective_hessian
 from torchlm.solvers.least_squares import QRFit, linear_chunks, unscaled_cov
 from torchlm.sources.row_blocks import WorkingRows, row_quadratic

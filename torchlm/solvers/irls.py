@@ -239,16 +239,6 @@ class GLMPasses:
         return Pass(eta, mu, dev if math.isfinite(dev) else float("inf"), ok,
                     acc.H if ok else None, acc.g if ok else None)
 
-    def linear_predictor(self, coef: torch.Tensor) -> torch.Tensor:
-        """eta = X coef + offset (+ the fixed coefficients' part), one pass.
-
-        Returns
-        -------
-        torch.Tensor
-            (n,).
-        """
-        return self.at(coef).eta
-
     def qr_step(self, eta: torch.Tensor, mu: torch.Tensor, tol: float) -> QRFit:
         """A full IRLS step at (eta, mu): weighted least squares of the working response, by QR with R's rank detection.
 

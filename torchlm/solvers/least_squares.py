@@ -22,11 +22,10 @@ from torchlm.solvers.autograd import (
     limited_pivoting,
     two_prod,
 )
-from torchlm.sources.row_blocks import ArraySource, DesignSource, RowBlockSource
+from torchlm.sources.row_blocks import ArraySource, DesignSource, RowBlockSource, block_rows
 
 # about 8 MB of float64 per chunk: large enough for LAPACK's blocked QR, small enough for cache and memory
 CHUNK_ELEMENTS = 2**20
-MIN_CHUNK_ROWS = 256
 # problems up to this many design elements always get doubled-precision refinement (cheap there)
 ACCURATE_ELEMENTS = 2**18
 # larger problems are refined (in working precision) only above this condition number
@@ -69,7 +68,7 @@ def chunk_rows(n: int, p: int) -> int:
     -------
     int
     """
-    return int(max(MIN_CHUNK_ROWS, min(n, CHUNK_ELEMENTS // max(p + 1, 1))))
+    return block_rows(n, p, CHUNK_ELEMENTS)
 
 
 def linear_chunks(X: Any, y: np.ndarray | None = None, weights: np.ndarray | None = None,

@@ -23,14 +23,20 @@ BLOCK_ELEMENTS = 2**20
 MIN_BLOCK_ROWS = 256
 
 
-def block_rows(n: int, p: int) -> int:
+def block_rows(n: int, p: int, elements: int | None = None) -> int:
     """Rows per block for a p-column problem of n rows.
+
+    Parameters
+    ----------
+    n, p : rows and columns of the problem.
+    elements : elements per block (default BLOCK_ELEMENTS, read at call time so tests can shrink it).
 
     Returns
     -------
     int
     """
-    return int(max(MIN_BLOCK_ROWS, min(max(n, 1), BLOCK_ELEMENTS // max(p + 1, 1))))
+    per = BLOCK_ELEMENTS if elements is None else elements
+    return int(max(MIN_BLOCK_ROWS, min(max(n, 1), per // max(p + 1, 1))))
 
 
 @dataclass(frozen=True)
@@ -272,7 +278,7 @@ def row_quadratic(X: Any, cols: list[int], form: Callable[[torch.Tensor], torch.
     """
     m = X.shape[0]
     out = np.empty(m)
-    step = max(1, 2**20 // max(len(cols), 1))
+    step = block_rows(m, len(cols))
     for s in range(0, m, step):
         B = np.asarray(X[s:s + step], dtype=np.float64)[:, cols]
         out[s:s + step] = form(torch.as_tensor(np.ascontiguousarray(B))).numpy()
