@@ -17,6 +17,11 @@ Every error torchlm raises for bad input or a bad request is a :class:`TorchlmEr
 
 from __future__ import annotations
 
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class TorchlmError(ValueError):
     """Base of every error torchlm raises for bad input or a bad request."""
@@ -63,3 +68,49 @@ class OptimumWarning(TorchlmWarning):
 
 class SingularHessianWarning(TorchlmWarning):
     """The Hessian is singular: the named parameters are not identifiable and get NaN standard errors."""
+
+
+# --- warning without touching the process-global warnings filters --------------------------------
+# warnings.catch_warnings() saves and restores the one process-wide filter list (before Python 3.14):
+# two threads inside it at once can leave "ignore everything" installed for good. Internal refits that
+# must not repeat R's warnings (anova's and profile's refits, glm's null deviance) silence torchlm's
+# own warnings for their thread instead.
+_silence = threading.local()
+
+
+@contextmanager
+def silenced() -> Iterator[None]:
+    """Silence torchlm's own warnings (those given through :func:`warn`) in this thread, for the block.
+
+    Returns
+    -------
+    contextmanager
+        Nested uses are fine; other threads keep their warnings.
+    """
+    depth = getattr(_silence, "depth", 0)
+    _silence.depth = depth + 1
+    try:
+        yield
+    finally:
+        _silence.depth = depth
+
+
+def warn(message: str, category: type[Warning] = TorchlmWarning, stacklevel: int = 2) -> None:
+    """warnings.warn, unless this thread is inside :func:`silenced`.
+
+    Parameters
+    ----------
+    message : str
+        The warning's text (R's text, where torchlm copies an R warning).
+    category : type of Warning
+        The warning class.
+    stacklevel : int
+        As warnings.warn's, counted from the caller of this function.
+
+    Returns
+    -------
+    None
+    """
+    if getattr(_silence, "depth", 0):
+        return
+    warnings.warn(message, category, stacklevel=stacklevel + 1)

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from torchlm.errors import DataError, OptionError
+from torchlm.errors import DataError, OptionError, TorchlmWarning, silenced
 from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.sources.row_blocks import DesignSource
@@ -73,9 +73,17 @@ def anova(*fits: LinearModelResult | GeneralizedLinearModelResult, test: str | N
     """
     if not fits:
         raise OptionError("anova() needs at least one fitted model")
+    for f in fits:
+        if not (hasattr(f, "design") and hasattr(f, "deviance") and hasattr(f, "df_residual")):
+            raise OptionError(f"anova() compares fitted models (tl.lm or tl.glm results), not {type(f).__name__}")
+    kinds = {_is_glm(f) for f in fits}
+    if len(kinds) > 1:
+        raise OptionError("anova() compares models of one kind: all GLMs or all linear models; "
+                          "refit the linear model with tl.glm(..., family='gaussian') to compare it with a GLM")
+    if test is not None and not isinstance(test, str):
+        raise OptionError(f"test must be a string or None, not {type(test).__name__}")
+    fits = _same_response(fits)
     if _is_glm(fits[0]):
-        if not all(_is_glm(f) for f in fits):
-            raise OptionError("anova() compares models of one kind: all GLMs or all linear models")
         if test == DEFAULT:
             test = "Chisq" if fits[0].family.fixed_dispersion else "F"
         if test == "LRT":
@@ -88,6 +96,24 @@ def anova(*fits: LinearModelResult | GeneralizedLinearModelResult, test: str | N
     if len(fits) == 1:
         return _sequential(fits[0])
     return _nested(fits, "F" if test == DEFAULT else test)
+
+
+def _same_response(fits: tuple) -> tuple:
+    """R's anova.lmlist / anova.glmlist: models whose response differs from model 1's are dropped, with a warning."""
+    first = fits[0].design.response
+    keep = tuple(f for f in fits if f.design.response == first)
+    if len(keep) < len(fits):
+        # R: sQuote(deparse(responses[!sameresp])) in a UTF-8 locale
+        dropped = [f'"{f.design.response}"' for f in fits if f.design.response != first]
+        shown = dropped[0] if len(dropped) == 1 else f"c({', '.join(dropped)})"
+        warnings.warn(f"models with response \u2018{shown}\u2019 removed because response differs from model 1",
+                      TorchlmWarning, stacklevel=3)
+    return keep
+
+
+def _df_change(resdf: np.ndarray) -> np.ndarray:
+    # + 0.0 turns -0.0 (equal df) into 0, which R prints as 0
+    return np.r_[np.nan, -np.diff(resdf) + 0.0]
 
 
 def _is_glm(fit: LinearModelResult | GeneralizedLinearModelResult) -> TypeIs[GeneralizedLinearModelResult]:
@@ -130,16 +156,19 @@ def _nested(fits, test) -> pd.DataFrame:
         raise OptionError(f"test must be 'F' or None for linear models, not {test!r}")
     resdf = np.array([f.df_residual for f in fits], dtype=float)
     rss = np.array([f.deviance for f in fits])
-    df = np.r_[np.nan, -np.diff(resdf)]
-    ssq = np.r_[np.nan, -np.diff(rss)]
+    df = _df_change(resdf)
+    ssq = np.r_[np.nan, -np.diff(rss) + 0.0]
     tab = pd.DataFrame({"Res.Df": resdf, "RSS": rss, "Df": df, "Sum of Sq": ssq},
                        index=[str(i + 1) for i in range(len(fits))])
     if test == "F":
         big = int(np.argmin(resdf))
         scale = rss[big] / resdf[big]
-        fval = ssq / df / scale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fval = ssq / df / scale
+        # R's stat.anova: no F for equal df, and NA rather than p = 1 for a negative F
+        fval[(df == 0) | (fval < 0)] = np.nan
         tab["F"] = fval
-        tab["Pr(>F)"] = stats.f.sf(np.abs(fval), np.abs(df), resdf[big])
+        tab["Pr(>F)"] = stats.f.sf(fval, np.abs(df), resdf[big])
     return _table(tab, "Analysis of Variance Table\n\n" + _model_lines(fits))
 
 
@@ -192,7 +221,7 @@ def _glm_sequential(fit, test) -> pd.DataFrame:
         resdf.append(fit.df_residual)
         resdev.append(fit.deviance)
     resdf_a, resdev_a = np.array(resdf, dtype=float), np.array(resdev)
-    tab = pd.DataFrame({"Df": np.r_[np.nan, -np.diff(resdf_a)],
+    tab = pd.DataFrame({"Df": _df_change(resdf_a),
                         "Deviance": np.r_[np.nan, np.maximum(0, -np.diff(resdev_a))],
                         "Resid. Df": resdf_a, "Resid. Dev": resdev_a}, index=["NULL"] + terms)
     if test is not None:
@@ -206,8 +235,8 @@ def _glm_nested(fits, test) -> pd.DataFrame:
         raise DataError("models were not all fitted to the same size of dataset")
     resdf = np.array([f.df_residual for f in fits], dtype=float)
     resdev = np.array([f.deviance for f in fits])
-    tab = pd.DataFrame({"Resid. Df": resdf, "Resid. Dev": resdev, "Df": np.r_[np.nan, -np.diff(resdf)],
-                        "Deviance": np.r_[np.nan, -np.diff(resdev)]},
+    tab = pd.DataFrame({"Resid. Df": resdf, "Resid. Dev": resdev, "Df": _df_change(resdf),
+                        "Deviance": np.r_[np.nan, -np.diff(resdev) + 0.0]},
                        index=[str(i + 1) for i in range(len(fits))])
     if test is not None:
         big = fits[int(np.argmin(resdf))]
@@ -246,6 +275,10 @@ def drop1(fit: LinearModelResult | GeneralizedLinearModelResult, test: str | Non
         Laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of Sq, RSS, AIC (lm) or
         Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
     """
+    if not (hasattr(fit, "design") and hasattr(fit, "deviance")):
+        raise OptionError(f"drop1() takes a fitted model (a tl.lm or tl.glm result), not {type(fit).__name__}")
+    if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not math.isfinite(k) or k < 0:
+        raise OptionError(f"k must be a finite number >= 0 (2 for AIC, log(n) for BIC), not {k!r}")
     if test == "LRT":
         test = "Chisq"
     if test not in (None, "F", "Chisq"):
@@ -347,8 +380,7 @@ def refit_deviance(fit: GeneralizedLinearModelResult, cols: list[int]) -> tuple[
     """
     ctl = dict(CONTROL_DEFAULTS)
     passes = GLMPasses(DesignSource(fit.design), fit._y, fit._w, fit._offset, fit.family, columns=cols)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with silenced():
         # R's anova.glm refits start from the family's mustart at the (initialized) response
         _, _, mu0 = fit.family.initialize(fit._y, fit._w)
         sub = irls(passes, mustart=mu0, control=ctl, tol=fit.tol)

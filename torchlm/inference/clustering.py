@@ -103,6 +103,8 @@ def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
             cols = ", ".join(map(str, list(data.columns)[:12]))
             raise UnknownVariableError(f"cluster variable {c!r} is not a column of the data (columns: {cols})")
         values, label = np.asarray(data[c].to_numpy())[rows], c
+    elif isinstance(c, pd.Series) and data is not None and not c.index.equals(data.index):
+        values, label = _aligned_series(c, d.index), str(c.name or "the cluster Series")
     else:
         arr = np.asarray(c)
         if arr.ndim != 1:
@@ -114,9 +116,29 @@ def _one_cluster(fit, c) -> tuple[np.ndarray, str]:
             values = arr
         else:
             n_data = "" if data is None else f"the data has {len(data)} rows, "
-            raise OptionError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}")
+            raise OptionError(f"cluster array has {len(arr)} values; {n_data}the fit uses {n_used}: pass one value "
+                              "per row of the data given to the fit, a column name, or a pandas Series (matched to "
+                              "the rows by its index)")
     missing = pd.isna(pd.Series(values)).to_numpy()
     if missing.any():
         raise DataError(f"cluster variable {label!r} has {int(missing.sum())} missing value(s) in the rows used by "
                          "the fit; refit without those rows (subset=) or fill them in")
     return values, label
+
+
+def _aligned_series(c: pd.Series, used: pd.Index) -> np.ndarray:
+    """A cluster Series whose index is not the data's: its values at the fit's rows, matched by label.
+
+    A Series taken from the data before rows were dropped (or from a frame in another order) would
+    otherwise be read by position and pair rows with the wrong clusters.
+    """
+    label = str(c.name or "the cluster Series")
+    if not c.index.is_unique:
+        raise OptionError(f"cluster {label!r} has a different index from the fit's data and duplicate labels in it, "
+                          "so its values cannot be matched to the rows; pass an array in the data's row order")
+    missing = used.difference(c.index)
+    if len(missing):
+        shown = ", ".join(map(repr, list(missing[:5])))
+        raise OptionError(f"cluster {label!r} has no value for {len(missing)} row(s) the fit uses (index labels "
+                          f"{shown}{', ...' if len(missing) > 5 else ''}); its index must cover the data's rows")
+    return c.loc[used].to_numpy()

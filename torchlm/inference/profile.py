@@ -10,7 +10,6 @@ approx are reproduced exactly, so the intervals are R's, not a finer root of the
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from torchlm.errors import FitError, OptionError
+from torchlm.errors import FitError, OptionError, silenced
 from torchlm.results.base import confint_labels
 from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
 from torchlm.sources.row_blocks import DesignSource
@@ -78,8 +77,7 @@ def profile(fit: GeneralizedFit, which: list[str] | None = None, alpha: float = 
                 bi = float(b0.iloc[i]) + sgn * step * delta * float(se.iloc[i])
                 # the profiled coefficient held at bi (its column enters the offset), the others refitted
                 passes = GLMPasses(source, fit._y, fit._w, fit._offset, fit.family, columns=others, fixed={i: bi})
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # R's glm.fit warnings at the far grid points
+                with silenced():  # R's glm.fit warnings at the far grid points
                     sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=dict(CONTROL_DEFAULTS),
                                tol=fit.tol)
                 lp = sub.eta
@@ -116,6 +114,7 @@ def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | 
 
     names = list(fit.names)
     parm = names if parm is None else list(parm)
+    fit._quantile(level)  # the level checked before any refit
     prof = profile(fit, [p for p in parm if p in fit.estimable], alpha=(1 - level) / 4)
     a = (1 - level) / 2
     cutoff = stats.norm.ppf([a, 1 - a])

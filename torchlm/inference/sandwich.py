@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch.func import grad, vmap
 
-from torchlm.errors import DataError, OptionError
+from torchlm.errors import DataError, OptionError, TorchlmWarning
 from torchlm.inference.clustering import cluster_codes, cluster_values
 from torchlm.inference.hac import (  # noqa: F401
     _bandwidth_from_u,
@@ -258,8 +258,11 @@ def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | No
         raise OptionError(f"hat has {h.shape[0]} values for {n} rows of scores")
     if not torch.isfinite(h).all() or (h < 0).any() or (h > 1 + 1e-10).any():
         raise DataError("hat values must lie in [0, 1]")
-    if (h > 1 - math.sqrt(np.finfo(float).eps)).any():
-        warnings.warn(f"{type} covariances become numerically unstable if hat values are close to 1", stacklevel=4)
+    close = torch.nonzero(h > 1 - math.sqrt(np.finfo(float).eps)).reshape(-1)
+    if len(close):
+        at = ", ".join(str(int(j) + 1) for j in close)
+        warnings.warn(f"{type} covariances become numerically unstable if hat values are close to 1 "
+                      f"as for observations {at}", TorchlmWarning, stacklevel=4)
     one_minus = 1 - h
     if type == "HC2":
         return 1 / one_minus
@@ -430,7 +433,7 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
     n, k = len(rows), Xw.shape[1]
     device = getattr(fit, "device", None)
     C = torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device)
-    hat = _pad(leverages(Xw, C), rows) if type in NEEDS_HAT else None
+    hat = _pad(_forced_leverages(Xw, C), rows) if type in NEEDS_HAT else None
     pos = torch.as_tensor(np.flatnonzero(rows), device=device)
     df = _residual_df(n, k, None)
 
@@ -459,6 +462,13 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
     V = (C @ M @ C) * (fit.nobs / n) ** 2
     names = list(fit.estimable)
     return pd.DataFrame(((V + V.T) / 2).cpu().numpy(), index=names, columns=names), describe(type, labels, lag)
+
+
+def _forced_leverages(Xw: np.ndarray | WorkingRows, C: torch.Tensor) -> torch.Tensor:
+    # R's lm.influence (behind sandwich's hatvalues) sets h > 1 - 10 eps to exactly 1, so that a
+    # point fitted exactly gives HC2-HC5 NaN instead of a finite number made of rounding noise
+    h = leverages(Xw, C)
+    return torch.where(h > 1 - 10 * float(np.finfo(float).eps), torch.ones_like(h), h)
 
 
 def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:

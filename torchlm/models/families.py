@@ -8,12 +8,11 @@ tensors, so the IRLS fit runs on the model's device. The links are defined in to
 from __future__ import annotations
 
 import math
-import warnings
 from abc import ABC, abstractmethod
 
 import torch
 
-from torchlm.errors import DataError, ModelInputError
+from torchlm.errors import DataError, ModelInputError, warn
 
 # the links are defined in torchlm.links; importable from here as they always were
 from torchlm.models.links import (  # noqa: F401
@@ -278,7 +277,9 @@ class Gaussian(Family):
 
     def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         nobs = y.numel()
-        return float(nobs * (math.log(dev / nobs * 2 * math.pi) + 1) + 2 - torch.log(wt).sum())
+        # R's log(0) is -Inf: an exact fit has AIC -Inf, not a math domain error
+        log_scale = math.log(dev / nobs * 2 * math.pi) if dev > 0 else (-math.inf if dev == 0 else math.nan)
+        return float(nobs * (log_scale + 1) + 2 - torch.log(wt).sum())
 
     def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if (self.link.name == "inverse" and bool((y == 0).any())) or (self.link.name == "log" and bool((y <= 0).any())):
@@ -329,7 +330,7 @@ class Binomial(Family):
             )
         m = weights * y
         if self.has_likelihood and bool((torch.abs(m - torch.round(m)) > 1e-3).any()):
-            warnings.warn("non-integer #successes in a binomial glm!", stacklevel=4)
+            warn("non-integer #successes in a binomial glm!", stacklevel=4)
         return y, torch.ones_like(y), (weights * y + 0.5) / (weights + 1)
 
 
@@ -390,6 +391,15 @@ class Poisson(Family):
 
     def aic(self, y: torch.Tensor, n: torch.Tensor, mu: torch.Tensor, wt: torch.Tensor, dev: float) -> float:
         ll = torch.xlogy(y, mu) - mu - torch.lgamma(y + 1)
+        # R's dpois: a non-integer count has probability 0 (log -Inf, so AIC Inf), with a warning each
+        nonint = torch.abs(y - torch.round(y)) > 1e-7 * torch.clamp(torch.abs(y), min=1.0)
+        if bool(nonint.any()):
+            bad = y[nonint]
+            for v in bad[:5].tolist():
+                warn(f"non-integer x = {v:f}", stacklevel=4)
+            if len(bad) > 5:
+                warn(f"... and {len(bad) - 5} more non-integer counts", stacklevel=4)
+            ll = torch.where(nonint, torch.full_like(ll, -math.inf), ll)
         return float(-2 * (ll * wt).sum())
 
     def initialize(self, y: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from torchlm import threads
-from torchlm.errors import ModelInputError
+from torchlm.errors import ModelInputError, silenced
 from torchlm.frame import build_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string
@@ -93,7 +93,6 @@ def _null_deviance(source, y, w, off, fam, fit, design, ctl, tol) -> float:
         wtdmu = (w * y).sum() / w.sum()
         return float(fam.dev_resids(y, wtdmu.expand_as(y), w).sum())
     j = design.names.index("Intercept")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with silenced():  # the null model's glm.fit warnings are not the fit's
         null_fit = irls(GLMPasses(source, y, w, off, fam, columns=[j]), mustart=fit.mu, control=ctl, tol=tol)
     return null_fit.deviance

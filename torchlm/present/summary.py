@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from torchlm.errors import TorchlmWarning
 from torchlm.present import rformat as rf
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class LMSummary:
         self.fit = fit
         f = fit.fitted().to_numpy()
         if len(f) > 1 and fit.sigma**2 < (f.mean() ** 2 + f.var(ddof=1)) * 1e-30:
-            warnings.warn("essentially perfect fit: summary may be unreliable", stacklevel=3)
+            warnings.warn("essentially perfect fit: summary may be unreliable", TorchlmWarning, stacklevel=3)
         V, self.vcov_description = fit._covariance(vcov, cluster)
         self._full = fit._table(V)
         self.coefficients = self._full.loc[fit.estimable]

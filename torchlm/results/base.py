@@ -71,7 +71,7 @@ class CovarianceChoice:
 class ModelResult:
     """Base of every fitted model (lm, glm, tl.infer / tl.mle estimates, and the models to come).
 
-    Subclasses set ``names`` and ``df_residual`` and implement the hooks below; everything else
+    Subclasses set ``_names`` (a tuple) and ``df_residual`` and implement the hooks below; everything else
     (coef, estimable, aliased, vcov, std_errors, confint, coef_table, wald_test) is defined here once.
 
     Hooks
@@ -90,11 +90,22 @@ class ModelResult:
     robust_types : the robust types the model offers.
     """
 
-    names: list[str]
+    _names: tuple[str, ...]
     df_residual: int | None
     statistic = "t"
     robust_types: tuple[str, ...] = VCOV_TYPES[1:]
     robust_hint = ""
+
+    @property
+    def names(self) -> list[str]:
+        """The coefficient names, in the model's order.
+
+        Returns
+        -------
+        list of str
+            A new list each time: changing it leaves the fit as it was.
+        """
+        return list(self._names)
 
     # a read-only property, not a class attribute: a model may derive it from the fit (tl.infer's estimates
     # do); a class attribute in a subclass still overrides it

@@ -182,7 +182,7 @@ class Estimates(ModelResult):
                  singular_tol: float = 1e-10, on_negative: str = "raise", header: str | None = None,
                  curvature: Curvature | None = None,
                  advice: str = "train further (torch.optim.LBFGS converges fast on these objectives) and call again"):
-        self.names = list(names)
+        self._names = tuple(names)
         self._est = np.asarray(estimate, dtype=float)
         self._H = np.asarray(hessian, dtype=float)
         self.gradient = pd.Series(np.asarray(gradient, dtype=float), index=self.names, name="gradient")

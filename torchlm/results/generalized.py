@@ -46,7 +46,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         self._fit = fit
         self._qr = fit.qr
         self._y, self._w, self._offset = y, weights, offset
-        self.names = list(design.names)
+        self._names = tuple(design.names)
         self.rank = fit.qr.rank
         self.statistic = family.test_statistic
         self.iterations = fit.iterations
@@ -54,6 +54,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         self.boundary = fit.boundary
         self.deviance = fit.deviance
         self.null_deviance = null_deviance
+        self._aic: float | None = None
         used = weights != 0
         self.nobs = int(used.sum())
         self.df_residual = self.nobs - self.rank
@@ -73,6 +74,8 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             self.dispersion = float(wr[weights > 0].sum()) / self.df_residual
         else:
             self.dispersion = float("nan")
+        if family.has_likelihood:
+            self.aic()
 
     # --- ModelResult hooks -----------------------------------------------------------------
     cluster_default = "HC0"  # R's vcovCL for a likelihood model
@@ -200,8 +203,10 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         float
             NaN for the quasi families (no likelihood).
         """
-        n = torch.ones_like(self._y)
-        return self.family.aic(self._y, n, self._fit.mu, self._w, self.deviance) + 2 * self.rank
+        if self._aic is None:
+            n = torch.ones_like(self._y)
+            self._aic = self.family.aic(self._y, n, self._fit.mu, self._w, self.deviance) + 2 * self.rank
+        return self._aic
 
     @property
     def df_loglik(self) -> int:

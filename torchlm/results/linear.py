@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from torchlm.errors import OptionError
 from torchlm.frame import Design, newdata_matrix, newdata_offset
@@ -46,7 +45,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         self.device, self.dtype = device, dtype
         self._qr = qr
         d = design
-        self.names = list(d.names)
+        self._names = tuple(d.names)
         self.rank = qr.rank
         beta = np.where(np.isnan(qr.coef), 0.0, qr.coef)
         eta = d.matvec(beta)
@@ -273,7 +272,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
                 width = np.sqrt(ip + res_var / pw)
             else:
                 width = np.sqrt(ip)
-            q = stats.t.ppf(1 - (1 - level) / 2, self.df_residual)
+            q = self._quantile(level)
             out["lwr"] = fit - q * width
             out["upr"] = fit + q * width
         return out

@@ -32,7 +32,10 @@ class HasDesign(Protocol):
 class DesignFit(Protocol):
     """A model fitted on a design matrix by (iteratively re)weighted least squares: an lm or a glm."""
 
-    names: list[str]
+    @property
+    def names(self) -> list[str]:
+        """The coefficient names (a copy)."""
+
     design: Design
     rank: int
     df_residual: int
@@ -100,6 +103,9 @@ class GeneralizedFit(DesignFit, Protocol):
     _y: torch.Tensor
     _w: torch.Tensor
     _offset: torch.Tensor
+
+    def _quantile(self, level: float, statistic: str | None = None) -> float:
+        """The two-sided quantile of an interval at ``level`` (an OptionError unless 0 < level < 1)."""
 
 
     def aic(self) -> float:

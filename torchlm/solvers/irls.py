@@ -11,7 +11,6 @@ reads the blocks through lm's QR solver.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from torchlm import threads
-from torchlm.errors import DataError, ModelInputError
+from torchlm.errors import DataError, ModelInputError, warn
 from torchlm.models.families import Family
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
@@ -370,7 +369,7 @@ class _IRLSProblem:
             new = _as_coef(qr, coef)
             self.use_gram = qr.rank > 0 and condition_estimate(qr.R) < GRAM_CONDITION
         if not bool(torch.isfinite(new[self.est]).all()):
-            warnings.warn(f"non-finite coefficients at iteration {state.iteration + 1}", stacklevel=5)
+            warn(f"non-finite coefficients at iteration {state.iteration + 1}", stacklevel=5)
             return None
         return Step(direction=new - coef, newton=False, point=new)
 
@@ -381,7 +380,7 @@ def _halving_warnings(state: State) -> None:
     for fault in state.trial.rejected if state.trial else ():
         if fault not in said:
             said.add(fault)
-            warnings.warn("step size truncated due to divergence" if fault in ("non-finite", "error")
+            warn("step size truncated due to divergence" if fault in ("non-finite", "error")
                           else "step size truncated: out of bounds", stacklevel=5)
 
 
@@ -432,11 +431,11 @@ def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch
     # covariance at the final estimate: a QR factorization with the working weights there
     qr = passes.qr_step(P.eta, P.mu, tol)
     if not conv:
-        warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
+        warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
-        warnings.warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
+        warn("glm.fit: algorithm stopped at boundary value", stacklevel=3)
     if family.boundary_message and family.at_boundary(P.mu):
-        warnings.warn(family.boundary_message, stacklevel=3)
+        warn(family.boundary_message, stacklevel=3)
     out = np.full(p, np.nan)
     est = qr.pivot[: qr.rank]
     out[est] = coef.cpu().double().numpy()[est]

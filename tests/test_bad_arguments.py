@@ -1,0 +1,227 @@
+"""Odd calls to the verbs (anova, drop1, vcov, aic, names): R's answer or a clear error, never a wrong number.
+
+R's answers come from tests/fixtures/badinput/make_badinput.R (R 4.2.2, sandwich).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import torchlm as tl
+
+HERE = Path(__file__).parent / "fixtures" / "badinput"
+R = json.loads((HERE / "badinput.json").read_text())
+DATA = pd.read_csv(HERE / "data.csv")
+
+
+def _r(values) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values])
+
+
+def assert_table(tab: pd.DataFrame, want: dict, rtol: float = 1e-9) -> None:
+    assert list(tab.columns) == list(want), (list(tab.columns), list(want))
+    for col, values in want.items():
+        np.testing.assert_allclose(tab[col].to_numpy(dtype=float), _r(values), rtol=rtol, err_msg=col)
+
+
+def recorded(fn):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = fn()
+    return out, [str(x.message) for x in w]
+
+
+@pytest.fixture
+def d() -> pd.DataFrame:
+    return DATA.copy()
+
+
+# --- anova -----------------------------------------------------------------------------------------
+
+def test_anova_drops_a_model_with_another_response_as_r(d):
+    tab, msgs = recorded(lambda: tl.anova(tl.lm("y ~ x", d), tl.lm("z ~ x", d)))
+    assert msgs == R["anova_response"]["warnings"]
+    assert_table(tab, R["anova_response"]["table"])
+    assert tab.index.tolist() == ["x", "Residuals"]
+
+
+def test_anova_response_warning_is_a_torchlm_warning(d):
+    with pytest.warns(tl.TorchlmWarning, match="response differs from model 1"):
+        tl.anova(tl.glm("c ~ x", d, family="poisson"), tl.glm("k ~ x", d, family="poisson"))
+
+
+def test_anova_equal_df_leaves_f_blank_as_r(d):
+    tab = tl.anova(tl.lm("y ~ x", d), tl.lm("y ~ z", d))
+    assert_table(tab, R["anova_equal_df"])
+    assert "Inf" not in str(tab) and "-0" not in str(tab)
+
+
+def test_anova_negative_f_is_na_not_p_one(d):
+    assert_table(tl.anova(tl.lm("y ~ x + z", d), tl.lm("y ~ g", d)), R["anova_negative_f"])
+
+
+def test_glm_anova_equal_df_leaves_the_test_blank(d):
+    tab = tl.anova(tl.glm("c ~ x", d, family="poisson"), tl.glm("c ~ z", d, family="poisson"), test="Chisq")
+    assert_table(tab, R["anova_glm_equal_df"], rtol=1e-7)  # R's glm stops at its own epsilon
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_anova_of_an_lm_and_a_glm_is_refused(d, order):
+    fits = [tl.lm("y ~ x", d), tl.glm("y ~ x + z", d)]
+    if order:
+        fits.reverse()
+    with pytest.raises(tl.OptionError, match="one kind.*family='gaussian'"):
+        tl.anova(*fits)
+
+
+def test_anova_bad_test_argument(d):
+    with pytest.raises(tl.OptionError, match="test must be"):
+        tl.anova(tl.lm("y ~ x", d), test=1)
+    with pytest.raises(tl.OptionError, match="test must be 'F' or None"):
+        tl.anova(tl.lm("y ~ x", d), test="Rao!")
+
+
+@pytest.mark.parametrize("k", ["a", None, math.nan, -1, math.inf, True])
+def test_drop1_k_must_be_a_number(d, k):
+    with pytest.raises(tl.OptionError, match="k must be a finite number"):
+        tl.drop1(tl.lm("y ~ x + z", d), k=k)
+
+
+def test_drop1_k_log_n_is_bic(d):
+    fit = tl.lm("y ~ x + z", d)
+    a2, ak = tl.drop1(fit), tl.drop1(fit, k=np.log(20))
+    np.testing.assert_allclose(ak["AIC"] - a2["AIC"], (np.log(20) - 2) * np.array([3, 2, 2]), rtol=1e-12)
+
+
+# --- sandwich at a point of leverage 1 -------------------------------------------------------------
+
+@pytest.mark.parametrize("type", ["HC0", "HC1", "HC2", "HC3", "HC4"])
+def test_glm_hc_at_leverage_one_is_r(d, type):
+    fit = tl.glm("c ~ x + g1", d, family="poisson")
+    se, msgs = recorded(lambda: fit.std_errors(vcov=type))
+    want = R["glm_hc_hat1"][type]
+    np.testing.assert_allclose(se.to_numpy(), _r(want["se"]), rtol=1e-6)  # R's glm stops at its epsilon
+    assert msgs == want["warnings"]
+
+
+def test_lm_hc3_at_leverage_one_is_nan(d):
+    with pytest.warns(tl.TorchlmWarning, match="as for observations 1$"):
+        se = tl.lm("y ~ x + g1", d).std_errors(vcov="HC3")
+    assert se.isna().all()
+
+
+# --- Poisson with non-integer counts ---------------------------------------------------------------
+
+def test_poisson_non_integer_counts_aic_inf_with_r_warnings(d):
+    want = R["poisson_nonint"]
+    fit, msgs = recorded(lambda: tl.glm("cf ~ x", d, family="poisson"))
+    assert msgs[:5] == want["warnings"][:5]
+    assert msgs[5] == f"... and {len(want['warnings']) - 5} more non-integer counts"
+    np.testing.assert_allclose(fit.coef().to_numpy(), _r(want["coef"]), rtol=1e-7)
+    _, later = recorded(lambda: (fit.aic(), fit.loglik(), str(fit.summary())))
+    assert later == []  # R warns once, when glm() fits
+    assert fit.aic() == math.inf and fit.loglik() == -math.inf
+    assert "AIC: Inf" in str(fit.summary())
+
+
+def test_poisson_integer_counts_do_not_warn(d):
+    _, msgs = recorded(lambda: tl.glm("c ~ x", d, family="poisson"))
+    assert not [m for m in msgs if "non-integer" in m]
+
+
+def test_quasipoisson_non_integer_counts_fit_quietly(d):
+    fit, msgs = recorded(lambda: tl.glm("cf ~ x", d, family="quasipoisson"))
+    assert not [m for m in msgs if "non-integer" in m]
+    assert math.isnan(fit.aic())
+
+
+# --- results are not changed through what they hand out ----------------------------------------------
+
+@pytest.mark.parametrize("kind", ["lm", "glm"])
+def test_names_is_a_copy(d, kind):
+    fit = tl.lm("y ~ x", d) if kind == "lm" else tl.glm("c ~ x", d, family="poisson")
+    before = fit.summary().__str__()
+    fit.names.append("junk")
+    fit.names.clear()
+    assert fit.names == ["Intercept", "x"]
+    assert str(fit.summary()) == before
+    coef = fit.coef()
+    coef["x"] = 99.0
+    assert fit.coef()["x"] != 99.0
+
+
+# --- cluster variables after rows were dropped -------------------------------------------------------
+
+def test_cluster_series_is_matched_by_index_after_rows_are_dropped(d):
+    dd = d.copy()
+    dd.loc[3, "x"] = np.nan
+    kept = dd.dropna()
+    by_name = tl.lm("y ~ x", dd).vcov(cluster="g")
+    fit = tl.lm("y ~ x", kept)
+    # the full column (the row dropped) and a shuffled copy pair each row with its own cluster
+    pd.testing.assert_frame_equal(fit.vcov(cluster=d["g"]), by_name, rtol=1e-12)
+    pd.testing.assert_frame_equal(fit.vcov(cluster=kept["g"].sample(frac=1, random_state=1)), by_name, rtol=1e-12)
+    with pytest.raises(tl.OptionError, match=r"no value for 4 row\(s\).*labels 0, 1, 2, 4"):
+        fit.vcov(cluster=d["g"].iloc[5:])
+    with pytest.raises(tl.OptionError, match="cluster array has 20 values; the data has 19 rows.*Series"):
+        fit.vcov(cluster=d["g"].to_numpy())
+
+
+def test_anova_and_drop1_take_fitted_models(d):
+    with pytest.raises(tl.OptionError, match="compares fitted models.*not int"):
+        tl.anova(3)
+    with pytest.raises(tl.OptionError, match="compares fitted models.*not DataFrame"):
+        tl.anova(tl.lm("y ~ x", d), d)
+    with pytest.raises(tl.OptionError, match="takes a fitted model"):
+        tl.drop1("y ~ x")
+
+
+@pytest.mark.parametrize("level", [5, 0, 1, -0.5, "a", None, True])
+def test_prediction_interval_level_is_checked(d, level):
+    fit = tl.lm("y ~ x", d)
+    with pytest.raises(tl.OptionError, match="level must be between 0 and 1"):
+        fit.predict(d, interval="confidence", level=level)
+
+
+@pytest.mark.parametrize("level", [1.5, 0, "a"])
+def test_profile_interval_level_is_checked_before_profiling(d, level):
+    fit = tl.glm("c ~ x", d, family="poisson")
+    with pytest.raises(tl.OptionError, match="level must be between 0 and 1"):
+        fit.confint(level=level, method="profile")
+
+
+# --- internal refits keep the process's warnings filters as they were ---------------------------------
+
+def test_refits_from_threads_leave_the_warnings_filters_alone(d):
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = list(warnings.filters)
+    fit = tl.glm("c ~ x", d, family="poisson")
+
+    def work(_):
+        return tl.anova(fit).to_numpy(), tl.drop1(fit).to_numpy(), fit.confint(method="profile").to_numpy()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert list(warnings.filters) == before  # no "ignore" left behind by a catch_warnings race
+    for r in results[1:]:
+        for a, b in zip(r, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_profile_refits_do_not_repeat_glm_warnings():
+    # far grid points of a near-separated logistic fit: R's glm.fit warns there; the interval does not
+    x = np.r_[np.arange(10.0), 4.5]
+    dd = pd.DataFrame({"x": x, "y": (x > 4).astype(float)})
+    dd.loc[10, "y"] = 0.0
+    fit = tl.glm("y ~ x", dd, family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit.confint(method="profile")
