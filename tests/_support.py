@@ -20,3 +20,20 @@ def read_exact_csv(path, **kw) -> pd.DataFrame:
     if int(pd.__version__.split(".")[0]) < 3:
         kw.setdefault("float_precision", "round_trip")
     return pd.read_csv(path, **kw)
+
+
+def fit_lbfgs(model, loss, X, y, tolerance_grad: float = 1e-14):
+    """Minimise loss(model(X), y) over the model's parameters with LBFGS (strong Wolfe) to near machine precision."""
+    import torch
+
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=500, tolerance_grad=tolerance_grad, tolerance_change=0,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        v = loss(model(X), y)
+        v.backward()
+        return v
+
+    opt.step(closure)
+    return model

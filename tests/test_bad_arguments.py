@@ -1,6 +1,6 @@
 """Odd calls to the verbs (anova, drop1, vcov, aic, names): R's answer or a clear error, never a wrong number.
 
-R's answers come from tests/fixtures/badinput/make_badinput.R (R 4.2.2, sandwich).
+R's answers come from tests/fixtures/bad_input/make_bad_arguments.R (R 4.2.2, sandwich).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 
 import torchlm as tl
 
-HERE = Path(__file__).parent / "fixtures" / "badinput"
-R = json.loads((HERE / "badinput.json").read_text())
-DATA = pd.read_csv(HERE / "data.csv")
+HERE = Path(__file__).parent / "fixtures" / "bad_input"
+R = json.loads((HERE / "bad_arguments.json").read_text())
+DATA = pd.read_csv(HERE / "bad_arguments_data.csv")
 
 
 def _r(values) -> np.ndarray:
@@ -225,3 +225,92 @@ def test_profile_refits_do_not_repeat_glm_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit.confint(method="profile")
+
+
+# --- logical predictors: R's factor with levels FALSE, TRUE ------------------------------------------
+
+LOGICAL = pd.DataFrame({"y": [0.5, 1.5, 2.0, -1.0, 0.3], "x": [1.0, 2, 3, 4, 5],
+                        "b": [True, False, True, False, False]})
+
+
+def _r_names(names: list[str]) -> list[str]:
+    # formulaic's spelling -> R's, for the names these formulas have
+    return [n.replace("Intercept", "(Intercept)").replace("[T.True]", "TRUE").replace("[True]", "TRUE")
+            .replace("[False]", "FALSE") for n in names]
+
+
+@pytest.mark.parametrize("case, formula, data", [
+    ("logical_b", "y ~ b", LOGICAL),
+    ("logical_0b", "y ~ 0 + b", LOGICAL),
+    ("logical_xb", "y ~ x:b", LOGICAL),
+    ("logical_all_true", "y ~ b", LOGICAL.assign(b=True)),
+    ("logical_all_true_xb", "y ~ x:b", LOGICAL.assign(b=True)),
+])
+@pytest.mark.parametrize("dtype", ["bool", "boolean"])
+def test_logical_predictor_is_a_two_level_factor_as_r(case, formula, data, dtype):
+    data = data.assign(b=data["b"].astype(dtype))
+    before = data.copy()
+    fit = tl.lm(formula, data)
+    want = R[case]
+    assert _r_names(fit.names) == want["names"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), _r(want["coef"]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fit.fitted().to_numpy(), _r(want["fitted"]), rtol=1e-9)
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_logical_predictor_in_a_poisson_glm_and_predict():
+    data = LOGICAL.assign(c=[0.0, 2, 1, 3, 0])
+    fit = tl.glm("c ~ 0 + b", data, family="poisson")
+    np.testing.assert_allclose(fit.coef().to_numpy(), _r(R["logical_pois_0b"]["coef"]), rtol=1e-7)
+    new = pd.DataFrame({"b": [False, True]})
+    np.testing.assert_allclose(fit.predict(new, type="response").to_numpy(), [5 / 3, 0.5], rtol=1e-8)
+    # a logical used inside an expression stays a number, as R's I(b * 2)
+    assert tl.lm("y ~ I(b * 2) + x", LOGICAL).names == ["Intercept", "I(b * 2)", "x"]
+    # a logical response is 0/1 (lm) and FALSE/TRUE failure/success (binomial)
+    np.testing.assert_allclose(tl.lm("b ~ x", LOGICAL).coef().to_numpy(), [1.0, -0.2], rtol=1e-12)
+
+
+def test_logical_nullable_missing_values_drop_rows():
+    data = LOGICAL.assign(b=LOGICAL["b"].astype("boolean"))
+    data.loc[2, "b"] = pd.NA
+    fit = tl.lm("y ~ b", data)
+    assert fit.nobs == 4
+    ref = np.linalg.lstsq(np.c_[np.ones(4), [1.0, 0, 0, 0]], data["y"].drop(2).to_numpy(), rcond=None)[0]
+    np.testing.assert_allclose(fit.coef().to_numpy(), ref, rtol=1e-12)
+
+
+# --- glms with an all-zero design (rank 0) -------------------------------------------------------------
+
+@pytest.mark.parametrize("case, formula, family", [("rank0_gaussian", "y ~ 0 + x", "gaussian"),
+                                                    ("rank0_poisson", "k ~ x - 1", "poisson")])
+def test_rank_zero_glm_is_r(case, formula, family):
+    z = pd.DataFrame({"y": [0.17, 0.83, -2.27, 0.07], "x": 0.0, "k": [1.0, 0, 2, 3]})
+    fit = tl.glm(formula, z, family=family)
+    want = R[case]
+    assert fit.coef().isna().all() and fit.rank == 0
+    np.testing.assert_allclose(fit.fitted().to_numpy(), _r(want["fitted"]), rtol=1e-12)
+    np.testing.assert_allclose([fit.deviance, fit.aic()], [want["deviance"], want["aic"]], rtol=1e-10)
+
+
+# --- predict: a new level is an error in every row ------------------------------------------------------
+
+def test_new_level_is_an_error_even_where_another_predictor_is_missing():
+    dd = pd.DataFrame({"y": [14, 26, 24, 17, 22, 19, 26, 17.], "g": [4, 2, 1, 2, 4, 2, 1, 4], "x": np.arange(8.)})
+    fit = tl.lm("y ~ C(g) + x", dd)
+    with pytest.raises(tl.DataError, match="new level"):
+        fit.predict(pd.DataFrame({"g": [3], "x": [np.nan]}))
+    out = fit.predict(pd.DataFrame({"g": [2, 1], "x": [np.nan, 1.0]}))
+    assert np.isnan(out.iloc[0]) and np.isfinite(out.iloc[1])
+
+
+# --- robust covariances of data near 1e300 ----------------------------------------------------------------
+
+@pytest.mark.parametrize("type", ["HC0", "HC1", "HC3"])
+def test_robust_se_of_a_scaled_fit_keeps_the_representable_entries(d, type):
+    base = tl.lm("y ~ x + z", d).std_errors(vcov=type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tl.TorchlmWarning)  # the fit names the out-of-range variance
+        big = tl.lm("y ~ x + z", d.assign(x=d["x"] * 2.0**1000)).std_errors(vcov=type)
+    # intercept and z are unchanged by scaling x; x's variance (about 2^-2000) is below float64's range
+    np.testing.assert_allclose(big[["Intercept", "z"]], base[["Intercept", "z"]], rtol=1e-12)
+    assert big["x"] == 0.0

@@ -114,3 +114,23 @@ def warn(message: str, category: type[Warning] = TorchlmWarning, stacklevel: int
     if getattr(_silence, "depth", 0):
         return
     warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+# torchlm's own uses of warnings.catch_warnings (narrow filters around formulaic and pandas calls) take
+# this lock, so that two of them never interleave and leave a filter installed for good. Warnings from
+# threads outside torchlm that fire inside such a block meet its (narrow) filters: that part of
+# Python's design only 3.14's context-local filters remove.
+_WARNINGS_LOCK = threading.RLock()
+
+
+@contextmanager
+def warnings_guard() -> Iterator[None]:
+    """warnings.catch_warnings() for torchlm's internal, narrow filters, one block at a time across threads.
+
+    Returns
+    -------
+    contextmanager
+        Inside it, install filters with warnings.filterwarnings; they are removed on exit.
+    """
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -10,13 +11,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic import ModelSpec
-from formulaic.errors import FactorEncodingError, FactorEvaluationError
+from formulaic.errors import DataMismatchWarning
 from formulaic.model_matrix import ModelMatrices
+from formulaic.parser.types import Factor
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.variables import get_expression_variables
 
-from torchlm.errors import DataError, FormulaError, UnknownVariableError
-from torchlm.frame.data import as_frame
-from torchlm.frame.formula import materialize, parse_formula, r_powers_in_I
-from torchlm.frame.model_frame import ModelFrame, check_na_action, model_frame
+from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
+from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
+from torchlm.frame.formula import formula_columns, formulaic_formula, materialize, parse_formula, r_powers_in_I
+from torchlm.frame.model_frame import ModelFrame, check_na_action, evaluate_variable, model_frame
 
 
 @dataclass
@@ -140,7 +144,7 @@ class Design:
 
 
 def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
-                 na_action: str = "omit", allow_factor_response: bool = False) -> Design:
+                 na_action: str = "omit", allow_factor_response: bool = False, fitter: str | None = None) -> Design:
     """Model frame + design matrix with R's semantics (subset, then NA omission over every variable used).
 
     Parameters
@@ -156,7 +160,9 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     na_action : str
         "omit" (drop incomplete rows, as R's na.omit) or "fail".
     allow_factor_response : bool
-        Accept a two-level factor response (glm's binomial): its second level is the success.
+        Accept a factor response (glm's binomial): its first level is failure, every other level success.
+    fitter : str, optional
+        How the error for a factor response names the model (``"glm with family 'poisson'"``); lm's when None.
 
     Returns
     -------
@@ -169,10 +175,11 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     parse_formula(formula)
     formula = r_powers_in_I(formula)
     frame = model_frame(data, weights=weights, offset=offset, subset=subset, na_action=na_action)
-    return _design_on_frame(formula, frame, allow_factor_response)
+    return _design_on_frame(formula, frame, allow_factor_response, fitter)
 
 
-def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool = False) -> Design:
+def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool = False,
+                 fitter: str | None = None) -> Design:
     """The response and design matrix of ``formula`` at the rows of a model frame (R's model.matrix).
 
     Rows where an evaluated term is missing (``log(x)`` of a negative x, a missing factor level) are
@@ -186,7 +193,9 @@ def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool
     frame : ModelFrame
         The rows to use (from :func:`torchlm.frame.model_frame`), with their weights and offset.
     allow_factor_response : bool
-        Accept a two-level factor response (glm's binomial): its second level is the success.
+        Accept a factor response (glm's binomial): its first level is failure, every other level success.
+    fitter : str, optional
+        How the error for a factor response names the model; lm's when None.
 
     Returns
     -------
@@ -194,76 +203,297 @@ def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool
         The response, design and weights/offset at the rows used.
     """
     parse_formula(formula)
-    return _design_on_frame(r_powers_in_I(formula), frame, allow_factor_response)
+    return _design_on_frame(r_powers_in_I(formula), frame, allow_factor_response, fitter)
 
 
-def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: bool) -> Design:
+#: share of the available memory that a dense design (and formulaic's copies of it) may take
+DESIGN_MEMORY_FRACTION = 0.25
+#: designs wider than this get a warning: the QR's time grows as n p^2
+WIDE_DESIGN_COLUMNS = 5000
+_STATEFUL = re.compile(r"\b(" + "|".join(k for k, f in TRANSFORMS.items() if k != "Q"
+                                         and getattr(f, "__is_stateful_transform__", False)) + r")\s*\(")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (Linux's MemAvailable, else the physical memory).
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):  # not Linux: the physical memory (none known: no limit)
+        pages = ("SC_PHYS_PAGES", "SC_PAGE_SIZE")
+        return int(np.prod([os.sysconf(k) for k in pages])) if hasattr(os, "sysconf") else 1 << 62
+
+
+def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: bool, fitter: str | None) -> Design:
     """The Design of an already checked and rewritten formula on ``frame`` (narrowed to formulaic's rows)."""
     mm, frame, work = _materialized_rows(formula, frame)
-    lhs_kinds = [state[0] for state in mm.model_spec.lhs.encoder_state.values()]
-    categorical = any(getattr(k, "value", k) == "categorical" for k in lhs_kinds)
-    y, response = _numeric_response(mm.lhs, work, allow_factor_response, categorical)
+    y, response = _numeric_response(mm, work, allow_factor_response, fitter)
     Xdf = mm.rhs
     # kept in formulaic's dtypes (factor dummies are int64): converted to float chunk by chunk, not all at once
     columns = [_numeric_column(Xdf.iloc[:, j]) for j in range(Xdf.shape[1])]
     names = [str(c) for c in Xdf.columns]
-    bad = [n for n, c in zip(names, columns) if not np.isfinite(c).all()]
-    if bad:
+    if bad := [n for n, c in zip(names, columns) if not np.isfinite(c).all()]:
         raise DataError(f"non-finite values (Inf or NaN) in model column(s) {', '.join(bad)}")
     if not np.isfinite(y).all():
         raise DataError(f"non-finite values (Inf) in the response {response!r}")
     spec = mm.model_spec.rhs
     return Design(
         columns=columns, y=y, names=names, response=response, weights=frame.weights, offset=frame.offset,
-        index=frame.index, n_dropped=frame.n_dropped,
-        spec=spec, formula=formula, has_intercept="Intercept" in names,
+        index=frame.index, n_dropped=frame.n_dropped, spec=spec, formula=formula, has_intercept="Intercept" in names,
         assign=_term_assign(spec), offset_column=frame.offset_column, weights_column=frame.weights_column,
         data=frame.data, rows=frame.rows, frame=frame,
     )
 
 
 def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, ModelFrame, pd.DataFrame]:
-    """formulaic's matrices at the frame's rows, the frame narrowed to the rows formulaic kept, and those rows.
+    """formulaic's matrices at the rows R's model.frame keeps, the frame narrowed to them, and those rows.
 
-    formulaic decides which rows are incomplete only as it evaluates the terms (``log(x)`` can make
-    missing values); stateful transforms (poly, scale, center) are then learned again on the complete
-    rows alone, as R learns them.
-    """
-    data = frame.data
-    work = data if frame.n == len(data) else data.iloc[frame.rows]
+    Rows where a stateful transform's variable is missing go first (scale() must not learn from them), then,
+    as R, rows where an evaluated term is missing (``log(x)``, x < 0) or a factor's value is outside its
+    ``levels=`` (R's factor() makes it NA); stateful transforms are learned again on the rows left, and
+    unused categories are dropped (R's drop.unused.levels)."""
+    work = frame.data if frame.n == len(frame.data) else frame.data.iloc[frame.rows]
     work = work.reset_index(drop=True)  # positions, so formulaic's kept index maps back
+    variables, stateful = _formula_variables(formula, work)
+    # R's types first (as materialize gives them), so that the levels below are compared as formulaic sees them
+    work = prepare_columns(logical_factors(work, _logical_terms(formula, work)), variables)
+    keep = ~_missing_rows(work, stateful, frame.na_action)
+    if not keep.all():
+        _check_rows_left(keep, work, variables)
+        work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
+    _check_design_size(formula, work)
     fa = "drop" if frame.na_action == "omit" else "raise"
-    mm = materialize(formula, work, fa)
-    kept = np.asarray(mm.rhs.index, dtype=np.int64)
-    if len(kept) < len(work) and mm.model_spec.rhs.transform_state:
-        work = work.iloc[kept].reset_index(drop=True)
-        frame = frame.restrict(kept)
-        mm = materialize(formula, work, "raise")
-        kept = np.arange(len(work))
-    used = sorted(mm.model_spec.required_variables) if hasattr(mm.model_spec, "required_variables") else []
-    if len(kept) == 0:
-        all_na = [v for v in used if v in work.columns and work[v].isna().all()]
+    mm = _materialize_quietly(formula, work, fa)
+    for _ in range(3):
+        keep = np.zeros(len(work), dtype=bool)
+        keep[np.asarray(mm.rhs.index, dtype=np.int64)] = True
+        outside = _outside_levels(mm, work)
+        if outside.any() and frame.na_action == "fail":
+            raise DataError(f"factor values outside their levels= (missing, as R's factor() makes them) in "
+                            f"{formula!r} and na_action='fail'")
+        keep &= ~outside
+        if keep.all():
+            break
+        _check_rows_left(keep, work, variables)
+        work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
+        if not (outside.any() or mm.model_spec.rhs.transform_state):
+            # formulaic dropped exactly these rows and its encoding of the others holds: no second pass
+            break
+        mm = _materialize_quietly(formula, work, fa)
+    trimmed = _drop_unused_categories(work, variables)
+    if trimmed is not work:
+        work = trimmed
+        mm = _materialize_quietly(formula, work, fa)
+    _check_levels(mm, work)
+    return mm, frame.restrict(np.arange(len(work)), variables=sorted(mm.model_spec.required_variables)), work
+
+
+def _logical_terms(formula: str, work: pd.DataFrame) -> list[str]:
+    """Logical columns that enter the right-hand side as variables (not inside an expression such as I(b * 2))."""
+    try:
+        f = formulaic_formula(formula, work.columns)
+    except Exception:  # materialize reports a formula it cannot read
+        return []
+    lookups, inside = set(), set()
+    for term in f.rhs:
+        for fa in term.factors:
+            if fa.eval_method == Factor.EvalMethod.LOOKUP:
+                lookups.add(fa.expr)
+            else:
+                inside |= _expression_variables(fa.expr)
+    return [c for c in work.columns if c in lookups and c not in inside and is_logical(work[c])]
+
+
+def _formula_variables(formula: str, work: pd.DataFrame) -> tuple[list, list]:
+    """The data columns the formula reads, and those that stateful transforms (scale(x), poly(x, 2)) read."""
+    try:
+        f = formulaic_formula(formula, work.columns)
+        exprs = [fa.expr for side in (f.lhs, f.rhs) for term in side for fa in term.factors]
+        every = formula_columns(f, work.columns)
+    except Exception:  # materialize reports a formula it cannot read
+        return [], []
+    for expr in exprs:  # R's poly(): the orthogonal basis needs degree + 1 distinct points
+        m = re.fullmatch(r"poly\((\w+), (?:degree=)?(\d+)\)", expr)
+        if m and m.group(1) in work.columns and (k := work[m.group(1)].nunique()) <= int(m.group(2)):
+            raise DataError(f"{expr}: 'degree' must be less than number of unique points (R's poly; {m.group(1)!r} "
+                            f"has {k}): lower the degree")
+    names = set().union(*(_expression_variables(e) for e in exprs if _STATEFUL.search(e)))
+    return every, [c for c in every if c in names]
+
+
+def _expression_variables(expr: str) -> set[str]:
+    try:
+        return {str(v) for v in get_expression_variables(expr, {})}
+    except Exception:  # not Python: a name formulaic looks up as it stands
+        return {expr}
+
+
+def _missing_rows(work: pd.DataFrame, variables: list[str], na_action: str) -> np.ndarray:
+    """Rows where a raw variable of the formula is missing (an error when na_action is 'fail')."""
+    missing = np.zeros(len(work), dtype=bool)
+    for v in variables:
+        cells = np.asarray(pd.isna(work[v]))
+        na = np.asarray(cells.any(axis=1) if cells.ndim == 2 else cells)
+        if na.any() and na_action == "fail":
+            raise DataError(f"missing values in variable {v!r} and na_action='fail'")
+        missing |= na
+    return missing
+
+
+def _check_rows_left(keep: np.ndarray, work: pd.DataFrame, variables: list[str]) -> None:
+    if not keep.any():
+        all_na = [v for v in variables if np.asarray(pd.isna(work[v])).all()]
         hint = f" (all values of {', '.join(map(repr, all_na))} are missing)" if all_na else ""
         raise DataError(f"no observations left after removing rows with missing values{hint}")
-    return mm, frame.restrict(kept, variables=used), work
 
 
-def _numeric_response(lhs: pd.DataFrame, frame: pd.DataFrame, allow_factor: bool,
-                      categorical: bool = False) -> tuple[np.ndarray, str]:
-    names = list(lhs.columns)
-    if len(names) != 1 or (categorical and not allow_factor):
-        base = names[0].split("[")[0]
-        if allow_factor and len(names) == 2:
-            # a two-level factor: R's glm takes the first level as failure, the second as success
-            return np.asarray(lhs.iloc[:, 1], dtype=np.float64), base
-        dtype = frame[base].dtype if base in frame.columns else "non-numeric"
-        raise DataError(
-            f"response {base!r} is not numeric (dtype {dtype}, {len(names)} levels); "
-            "lm needs a numeric response"
-        )
+def _materialize_quietly(formula: str, work: pd.DataFrame, na_action: str) -> ModelMatrices:
+    """materialize(), without formulaic's warnings about values outside the levels (the rows are dropped)."""
+    with warnings_guard():
+        warnings.simplefilter("ignore", DataMismatchWarning)
+        warnings.filterwarnings("ignore", message="Constructing a Categorical with a dtype and values")
+        return materialize(formula, work, na_action)
+
+
+def _categorical_factors(spec: ModelSpec) -> dict[str, list]:
+    """Factor expression -> its categories, for the categorical factors of one side of the formula."""
+    return {expr: list(st.get("categories", [])) for expr, (kind, st) in spec.encoder_state.items()
+            if getattr(kind, "value", kind) == "categorical"}
+
+
+def _raw_values(expr: str, rows: pd.DataFrame) -> np.ndarray | None:
+    """A factor's values before encoding (``g`` of ``C(g, levels=...)``), or None if they cannot be read."""
+    try:
+        value = rows[expr] if expr in rows.columns else evaluate_variable(rows, expr)
+    except TorchlmError:
+        return None
+    arr = np.asarray(getattr(value, "__wrapped__", value))
+    return arr if arr.ndim == 1 and len(arr) == len(rows) else None
+
+
+def _level_codes(values: np.ndarray, levels: list) -> np.ndarray:
+    """Position of each value among ``levels``: -1 for a value that is not one of them (or is missing)."""
+    try:
+        return np.asarray(pd.Index(levels).get_indexer(values))
+    except Exception:  # unhashable or mixed values: compare one by one
+        return np.array([next((k for k, lv in enumerate(levels) if lv == v), -1) for v in values])
+
+
+def _outside_levels(mm: ModelMatrices, work: pd.DataFrame) -> np.ndarray:
+    """Rows where a factor's value is not among its categories: formulaic codes them as the reference."""
+    out = np.zeros(len(work), dtype=bool)
+    for side in ("lhs", "rhs"):
+        for expr, levels in _categorical_factors(getattr(mm.model_spec, side)).items():
+            values = _raw_values(expr, work)
+            if values is not None:
+                out |= (_level_codes(values, levels) < 0) & ~np.asarray(pd.isna(values))
+    return out
+
+
+def _drop_unused_categories(work: pd.DataFrame, variables: list[str]) -> pd.DataFrame:
+    """``work`` with categoricals cut to the categories their rows use (R's drop.unused.levels)."""
+    out = work
+    for v in variables:
+        col = work[v]
+        if isinstance(col, pd.Series) and isinstance(col.dtype, pd.CategoricalDtype) and not is_logical(col):
+            cut = col.cat.remove_unused_categories()
+            if len(cut.cat.categories) < len(col.cat.categories):
+                out = work.copy(deep=False) if out is work else out
+                out[v] = cut
+    return out
+
+
+def _check_levels(mm: ModelMatrices, work: pd.DataFrame) -> None:
+    """R's errors for factors: a predictor with one level, levels= that no row uses."""
+    for expr, levels in _categorical_factors(mm.model_spec.rhs).items():
+        if levels == LOGICAL_LEVELS and expr in work.columns and is_logical(work[expr]):
+            continue  # R's logicals keep both levels, used or not
+        values = _raw_values(expr, work)
+        if values is not None:
+            used = set(_level_codes(values, levels).tolist())
+            if unused := [lv for k, lv in enumerate(levels) if k not in used]:
+                raise DataError(f"level(s) {_listing(unused)} of factor {expr!r} occur in no row used: "
+                                "remove them from levels= (R drops unused levels)")
+        if len(levels) < 2:
+            raise DataError(f"factor {expr!r} has a single level ({_listing(levels)}) in the rows used (R: contrasts "
+                            "can be applied only to factors with 2 or more levels): remove it from the formula "
+                            "(or check the subset and the rows dropped for missing values)")
+
+
+def _listing(values: list, k: int = 10) -> str:
+    text = ", ".join(map(repr, [v.item() if isinstance(v, np.generic) else v for v in values[:k]]))
+    return text + (f", ... ({len(values)} in all)" if len(values) > k else "")
+
+
+def _check_design_size(formula: str, work: pd.DataFrame) -> None:
+    """Before materializing: an error if the dense design cannot fit in memory, a warning if it is very wide."""
+    try:
+        terms = list(formulaic_formula(formula, work.columns).rhs)
+    except Exception:  # a formula materialize reports (or a structured one): no estimate from it
+        return
+    widths: dict[str, int] = {}
+    p = sum(int(np.prod([_factor_width(fa.expr, work, widths) for fa in getattr(t, "factors", [])])) for t in terms)
+    n = len(work)
+    if not widths:
+        return
+    widest = max(widths, key=lambda v: widths[v])
+    need = 8 * (n * p + widths[widest] ** 2)  # the dense design and formulaic's dense coding matrix
+    budget = DESIGN_MEMORY_FRACTION * available_memory()
+    what = (f"the design of {formula!r} would have about {p} columns ({widest!r} has {widths[widest]} "
+            f"levels) on {n} rows")
+    if need > budget:
+        raise DataError(f"{what}: {need / 2**30:.1f} GiB as a dense matrix, more than the "
+                        f"{budget / 2**30:.1f} GiB this machine can spare; use fewer levels (merge rare ones) "
+                        "or absorb the factor as fixed effects instead of dummy columns")
+    if p > WIDE_DESIGN_COLUMNS:
+        flops = n * p * p
+        warnings.warn(f"{what}: the QR takes about n p^2 = {flops:.1e} floating-point operations "
+                      f"(roughly {flops / 1e10:.0f} s at 10 GFLOP/s)", TorchlmWarning, stacklevel=6)
+
+
+def _factor_width(expr: str, work: pd.DataFrame, widths: dict[str, int]) -> int:
+    """An upper bound on the columns one factor gives: its levels when it is categorical, else 1."""
+    if expr in work.columns:
+        names, categorical = [expr], not pd.api.types.is_numeric_dtype(work[expr])
+    else:
+        names = sorted(v for v in _expression_variables(expr) if v in work.columns)
+        categorical = expr.startswith("C(")
+    k = 1
+    for v in (v for v in names if categorical or not pd.api.types.is_numeric_dtype(work[v])):
+        k *= widths.setdefault(v, max(int(work[v].nunique()), 1))
+    return k
+
+
+def _numeric_response(mm: ModelMatrices, work: pd.DataFrame, allow_factor: bool,
+                      fitter: str | None) -> tuple[np.ndarray, str]:
+    """The response as float64, and its name; a factor response as R's binomial glm codes it."""
+    lhs, factors = mm.lhs, _categorical_factors(mm.model_spec.lhs)
+    names = [str(c) for c in lhs.columns]
+    if factors:
+        base = next(iter(factors))
+        if allow_factor:
+            # R's binomial glm: the first level (of those used) is failure, every other level success
+            used = [j for j in range(lhs.shape[1]) if np.asarray(lhs.iloc[:, j]).any()]
+            return 1.0 - np.asarray(lhs.iloc[:, used[0]], dtype=np.float64), base
+        dtype = work[base].dtype if base in work.columns else "categorical"
+        what = f"response {base!r} is not numeric: a factor (dtype {dtype}, levels {_listing(factors[base])})"
+        if fitter is None:
+            raise DataError(f"{what}: lm needs a numeric response (a factor response is only for "
+                            "tl.glm(..., family='binomial'), which codes the first level 0 and the others 1)")
+        raise DataError(f"{what}: {fitter} needs a numeric response; a factor response is only for "
+                        "family='binomial' (the first level failure, the others success)")
+    if len(names) != 1:
+        raise DataError(f"the formula's left-hand side gives {len(names)} response columns ({', '.join(names)}); "
+                        "lm and glm fit one response: write 'y ~ x' (for a binomial count, use the proportion "
+                        "with weights= the trials)")
     col = lhs.iloc[:, 0]
-    if col.dtype == bool:
-        col = col.astype(np.float64)
+    col = col.astype(np.float64) if col.dtype == bool else col
     if not np.issubdtype(col.dtype, np.number):
         raise DataError(f"response {names[0]!r} is not numeric (dtype {col.dtype})")
     return np.asarray(col, dtype=np.float64), names[0]
@@ -279,90 +509,3 @@ def _term_assign(spec: ModelSpec) -> list[str]:
     for st in spec.structure:
         out += [str(st.term)] * len(st.columns)
     return out
-
-
-def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
-    """Design matrix for new rows, rebuilt from the fitted ModelSpec (levels, poly/scale state kept).
-
-    Rows with missing predictors give NaN rows (R's na.pass); a factor level not seen in fitting is an error.
-
-    Parameters
-    ----------
-    design : Design
-        The fitted design.
-    newdata : pandas.DataFrame or dict of arrays
-        The new rows, with every variable of the model's right-hand side.
-
-    Returns
-    -------
-    numpy.ndarray
-        (len(newdata), p) float64, NaN rows where a predictor is missing.
-    """
-    frame = as_frame(newdata)
-    needed = sorted(design.spec.required_variables)
-    missing = [v for v in needed if v not in frame.columns]
-    if missing:
-        raise UnknownVariableError(f"newdata has no column(s) {', '.join(map(repr, missing))} needed by the model")
-    # rows with a missing predictor predict NaN (R's na.pass); the others are encoded with the fitted spec
-    complete = ~frame[needed].isna().any(axis=1).to_numpy() if needed else np.ones(len(frame), dtype=bool)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            Xdf = design.spec.get_model_matrix(frame.loc[complete], na_action="ignore")
-    except FactorEvaluationError as e:
-        raise FormulaError(f"cannot evaluate the model's terms on newdata: {e}") from None
-    except FactorEncodingError:
-        # a variable that was numeric when fitting arrives as text (or the reverse)
-        fitted = design.data
-        changed = [v for v in needed if fitted is not None and v in fitted.columns
-                   and pd.api.types.is_numeric_dtype(fitted[v]) != pd.api.types.is_numeric_dtype(frame[v])]
-        what = f"column(s) {', '.join(map(repr, changed))}" if changed else "its variables"
-        raise DataError(f"newdata does not encode as the fitted data did: {what} changed between numbers "
-                        "and text") from None
-    for w in caught:
-        msg = str(w.message)
-        if "not seen in original dataset" in msg or "outside of the nominated levels" in msg:
-            lv = re.search(r"\{[^}]*\}", msg)
-            raise DataError(f"newdata has factor level(s) {lv.group(0) if lv else ''} not seen when fitting") from None
-    X = np.asarray(Xdf.to_numpy(dtype=np.float64))
-    cols = [str(c) for c in Xdf.columns]
-    if cols != design.names:
-        raise DataError(f"newdata gives design columns {cols}, the fit has {design.names}")
-    if complete.all():
-        return X
-    full = np.full((len(frame), X.shape[1]), np.nan)
-    full[complete] = X
-    return full
-
-
-def newdata_offset(design: Design, newdata: Any, offset: Any, n: int) -> np.ndarray | None:
-    """Offset for new rows: the ``offset`` argument, else the fitted offset column of newdata, else None.
-
-    A model fitted with an offset array needs one for newdata: that is an error rather than a silent zero.
-
-    Parameters
-    ----------
-    design : Design
-        The fitted design.
-    newdata : pandas.DataFrame or dict of arrays
-        The new rows.
-    offset : array, optional
-        One value per new row; overrides the fitted offset column.
-    n : int
-        Number of new rows.
-
-    Returns
-    -------
-    numpy.ndarray or None
-        (n,) offset, or None when the model has none.
-    """
-    if offset is not None:
-        off = np.asarray(offset, dtype=float).ravel()
-        if len(off) != n:
-            raise DataError(f"offset has {len(off)} values for {n} rows of newdata")
-        return off
-    if design.offset is None:
-        return None
-    if design.offset_column is not None and design.offset_column in getattr(newdata, "columns", []):
-        return np.asarray(newdata[design.offset_column], dtype=float)
-    raise DataError("the model has an offset: pass offset= (one value per row of newdata)")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FactorEvaluationError, FormulaicError, FormulaSyntaxError
+from formulaic.formula import SimpleFormula
 from formulaic.model_matrix import ModelMatrices
+from formulaic.parser.types import Factor, Term
 
-from torchlm.errors import DataError, FormulaError, UnknownVariableError
-from torchlm.frame.data import columns_text
+from torchlm.errors import DataError, FormulaError, TorchlmWarning, UnknownVariableError
+from torchlm.frame.data import columns_text, prepare_columns
 
 
 def r_powers_in_I(formula: str) -> str:
@@ -52,6 +57,9 @@ def r_powers_in_I(formula: str) -> str:
 def parse_formula(formula: str) -> Formula:
     """Parse a two-sided formula with formulaic; a syntax error becomes a FormulaError naming the formula.
 
+    R's spellings formulaic reads otherwise are rewritten first (see :func:`formulaic_formula`); a
+    term equal to the response is dropped from the right-hand side with R's warnings.
+
     Parameters
     ----------
     formula : str
@@ -60,28 +68,165 @@ def parse_formula(formula: str) -> Formula:
     Returns
     -------
     formulaic.Formula
-        The parsed formula.
+        The parsed formula, as it will be built.
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string like 'y ~ x', not {type(formula).__name__}")
+    if not formula.strip():
+        raise FormulaError("formula is empty: write it as 'y ~ x' (response ~ predictors)")
     if "~" in formula and not formula.split("~", 1)[1].strip():
         raise FormulaError(f"formula {formula!r} has nothing after '~': write 'y ~ 1' for an intercept-only model")
+    f, dropped = _rewritten(formula, ())
+    for term_number in dropped:
+        # R's model.matrix.default, word for word
+        warnings.warn("the response appeared on the right-hand side and was dropped", TorchlmWarning, stacklevel=4)
+        warnings.warn(f"problem with term {term_number} in model.matrix: no columns are assigned",
+                      TorchlmWarning, stacklevel=4)
+    return f
+
+
+def formulaic_formula(formula: str, columns: Iterable[Any] = ()) -> Formula:
+    """The formula formulaic builds for R's ``formula``, with R's meaning where formulaic's differs.
+
+    - A response with arithmetic (``y + z ~ x``, ``y / n ~ x``) is R's arithmetic, not formulaic's
+      terms: it is evaluated as one expression (named ``"y + z"``; ``^`` is a power).
+    - A right-hand term equal to the response is dropped, as R's model.matrix drops it.
+    - A data column named ``Intercept`` used as a variable is written ``I(Intercept)``, so that it
+      neither replaces nor is mistaken for formulaic's intercept column (also named ``Intercept``).
+
+    Parameters
+    ----------
+    formula : str
+        A formula with a response.
+    columns : iterable
+        The data's column names (for the ``Intercept`` column).
+
+    Returns
+    -------
+    formulaic.Formula
+        The formula to materialize.
+    """
+    return _rewritten(formula, columns)[0]
+
+
+def _rewritten(formula: str, columns: Iterable[Any]) -> tuple[Formula, list[int]]:
+    """The formula to build, and R's numbers of the right-hand terms dropped for being the response."""
+    _check_operators(formula)
+    f = _parse(_r_response(formula), formula)
+    if not hasattr(f, "lhs") or len(f.lhs) == 0:
+        raise FormulaError(f"formula {formula!r} has no response: write it as 'y ~ x'")
+    lhs_terms = list(f.lhs)
+    rhs_terms = list(f.rhs)
+    dropped = [k for k, t in enumerate(_non_intercept(rhs_terms), start=1) if t in lhs_terms]
+    keep = [t for t in rhs_terms if t not in lhs_terms]
+    if "Intercept" in set(columns):
+        keep = [_user_intercept(t) for t in keep]
+    if not dropped and keep == rhs_terms:
+        return f, []
+    return Formula(lhs=f.lhs, rhs=SimpleFormula(keep, _ordering="none")), dropped
+
+
+def _parse(text: str, formula: str) -> Formula:
+    """formulaic's Formula of ``text`` (rewritten from the user's ``formula``), its errors the package's."""
     try:
-        f = Formula(formula)
+        return Formula(text)
     except FormulaSyntaxError as e:
-        raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(e)}") from None
+        hint = ""
+        if "Missing operator between" in str(e):
+            hint = "; a column name with spaces or symbols is written in backticks, e.g. `my column`"
+        raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(e)}{hint}") from None
     except FormulaicError as e:
         if "`.` operator" in str(e):
             raise FormulaError(f"formula {formula!r}: '.' (all other columns) is not supported yet; "
                                "list the variables, e.g. 'y ~ x1 + x2'") from None
         raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(e)}") from None
-    if not hasattr(f, "lhs") or len(f.lhs) == 0:
-        raise FormulaError(f"formula {formula!r} has no response: write it as 'y ~ x'")
-    return f
+
+
+def _non_intercept(terms: list[Term]) -> list[Term]:
+    """The terms R numbers in model.matrix's messages (term.labels: every term but the intercept)."""
+    return [t for t in terms if any(f.eval_method != Factor.EvalMethod.LITERAL for f in t.factors)]
+
+
+def _user_intercept(term: Term) -> Term:
+    """``term`` with a data column named Intercept read as ``I(Intercept)`` (formulaic's intercept keeps the name)."""
+    if not any(f.expr == "Intercept" and f.eval_method == Factor.EvalMethod.LOOKUP for f in term.factors):
+        return term
+    return Term([Factor("I(Intercept)", eval_method="python")
+                 if f.expr == "Intercept" and f.eval_method == Factor.EvalMethod.LOOKUP else f
+                 for f in term.factors])
+
+
+def _formula_level(formula: str) -> list[tuple[int, str]]:
+    """(position, character) of the characters that are formula syntax, not Python code.
+
+    Python code is inside ``{...}``, inside the parentheses or brackets of a call or an index
+    (``log(x)``, ``x[1]``) and inside quotes; backtick-quoted names are skipped too.
+    """
+    out: list[tuple[int, str]] = []
+    stack: list[bool] = []  # per open bracket: whether its content is Python code
+    quote = ""
+    before = ""  # the last character that is not a space
+    for i, ch in enumerate(formula):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "`'\"":
+            quote = ch
+        elif ch in "([{":
+            called = before.isalnum() or before in ("_", ".", ")", "]")
+            stack.append((bool(stack) and stack[-1]) or ch == "{" or called)
+        elif ch in ")]}":
+            if stack:
+                stack.pop()
+        elif not (stack and stack[-1]):
+            out.append((i, ch))
+        if not ch.isspace():
+            before = ch
+    return out
+
+
+def _check_operators(formula: str) -> None:
+    """Formula syntax torchlm does not read as R would: ``|``, ``offset()``, and ``:`` / ``%in%`` in the response."""
+    level = _formula_level(formula)
+    if any(ch == "|" for _, ch in level):
+        raise FormulaError(
+            f"formula {formula!r}: '|' is not supported in a formula: lm and glm have no fixed-effects "
+            "('y ~ x | g') or random-effects ('(1 | g)') syntax. To include both variables write 'x + z', "
+            "for their interaction 'x:z', and for the effects of a factor g add it as a term ('y ~ x + g')"
+        )
+    if re.search(r"(?<![\w.`])offset\s*\(", formula):
+        raise FormulaError(f"formula {formula!r}: offset() in a formula is not supported; pass the offset as "
+                           "an argument, e.g. offset='z' (a column name) or offset=array")
+    tilde = next((i for i, ch in level if ch == "~"), None)
+    lhs = [ch for i, ch in level if tilde is not None and i < tilde]
+    if ":" in lhs or "%" in lhs:
+        response = formula[:tilde].strip()
+        raise FormulaError(
+            f"formula {formula!r}: the response {response!r} uses ':' or '%in%', which are not arithmetic; "
+            "write the response as an expression, e.g. 'I(y * z) ~ x' for a product"
+        )
+
+
+def _r_response(formula: str) -> str:
+    """``formula`` with an arithmetic response (``y + z``, ``y / n``, ``-y``, ``y^2``) as one expression, as R reads it.
+
+    formulaic reads ``y + z ~ x`` as two responses and ``y - z ~ x`` as ``y`` alone; R computes the
+    arithmetic. In braces formulaic evaluates the response as Python, named ``"y + z"``.
+    """
+    level = _formula_level(formula)
+    tilde = next((i for i, ch in level if ch == "~"), None)
+    if tilde is None or not any(ch in "+-*/^" for i, ch in level if i < tilde):
+        return formula
+    parts = formula[:tilde].strip().split("`")
+    # ^ is R's power (Python's XOR means nothing for data); not inside backtick-quoted names
+    response = "`".join(p.replace("^", "**") if k % 2 == 0 else p for k, p in enumerate(parts))
+    return "{" + response + "} " + formula[tilde:]
 
 
 def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatrices:
     """formulaic's model matrices of ``formula`` on ``frame``, its errors raised as the package's.
+
+    The formula is the one :func:`formulaic_formula` rewrites, and the columns it reads are given
+    R's types first (:func:`torchlm.frame.data.prepare_columns`, on a copy: the data is not modified).
 
     Parameters
     ----------
@@ -97,26 +242,25 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
     formulaic.model_matrix.ModelMatrices
         ``lhs`` (the response) and ``rhs`` (the design), with their ``model_spec``.
     """
+    f = formulaic_formula(formula, frame.columns)
+    frame = prepare_columns(frame, formula_columns(f, frame.columns))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return model_matrix(formula, frame, na_action=na_action)
+        # no context: formulaic would otherwise look names the data lacks up among this function's locals
+        return model_matrix(f, frame, na_action=na_action, context={})
     except FactorEvaluationError as e:
-        m = re.search(r"`([^`]+)` is not present", str(e))
-        if m:
-            raise UnknownVariableError(
-                f"formula {formula!r} uses {m.group(1)!r}, which is not a column of data "
-                f"(columns: {columns_text(frame)})"
-            ) from None
-        raise FormulaError(f"cannot evaluate a term of {formula!r}: {e}") from None
+        raise _evaluation_error(e, formula, frame) from None
     except ValueError as e:
-        if "missing" in str(e).lower() or "null" in str(e).lower() or "nan" in str(e).lower():
+        if re.search(r"missing|null|\bnan\b", str(e), re.IGNORECASE):
             raise DataError(f"missing values in the variables of {formula!r} and na_action='fail'") from None
-        raise
+        if "does not match length of index" in str(e):
+            # R: "variable lengths differ"
+            raise DataError(f"a term of {formula!r} gives a different number of values than the data has rows "
+                            f"({len(frame)}): every variable needs one value per row") from None
+        raise FormulaError(f"cannot build the design matrix of {formula!r}: {_first_line(e)}") from None
     except TypeError as e:
         # e.g. a datetime column multiplied into a model column: name the columns that cannot enter
-        odd = [c for c in _formula_variables(formula) if c in frame.columns
-               and (pd.api.types.is_datetime64_any_dtype(frame[c]) or pd.api.types.is_timedelta64_dtype(frame[c]))]
+        odd = [c for c in formula_columns(f, frame.columns)
+               if (pd.api.types.is_datetime64_any_dtype(frame[c]) or pd.api.types.is_timedelta64_dtype(frame[c]))]
         if odd:
             raise DataError(
                 f"column(s) {', '.join(map(repr, odd))} hold dates or times, which a formula cannot use as they are: "
@@ -128,14 +272,66 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
         raise FormulaError(f"cannot build the design matrix of {formula!r}: {_first_line(e)}") from None
 
 
+def _evaluation_error(e: FactorEvaluationError, formula: str, frame: pd.DataFrame) -> FormulaError:
+    """formulaic's failure to evaluate a term, as the package's error: an unknown column or function is named."""
+    text = str(e)
+    m = re.search(r"`([^`]+)` is not present", text) or re.search(r"NameError: name '([^']+)' is not defined", text)
+    if m is None:
+        return FormulaError(f"cannot evaluate a term of {formula!r}: {_first_line(e)}")
+    name = m.group(1)
+    if re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", formula):
+        return FormulaError(
+            f"formula {formula!r} calls {name!r}, which is not a function a formula knows: use numpy's "
+            "(np.log, np.sqrt, ...) or formulaic's transforms (log, exp, scale, center, poly, C, I)"
+        )
+    return UnknownVariableError(f"formula {formula!r} uses {name!r}, which is not a column of data "
+                                f"(columns: {columns_text(frame)})")
+
+
+def formula_columns(formula: Formula, columns: Iterable[Any]) -> list[Any]:
+    """The columns of the data a parsed formula reads, in the data's order.
+
+    formulaic's ``required_variables`` leaves out the arguments of stateful transforms
+    (``scale(x)``, ``poly(x, 2)``): the names are read from every factor's expression instead.
+
+    Parameters
+    ----------
+    formula : formulaic.Formula
+        A parsed formula.
+    columns : iterable
+        The data's column names.
+
+    Returns
+    -------
+    list
+        The column names that the formula's factors use.
+    """
+    names: set[str] = set()
+    parts = [formula] if isinstance(formula, SimpleFormula) else [getattr(formula, k) for k in ("lhs", "rhs")
+                                                                   if hasattr(formula, k)]
+    for part in parts:
+        for term in part:
+            for factor in term.factors:
+                if factor.eval_method == Factor.EvalMethod.LOOKUP:
+                    names.add(factor.expr)
+                elif factor.eval_method == Factor.EvalMethod.PYTHON:
+                    names |= _expression_names(factor.expr)
+    return [c for c in dict.fromkeys(columns) if c in names]
+
+
+def _expression_names(expr: str) -> set[str]:
+    """The names a Python expression reads as values (not the functions it calls); backtick-quoted names too."""
+    quoted = set(re.findall(r"`([^`]*)`", expr))
+    code = re.sub(r"`[^`]*`", "_", expr)
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return quoted
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return quoted | {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called}
+
+
 def _first_line(e: Exception) -> str:
     """The first line of an error message, without the terminal colour codes formulaic adds."""
     text = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _formula_variables(formula: str) -> list[str]:
-    try:
-        return sorted(Formula(formula).required_variables)
-    except Exception:  # only used to word an error message
-        return []

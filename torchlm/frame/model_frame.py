@@ -301,6 +301,9 @@ def _column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.nda
     arr = np.asarray(value)
     if arr.ndim != 1 or len(arr) != len(frame):
         raise DataError(f"{what} must be one value per row of data ({len(frame)}), got shape {arr.shape}")
+    if np.iscomplexobj(arr) or (arr.dtype == object and any(isinstance(v, complex) for v in arr)):
+        # numpy would drop the imaginary part with only a ComplexWarning
+        raise DataError(f"{what} contain complex numbers: give real {what} (np.real or np.abs of them)")
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
         try:
             arr = pd.to_numeric(pd.Series(arr), errors="raise").to_numpy()

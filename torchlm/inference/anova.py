@@ -133,7 +133,7 @@ def _sequential(fit) -> pd.DataFrame:
             ss.append(0.0)
             df.append(0)
         k = terms.index(term)
-        ss[k] += float(eff) ** 2
+        ss[k] += float(eff) * float(eff)  # Inf where it overflows, as R (** raises OverflowError)
         df[k] += 1
     rdf, rss = fit.df_residual, fit.deviance
     ms = [s / k for s, k in zip(ss, df)]
@@ -255,6 +255,7 @@ def _model_lines(fits) -> str:
 
 # --- drop1: single term deletions -----------------------------------------------------------------
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # Inf and NaN as R, for data near 1e300
 def drop1(fit: LinearModelResult | GeneralizedLinearModelResult, test: str | None = None,
           k: float = 2) -> AnovaTable:
     """R's drop1(): refit without each term that can be dropped (not part of a higher-order term).

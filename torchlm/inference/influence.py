@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 
 from torchlm.errors import DataError, FitError, OptionError
-from torchlm.inference.sandwich import leverages, working_rows
+from torchlm.inference.sandwich import fit_leverages, working_rows
 from torchlm.solvers.least_squares import chunk_rows
 
 if TYPE_CHECKING:
@@ -89,6 +88,8 @@ def _cached(fit) -> Influence:
     return cached
 
 
+# a fit of data near 1e300 gives R's Inf and 0 here without numpy's overflow warnings (the fit warned)
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _influence(fit) -> Influence:
     glm = _is_glm(fit)
     Xw, ew = fit._working()
@@ -104,7 +105,7 @@ def _influence(fit) -> Influence:
     if k == 0:
         hat = np.zeros(n)
     else:
-        hat = leverages(Xw, torch.as_tensor(_unscaled(fit))).cpu().numpy()
+        hat = fit_leverages(fit, Xw, _unscaled(fit)).cpu().numpy()
     hat[hat > 1 - 10 * _EPS] = 1.0
     # lm: sqrt(w) (y - fitted); glm: deviance residuals (R's weighted.residuals either way)
     e = fit.residuals("deviance").to_numpy()[rows]

@@ -345,15 +345,19 @@ def score_chunks(Xw: np.ndarray | WorkingRows, ew: np.ndarray, *,
         yield s, per_row(delta, x, e)
 
 
-def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor) -> torch.Tensor:
-    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw L)², L L' = (X'WX)^{-1}; never n x n.
+def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor,
+              column_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw D L)², L L' = D^-1 (X'WX)^{-1} D^-1; never n x n.
 
     Parameters
     ----------
     Xw : numpy.ndarray or WorkingRows
         (n, k) weighted design, read by row slices.
     unscaled : torch.Tensor
-        (k, k) (X'WX)^{-1}, positive definite.
+        (k, k) (X'WX)^{-1}, positive definite; or, with ``column_scale`` d, the representable C' with
+        (X'WX)^{-1} = D C' D, D = diag(d) (a fit of data near 1e300, see ``fit_leverages``).
+    column_scale : torch.Tensor or None
+        (k,) the d above; None for 1.
 
     Returns
     -------
@@ -366,8 +370,40 @@ def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor) -> torch.Ten
     step = chunk_rows(n, k)
     for s in range(0, n, step):
         x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=unscaled.device)
+        if column_scale is not None:
+            x = x * column_scale
         h[s:s + step] = (x @ L).square().sum(dim=1)
     return h
+
+
+def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows, unscaled: np.ndarray | None = None) -> torch.Tensor:
+    """A fit's hat values at its working rows, also where (X'WX)^{-1} is beyond float64's range.
+
+    A fit of data near 1e±300 has entries of (X'WX)^{-1} that are 0 or Inf, although the leverages
+    are scale-free; such a fit offers ``_unscaled_parts()`` = (C', d) with (X'WX)^{-1} = D C' D.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm.
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) its weighted design over the estimable columns.
+    unscaled : numpy.ndarray or None
+        (k, k) the (X'WX)^{-1} to use when the fit has no parts (None: ``fit._unscaled()``).
+
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64 leverages.
+    """
+    device = getattr(fit, "device", None)
+    parts = getattr(fit, "_unscaled_parts", None)
+    if parts is not None:
+        C, d = parts()
+        return leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64), device=device),
+                         torch.as_tensor(np.asarray(d, dtype=np.float64), device=device))
+    C = np.asarray(fit._unscaled() if unscaled is None else unscaled, dtype=np.float64)
+    return leverages(Xw, torch.as_tensor(C, device=device))
 
 
 def working_rows(fit: DesignFit, n_working: int) -> np.ndarray:
@@ -432,14 +468,14 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
     rows = working_rows(fit, len(ew))
     n, k = len(rows), Xw.shape[1]
     device = getattr(fit, "device", None)
-    C = torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device)
-    hat = _pad(_forced_leverages(Xw, C), rows) if type in NEEDS_HAT else None
+    C, d = _bread_parts(fit, type, device)
+    hat = _pad(_forced_leverages(fit, Xw), rows) if type in NEEDS_HAT else None
     pos = torch.as_tensor(np.flatnonzero(rows), device=device)
     df = _residual_df(n, k, None)
 
     def chunks():
         for s, Sc in score_chunks(Xw, ew, device=device):
-            yield pos[s:s + Sc.shape[0]], Sc
+            yield pos[s:s + Sc.shape[0]], (Sc if d is None else Sc * d)
 
     lag = None
     if type == "HAC" and rows.all() and INTERCEPT in fit.estimable:
@@ -460,14 +496,28 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
         # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
         M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df, device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
+    if d is not None:
+        V = V * d[:, None] * d[None, :]  # entries beyond float64's range become 0 or Inf one by one, as R's
     names = list(fit.estimable)
     return pd.DataFrame(((V + V.T) / 2).cpu().numpy(), index=names, columns=names), describe(type, labels, lag)
 
 
-def _forced_leverages(Xw: np.ndarray | WorkingRows, C: torch.Tensor) -> torch.Tensor:
+def _bread_parts(fit: Any, type: str, device: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(X'WX)^{-1} for the sandwich's bread, or for a fit of data near 1e300 the representable C' and d of
+    (X'WX)^{-1} = D C' D (the scores then times d), so that only the entries truly out of range are 0 or Inf."""
+    parts = getattr(fit, "_unscaled_parts", None)
+    if parts is not None and type != "HAC" and getattr(fit, "information", "expected") == "expected":
+        Cp, dp = parts()
+        if np.any(np.asarray(dp) != 1):
+            return (torch.as_tensor(np.asarray(Cp, dtype=np.float64), device=device),
+                    torch.as_tensor(np.asarray(dp, dtype=np.float64), device=device))
+    return torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device), None
+
+
+def _forced_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
     # R's lm.influence (behind sandwich's hatvalues) sets h > 1 - 10 eps to exactly 1, so that a
     # point fitted exactly gives HC2-HC5 NaN instead of a finite number made of rounding noise
-    h = leverages(Xw, C)
+    h = fit_leverages(fit, Xw)
     return torch.where(h > 1 - 10 * float(np.finfo(float).eps), torch.ones_like(h), h)
 
 
@@ -510,9 +560,11 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     step = chunk_rows(*U.shape)
     for s in range(0, U.shape[0], step):
         Xb, Ub = X[s:s + step], U[s:s + step]
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # rows of zeros: nanmean of nothing is NaN, as R
-            res[s:s + step] = np.nanmean(np.where(Xb != 0, Ub / np.where(Xb != 0, Xb, 1), np.nan), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # the row means of the ratios where X is non-zero; rows of zeros give NaN, as R's
+            nz = Xb != 0
+            ratios = np.where(nz, Ub / np.where(nz, Xb, 1), 0.0)
+            res[s:s + step] = ratios.sum(axis=1) / np.where(nz.any(axis=1), nz.sum(axis=1), np.nan)
     w[np.sum((U - res[:, None]) ** 2, axis=0) < 1e-16] = 0
     return w
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from torchlm import threads
-from torchlm.errors import ModelInputError, silenced
+from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.solvers.irls import GLMPasses, control_settings, irls
-from torchlm.solvers.least_squares import resolve_device_dtype
+from torchlm.solvers.options import resolve_device_dtype
 from torchlm.sources.row_blocks import DesignSource
 
 
@@ -27,7 +26,8 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     Parameters
     ----------
     formula : formulaic formula, e.g. ``"am ~ wt + hp"``. A binomial response may be 0/1, boolean,
-        a two-level factor (first level = failure) or a proportion with ``weights=`` the trials.
+        a factor (as R: the first level is failure, every other level success) or a proportion with
+        ``weights=`` the trials.
     data : DataFrame (or dict of arrays); not modified.
     family : "gaussian", "binomial", "poisson", "Gamma", "inverse_gaussian", "quasibinomial",
         "quasipoisson", or a family object
@@ -53,23 +53,20 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     ctl = control_settings(control)
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
-                          allow_factor_response=fam.factor_response)
+                          allow_factor_response=fam.factor_response,
+                          fitter=None if fam.factor_response else f"glm with family {fam.name!r}")
     n, p = design.shape
 
     def as_t(a):
-        with warnings.catch_warnings():
-            # the design can be a read-only pandas buffer; torch only reads it
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.as_tensor(a, dtype=dt, device=dev)
+        # a read-only pandas buffer is copied: torch warns on those, and the warnings filters are no
+        # place to silence it from several threads
+        a = np.asarray(a)
+        return torch.as_tensor(a if a.flags.writeable else a.copy(), dtype=dt, device=dev)
 
     y = as_t(design.y)
     w = as_t(design.weights) if design.weights is not None else torch.ones(n, dtype=dt, device=dev)
     off = as_t(design.offset) if design.offset is not None else torch.zeros(n, dtype=dt, device=dev)
-    b0 = None
-    if start is not None:
-        b0 = as_t(np.asarray(start, dtype=float).ravel())
-        if b0.numel() != p:
-            raise ModelInputError(f"start has {b0.numel()} values, the model has {p} coefficients ({design.names})")
+    b0 = None if start is None else as_t(start_values(start, design.names))
     tol = min(1e-7, ctl["epsilon"] / 1000)
     y, _, mu0 = fam.initialize(y, w)
     source = DesignSource(design)
@@ -82,6 +79,41 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     call = call[:-1] + f", family = {fam.r_call()})"
     return GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
                                         information=information, device=dev, dtype=dt, tol=tol, call=call)
+
+
+def start_values(start: Any, names: list[str]) -> np.ndarray:
+    """glm's ``start=``: one finite number per coefficient (formula order), as a float64 array.
+
+    Raises
+    ------
+    OptionError
+        (a ModelInputError) for text, a mapping, non-numbers, non-finite values or the wrong length.
+
+    Returns
+    -------
+    numpy.ndarray
+        (p,), a copy: the caller's sequence is not modified.
+    """
+    p = len(names)
+    if isinstance(start, torch.Tensor):
+        start = start.detach().cpu().numpy()
+    if isinstance(start, (str, bytes, dict)) or not np.iterable(start):
+        raise OptionError(f"start must be a sequence of {p} numbers, the starting coefficients {names}, "
+                          f"not {start!r}")
+    try:
+        not_numbers = np.iscomplexobj(np.asarray(start))
+        a = np.zeros(0) if not_numbers else np.array(start, dtype=float).ravel()
+    except (TypeError, ValueError):
+        not_numbers, a = True, np.zeros(0)
+    if not_numbers:
+        raise OptionError(f"start must be a sequence of {p} numbers, the starting coefficients {names}, "
+                          f"not {start!r}")
+    if a.size != p:
+        raise OptionError(f"start has {a.size} values, the model has {p} coefficients ({names})")
+    if not np.isfinite(a).all():
+        raise OptionError(f"start has missing or infinite values ({a.tolist()}): give a finite starting value "
+                          f"for each of {names}")
+    return a
 
 
 def _null_deviance(source, y, w, off, fam, fit, design, ctl, tol) -> float:

@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
+import threading
 import warnings
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, cast
 
+import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jacfwd, vmap
+from torch.func import functional_call, grad, vmap
 
-from torchlm.errors import ModelInputError
+from torchlm.errors import ModelInputError, TorchlmError
 from torchlm.results.estimates import (
     Estimates,
     analyse_curvature,
     element_names,
     name_list,
+    positive_number,
     summed_hessian,
     user_stacklevel,
 )
-from torchlm.solvers.autograd import quiet
+from torchlm.solvers.autograd import func_jacobian, quiet
 
 MAX_PARAMS = 5000
 # rows x parameter tangents pushed through the model at once when building the Hessian
@@ -52,6 +57,8 @@ class LossSpec:
 _ELEMENTWISE = {nn.MSELoss: "gaussian", nn.BCEWithLogitsLoss: "binomial", nn.BCELoss: "binomial",
                 nn.PoissonNLLLoss: "poisson"}
 _CLASSIFICATION = (nn.CrossEntropyLoss, nn.NLLLoss)
+# robust regression losses: M-estimators whose inverse Hessian alone has no likelihood scale
+_M_ESTIMATORS = (nn.HuberLoss, nn.SmoothL1Loss)
 
 
 def _row_sum(v: torch.Tensor) -> torch.Tensor:
@@ -61,8 +68,9 @@ def _row_sum(v: torch.Tensor) -> torch.Tensor:
 def _torch_loss_spec(loss: nn.Module, device) -> LossSpec:
     if isinstance(loss, nn.GaussianNLLLoss):
         raise ModelInputError(
-            "GaussianNLLLoss takes (input, target, var): wrap it, e.g. loss=lambda out, y: "
-            "nn.functional.gaussian_nll_loss(out[:, :1], y, out[:, 1:], reduction='sum'), with dispersion=1")
+            "GaussianNLLLoss takes (input, target, var): write its per-observation value as the loss, e.g. for a "
+            "model whose output columns are the mean and log-variance: loss=lambda out, y: 0.5 * (math.log(2 * "
+            "math.pi) + out[:, 1] + (y - out[:, 0]) ** 2 / out[:, 1].exp()), with dispersion=1")
     given = loss.reduction
     lz = copy.deepcopy(loss).to(device=device, dtype=torch.float64)
     # torch types Module.__setattr__ for tensors and submodules only; a loss's reduction is a plain str attribute
@@ -99,6 +107,10 @@ def _function_loss_spec(loss: Callable, out: torch.Tensor, tgt: tuple) -> LossSp
     if not isinstance(v, torch.Tensor):
         raise ModelInputError(f"the loss returned {type(v).__name__}, not a tensor: use torch operations")
     m = out.shape[0]
+    if v.ndim >= 1 and v.shape[0] == m and v.shape not in ((m,), out.shape, *(t.shape for t in tgt[:1])):
+        raise ModelInputError(f"the loss returned shape {tuple(v.shape)}: return a scalar (a sum or mean over "
+                              f"observations), one value per observation ({m}), or values shaped as the output "
+                              f"{tuple(out.shape)}")
     if v.ndim >= 1 and v.shape[0] == m:
         return LossSpec(f"{name} (per observation)", None, lambda o, *t: _row_sum(loss(o, *t)).sum(),
                         lambda o, *t: _row_sum(loss(o, *t)), lambda o, *t: loss(o, *t).sum())
@@ -167,6 +179,9 @@ def _float64_model(model: nn.Module, device) -> nn.Module:
 
 def _select(model: nn.Module, params) -> list[tuple[str, nn.Parameter]]:
     named = list(model.named_parameters())
+    if not named:
+        raise ModelInputError(f"the model ({type(model).__name__}) has no parameters (nn.Parameter): there is "
+                              "nothing to estimate; register its weights as nn.Parameter")
     if params is None:
         chosen = [(n, p) for n, p in named if p.requires_grad]
         if not chosen:
@@ -188,11 +203,84 @@ def _select(model: nn.Module, params) -> list[tuple[str, nn.Parameter]]:
     return sorted(chosen, key=lambda h: order.index(h[0]))
 
 
-def _as64(x, device):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to(device)
-        return x.to(torch.float64) if x.is_floating_point() else x
+def _as_data(x: Any, device: Any, what: str, floating: bool = False, lists: bool = False) -> Any:
+    """An input or target as the model gets it: tensors (numpy arrays and array-likes converted) on the
+    model's device, floating ones in float64 (integer ones too where ``floating``: a regression target
+    given as integers); other objects unchanged (a flag, a dict). Non-finite values are refused."""
+    if not isinstance(x, torch.Tensor):
+        if not (isinstance(x, np.ndarray) or hasattr(x, "__array__") or (lists and isinstance(x, (list, tuple)))):
+            return x
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise ModelInputError(f"{what} could not be made an array ({e}): pass a tensor or a numeric array") from e
+        if a.dtype.kind not in "biuf":
+            raise ModelInputError(f"{what} is an array of {a.dtype}, not numbers: pass a numeric tensor or array "
+                                  "(encode categories as integer codes)")
+        if a.ndim == 0:  # a numpy scalar: an argument like any other number, passed as given
+            return x
+        x = torch.as_tensor(a.astype(np.float64) if a.dtype.kind == "f" else a)
+    x = x.detach().to(device)
+    if floating and not x.is_floating_point() and not x.is_complex():
+        x = x.to(torch.float64)
+    if x.is_floating_point():
+        x = x.to(torch.float64)
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ModelInputError(f"{what} has {bad} NaN or infinite value{'s' if bad > 1 else ''}: tl.infer needs "
+                                  "finite data; drop or impute those rows")
     return x
+
+
+def _arguments(inputs: Any, target: Any, loss: Any, device: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The model's positional inputs and the loss's target, as tensors (see _as_data)."""
+    args: tuple[Any, ...]
+    if inputs is None:
+        args = ()
+    elif isinstance(inputs, (tuple, list)):
+        args = tuple(_as_data(a, device, f"input {i}") for i, a in enumerate(inputs))
+    else:
+        args = (_as_data(inputs, device, "inputs"),)
+    # these torch losses need a floating target of the output's dtype (an integer one raises deep in torch);
+    # class labels (CrossEntropyLoss, NLLLoss) and a user's loss get the target as given
+    floating = isinstance(loss, (*_ELEMENTWISE, *_M_ESTIMATORS, nn.L1Loss))
+    tgt = () if target is None else (_as_data(target, device, "target", floating=floating, lists=True),)
+    return args, tgt
+
+
+# tl.infer evaluates the model by torch.func.functional_call, which swaps tensors into the module's
+# parameter slots, and in eval mode, which flips its training flags; both are restored afterwards. Two
+# calls on one model at once would see, and could restore, each other's swaps (the model left holding
+# plain tensors): each model has a lock, held while tl.infer (or its scores, later) uses it.
+_model_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+_unhashable_models_lock = threading.RLock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    with _model_locks_guard:
+        try:
+            lock = _model_locks.get(model)
+            if lock is None:
+                lock = _model_locks[model] = threading.RLock()
+        except TypeError:  # a module class made unhashable (its own __eq__): one lock for all of those
+            return _unhashable_models_lock
+        return lock
+
+
+def _check_options(dispersion: Any, chunk_size: Any, max_params: Any, optimum_tol: Any, singular_tol: Any) -> None:
+    """ModelInputError for an option of tl.infer of the wrong type or out of range."""
+    if dispersion is not None and not (isinstance(dispersion, str) and dispersion == "estimate") and not (
+            isinstance(dispersion, numbers.Real) and not isinstance(dispersion, bool)
+            and math.isfinite(dispersion) and float(dispersion) > 0):
+        raise ModelInputError(f"dispersion must be None, 'estimate' or a positive number, not {dispersion!r}")
+    if chunk_size is not None:
+        positive_number("chunk_size", chunk_size, whole=True)
+    positive_number("max_params", max_params, whole=True)
+    positive_number("optimum_tol", optimum_tol)
+    positive_number("singular_tol", singular_tol)
 
 
 def infer(model: nn.Module, loss: Any, inputs: Any = None, target: Any = None, *, dispersion: Any = None,
@@ -232,41 +320,32 @@ def infer(model: nn.Module, loss: Any, inputs: Any = None, target: Any = None, *
     if not isinstance(model, nn.Module):
         raise ModelInputError(f"model must be a torch.nn.Module, not {type(model).__name__} (use tl.mle for a "
                               "negative log-likelihood function)")
-    chosen = _select(model, params)
-    k = sum(p.numel() for _, p in chosen)
-    if k > max_params:
-        raise ModelInputError(
-            f"the model has {k:,} free parameters: a full Hessian is {k:,} x {k:,} "
-            f"({k * k * 8 / 2**30:.2g} GiB in float64) and takes {k:,} gradient passes. Pass params=[...] "
-            "(names or module prefixes, e.g. the last layer) to get standard errors conditional on the others, "
-            "freeze parameters with requires_grad_(False), or raise max_params")
-    if dispersion is not None and not (dispersion == "estimate" or (
-            isinstance(dispersion, (int, float)) and math.isfinite(dispersion) and dispersion > 0)):
-        raise ModelInputError(f"dispersion must be None, 'estimate' or a positive number, not {dispersion!r}")
-    device = chosen[0][1].device
-    m64 = _float64_model(model, device)
-    names = [n for n, _ in chosen]
-    shapes = [tuple(p.shape) for _, p in chosen]
-    sizes = [p.numel() for _, p in chosen]
-    theta = torch.cat([p.detach().reshape(-1).to(device=device, dtype=torch.float64) for _, p in chosen])
-    labels = [e for n, s in zip(names, shapes) for e in element_names(n, s)]
+    _check_options(dispersion, chunk_size, max_params, optimum_tol, singular_tol)
+    with _model_lock(model):
+        chosen = _select(model, params)
+        k = sum(p.numel() for _, p in chosen)
+        if k > max_params:
+            raise ModelInputError(
+                f"the model has {k:,} free parameters: a full Hessian is {k:,} x {k:,} "
+                f"({k * k * 8 / 2**30:.2g} GiB in float64) and takes {k:,} gradient passes. Pass params=[...] "
+                "(names or module prefixes, e.g. the last layer) to get standard errors conditional on the others, "
+                "freeze parameters with requires_grad_(False), or raise max_params")
+        device = chosen[0][1].device
+        m64 = _float64_model(model, device)
+        names = [n for n, _ in chosen]
+        shapes = [tuple(p.shape) for _, p in chosen]
+        sizes = [p.numel() for _, p in chosen]
+        theta = torch.cat([p.detach().reshape(-1).to(device=device, dtype=torch.float64) for _, p in chosen])
+        labels = [e for n, s in zip(names, shapes) for e in element_names(n, s)]
+        args, tgt = _arguments(inputs, target, loss, device)
 
-    args: tuple[Any, ...]
-    if inputs is None:
-        args = ()
-    elif isinstance(inputs, (tuple, list)):
-        args = tuple(_as64(a, device) for a in inputs)
-    else:
-        args = (_as64(inputs, device),)
-    tgt = () if target is None else (_as64(target, device),)
+        def call(th, a):
+            ps = dict(zip(names, (t.reshape(s) for t, s in zip(torch.split(th, sizes), shapes))))
+            return functional_call(m64, ps, a)
 
-    def call(th, a):
-        ps = dict(zip(names, (t.reshape(s) for t, s in zip(torch.split(th, sizes), shapes))))
-        return functional_call(m64, ps, a)
-
-    with _eval_mode(m64):
-        return _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k,
-                      optimum_tol, singular_tol, device)
+        with _eval_mode(m64):
+            return _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k,
+                          optimum_tol, singular_tol, device)
 
 
 def _check_output(out0: Any, args: tuple, tgt: tuple) -> tuple[int, bool]:
@@ -297,16 +376,21 @@ def _loss_spec(loss: Any, out: torch.Tensor, tgt: tuple, dispersion: Any, device
             raise ModelInputError(
                 f"dispersion='estimate' treats the loss as a squared error, which {type(loss).__name__} is not: "
                 "pass dispersion=1 if it is a negative log-likelihood; for another M-estimator pass dispersion=1 "
-                "and use the sandwich, vcov(type='HC0')")
+                "and use the sandwich, vcov('HC0')")
     elif callable(loss):
         spec = _function_loss_spec(loss, out, tgt)
     else:
         raise ModelInputError(f"loss must be a torch loss module or a function, not {type(loss).__name__}")
     if spec.family is None and dispersion is None:
+        if isinstance(loss, _M_ESTIMATORS):
+            raise ModelInputError(
+                f"{spec.label} is neither a negative log-likelihood nor a squared error, so the inverse Hessian "
+                "of its sum is not a covariance: pass dispersion=1 and use the sandwich covariance, which holds "
+                "for any M-estimator: fit.vcov('HC0'), or vcov='HC0' in summary(), std_errors() and confint()")
         raise ModelInputError(
             f"say what {spec.label} is: dispersion=1 if it is a negative log-likelihood (vcov = inverse "
             "Hessian), dispersion='estimate' if it is a squared error (vcov = 2 sigma^2-hat * inverse Hessian "
-            "of the summed squared error). Any loss can then also take vcov(type='HC0') (sandwich)")
+            "of the summed squared error). Any loss can then also take vcov('HC0') (sandwich)")
     return spec
 
 
@@ -330,9 +414,22 @@ def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor,
 
 def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k, optimum_tol,
            singular_tol, device) -> Estimates:
-    out0 = call(theta, args)
+    try:
+        out0 = call(theta, args)
+    except TorchlmError:
+        raise
+    except Exception as e:
+        raise ModelInputError(
+            f"the model raised {type(e).__name__} when called with the inputs ({e}): check their shapes and "
+            "dtypes (tl.infer passes floating tensors as float64, integer ones unchanged)") from e
     n, rows = _check_output(out0, args, tgt)
-    spec = _loss_spec(loss, out0.detach(), tgt, dispersion, device)
+    try:
+        spec = _loss_spec(loss, out0.detach(), tgt, dispersion, device)
+    except TorchlmError:
+        raise
+    except Exception as e:
+        raise ModelInputError(f"the loss raised {type(e).__name__} on the model's output and the target ({e}): "
+                              "check the target's shape and dtype against the output's") from e
 
     if chunk_size is None:
         chunk_size = max(1, ROW_TANGENT_BUDGET // min(k, PARAM_BLOCK))
@@ -364,9 +461,9 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
     est = _scaling(spec, dispersion, S, pearson, ll, n_resid, curv.rank)
 
     def scores() -> torch.Tensor:
-        with _eval_mode(m64):
+        with _model_lock(model), _eval_mode(m64):
             if not rows:
-                return quiet(jacfwd(lambda th: spec.per_obs(call(th, args), *tgt)))(theta)
+                return func_jacobian(lambda th: spec.per_obs(call(th, args), *tgt), theta)
             parts = []
             for a, t in chunks():
                 batched = [(i, x) for i, x in enumerate(a) if isinstance(x, torch.Tensor)]
@@ -378,7 +475,15 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
                     return spec.one(call(th, tuple(aa)), *(r.unsqueeze(0) for r in row[len(batched):]))
 
                 in_dims = (None,) + (0,) * (len(batched) + len(t))
-                parts.append(quiet(vmap(grad(one), in_dims=in_dims))(theta, *[x for _, x in batched], *t))
+                try:
+                    parts.append(quiet(vmap(grad(one), in_dims=in_dims))(theta, *[x for _, x in batched], *t))
+                except TorchlmError:
+                    raise
+                except Exception as e:  # e.g. a loss with data-dependent checks (gaussian_nll_loss's var < 0)
+                    raise ModelInputError(
+                        f"the per-observation gradients that robust covariances need could not be computed with "
+                        f"torch.func.vmap ({type(e).__name__}: {str(e)[:200]}): write the loss with tensor "
+                        "operations only (no Python branches on tensor values, no .item())") from e
             return torch.cat(parts)
 
     return Estimates(

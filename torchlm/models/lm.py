@@ -7,7 +7,8 @@ from typing import Any
 from torchlm.errors import DataError
 from torchlm.frame import build_design
 from torchlm.results.linear import LinearModelResult
-from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve, resolve_device_dtype
+from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
+from torchlm.solvers.options import check_tol, resolve_device_dtype
 
 
 def _call_string(formula, weights, offset, subset, fn="lm") -> str:
@@ -32,8 +33,8 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     offset : known component of the linear predictor (column name or array).
     subset : boolean mask or query string selecting rows.
     na_action : "omit" drops rows with a missing value in any variable used; "fail" raises.
-    tol : R's rank-detection tolerance (lm.fit's tol): columns whose residual norm, after
-        the earlier columns, is below tol times their norm are aliased (coefficient NaN).
+    tol : R's rank-detection tolerance (lm.fit's tol), a number in (0, 1): columns whose residual
+        norm, after the earlier columns, is below tol times their norm are aliased (coefficient NaN).
     device : torch device ("cpu", "cuda", "cuda:1"); default cpu.
     dtype : torch.float64 (default) or torch.float32 (warns: digits are lost).
 
@@ -41,6 +42,7 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     -------
     LinearModelResult
     """
+    tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)
     n, p = design.shape
@@ -51,6 +53,6 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
             "to estimate the residual variance"
         )
     chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
-    qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS)
+    qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
     return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,
                              call=_call_string(formula, weights, offset, subset))

@@ -11,10 +11,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import jacfwd, vmap
+from torch.func import vmap
 
 from torchlm.errors import ModelInputError, OptimumWarning, TorchlmError
-from torchlm.results.estimates import Estimates, analyse_curvature, element_names, summed_hessian
+from torchlm.results.estimates import (
+    Curvature,
+    Estimates,
+    analyse_curvature,
+    element_names,
+    positive_number,
+    summed_hessian,
+)
 from torchlm.solvers import (
     Backtracking,
     Divergence,
@@ -28,7 +35,7 @@ from torchlm.solvers import (
     StepBelow,
     solve,
 )
-from torchlm.solvers.autograd import quiet
+from torchlm.solvers.autograd import func_jacobian, quiet
 
 ARMIJO = 1e-4
 MIN_STEP = 2.0**-40
@@ -90,8 +97,13 @@ def mle(nll: Callable, start: dict, data: pd.DataFrame | dict | tuple | list | t
     """
     if not callable(nll):
         raise ModelInputError(f"nll must be a function of (params, data), not {type(nll).__name__}")
-    if method not in ("newton", "lbfgs"):
+    if not isinstance(method, str) or method not in ("newton", "lbfgs"):
         raise ModelInputError(f"method must be 'newton' or 'lbfgs', not {method!r}")
+    positive_number("maxit", maxit, whole=True)
+    positive_number("tol", tol)
+    positive_number("singular_tol", singular_tol)
+    if nobs is not None:
+        positive_number("nobs", nobs, whole=True)
     keys, vals, theta = _start_values(start)
     d, rows = _tensor_data(data)
     obj = _Objective(nll, d, data is not None, keys, [tuple(v.shape) for v in vals])
@@ -112,10 +124,12 @@ def mle(nll: Callable, start: dict, data: pd.DataFrame | dict | tuple | list | t
         steps.insert(1, "L-BFGS")
     S, g, H = summed_hessian(lambda: [obj.f], theta)
     _warn_not_converged(res, iterations, tol)
+    curv = analyse_curvature(H.cpu().numpy(), labels, singular_tol)
+    converged = res.converged and _level_along_flat(_NewtonProblem(obj, labels, singular_tol), theta, curv, labels)
     scores = None
     if n_vec is not None:
         def scores():
-            return quiet(jacfwd(obj.raw))(theta)
+            return func_jacobian(obj.raw, theta)
 
     start_txt = ", ".join(f"{k} = {_short(v)}" for k, v in zip(keys, vals))
     return Estimates(
@@ -123,21 +137,43 @@ def mle(nll: Callable, start: dict, data: pd.DataFrame | dict | tuple | list | t
         scale=1.0, statistic="z", call=f"mle({getattr(nll, '__name__', 'nll')}, start = list({start_txt}))",
         header="Maximum likelihood estimation", nobs=nobs,
         df_residual=None if nobs is None else nobs - len(labels), loglik=-S, df_loglik=len(labels),
-        scores=scores, method=" then ".join(steps), converged=res.converged, iterations=iterations,
-        singular_tol=singular_tol, on_negative="warn", advice="raise maxit, or start closer to the optimum")
+        scores=scores, method=" then ".join(steps), converged=converged, iterations=iterations,
+        singular_tol=singular_tol, curvature=curv, on_negative="warn",
+        advice="raise maxit, or start closer to the optimum")
 
 
 def _start_values(start) -> tuple[list[str], list[torch.Tensor], torch.Tensor]:
     """Parameter names, start values as float64 tensors, and all of them as one flat vector."""
     if not isinstance(start, dict) or not start:
-        raise ModelInputError("start must be a non-empty dict: parameter name -> initial value")
+        raise ModelInputError(f"start must be a non-empty dict: parameter name -> initial value, not "
+                              f"{type(start).__name__} (e.g. start={{'mu': 0.0, 'beta': [0.0, 0.0]}})")
     keys, vals = list(start), []
     for k in keys:
-        v = torch.as_tensor(start[k], dtype=torch.float64).detach().clone()
+        if not isinstance(k, str) or not k:
+            raise ModelInputError(f"start's names must be non-empty strings (the nll reads params[name]), not {k!r}")
+        try:
+            a = np.asarray(start[k].detach().cpu() if isinstance(start[k], torch.Tensor) else start[k])
+        except (TypeError, ValueError) as e:
+            raise ModelInputError(f"start value for {k!r} is not an array of numbers ({e})") from e
+        if a.dtype.kind not in "biuf":
+            raise ModelInputError(f"start value for {k!r} must be real numbers, not {a.dtype} ({_short_any(start[k])})")
+        v = torch.as_tensor(a.astype(np.float64))
+        if v.numel() == 0:
+            raise ModelInputError(f"start value for {k!r} has no elements: give each parameter at least one value")
         if not torch.isfinite(v).all():
             raise ModelInputError(f"start value for {k!r} is not finite")
         vals.append(v)
+    labels = [e for k, v in zip(keys, vals) for e in element_names(k, v.shape)]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ModelInputError(f"parameter names collide: {', '.join(dup)} name two values (a vector's elements are "
+                              "named name[i]): rename the parameters in start")
     return keys, vals, torch.cat([v.reshape(-1) for v in vals])
+
+
+def _short_any(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 class _Objective:
@@ -236,9 +272,9 @@ class _NewtonProblem:
         gn, Hn = g.cpu().numpy(), H.cpu().numpy()
         if not (np.isfinite(gn).all() and np.isfinite(Hn).all()):
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            c = analyse_curvature(Hn, self.labels, self.singular_tol)
+        # analyse_curvature itself does not warn (the result's checks do); warnings filters are process-global
+        # and warnings.catch_warnings is not thread-safe, so none is entered here
+        c = analyse_curvature(Hn, self.labels, self.singular_tol)
         if c.negative:
             step, newton, size = _descent_step(Hn, gn, self.singular_tol), False, math.inf
         else:
@@ -289,6 +325,39 @@ def _newton(obj: _Objective, theta: torch.Tensor, labels: list[str], maxit: int,
             return theta, res, used, fell_back
         # no step could be computed or taken away from the floating-point floor: L-BFGS once, then Newton again
         theta, fell_back = _lbfgs(obj.f, theta, 200), True
+
+
+def _level_along_flat(problem: _NewtonProblem, theta: torch.Tensor, curv: Curvature, labels: list[str]) -> bool:
+    """Whether the nll is level along the flat directions of its Hessian at theta (True without any).
+
+    Second derivatives cannot tell a non-identifiable combination (nll constant along it) from an
+    inflection (a^3 at 0) or a slope below the Hessian's resolution: the nll is evaluated a step of
+    1e-3 of the parameters' scale either way along each of (at most three) flat directions, and a
+    decrease beyond its rounding level means no minimum is there (OptimumWarning).
+    """
+    V, s = curv.flat_basis, curv.unit
+    if V is None or s is None or not V.shape[1]:
+        return True
+    here = problem.evaluate(theta)
+    margin = 8 * max(EPS * abs(here.value), here.rounding)
+    scale = 1e-3 * max(1.0, float(theta.abs().max()))
+    for j in range(min(3, V.shape[1])):
+        r = torch.as_tensor(s * V[:, j], dtype=theta.dtype, device=theta.device)
+        r = r * (scale / float(r.abs().max()))
+        for sign in (1.0, -1.0):
+            try:
+                ev = problem.evaluate(theta + sign * r)
+            except Exception:  # the nll rejects the point: outside its support, no evidence either way
+                continue
+            if ev.ok and ev.value < here.value - margin:
+                combo = " + ".join(f"{float(c):.3g}*{n}" for c, n in zip(sign * r, labels) if float(c) != 0)
+                warnings.warn(
+                    f"tl.mle stopped where the nll has no curvature, but it decreases along {combo} (from "
+                    f"{here.value:.10g} to {ev.value:.10g}): the point is not a minimum (an inflection, or a slope "
+                    "too small for the Hessian to resolve); check that the nll has a minimum", OptimumWarning,
+                    stacklevel=3)
+                return False
+    return True
 
 
 def _warn_not_converged(res: Result, iterations: int, tol: float) -> None:

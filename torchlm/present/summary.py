@@ -147,7 +147,11 @@ class LMSummary:
     def __init__(self, fit, vcov=None, cluster=None):
         self.fit = fit
         f = fit.fitted().to_numpy()
-        if len(f) > 1 and fit.sigma**2 < (f.mean() ** 2 + f.var(ddof=1)) * 1e-30:
+        # R's test resvar < (mean(f)^2 + var(f)) * 1e-30, on f / max|f| so that fits near 1e300 do not overflow
+        top = float(np.max(np.abs(f))) if len(f) else 0.0
+        fs = f / top if 0 < top < np.inf else f
+        sig = fit.sigma / top if 0 < top < np.inf else fit.sigma
+        if len(f) > 1 and np.isfinite(sig) and sig**2 < (fs.mean() ** 2 + fs.var(ddof=1)) * 1e-30:
             warnings.warn("essentially perfect fit: summary may be unreliable", TorchlmWarning, stacklevel=3)
         V, self.vcov_description = fit._covariance(vcov, cluster)
         self._full = fit._table(V)

@@ -4,6 +4,7 @@ and the curvature checks behind it (named singular directions, negative curvatur
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -14,9 +15,16 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import grad, grad_and_value, jvp, vmap
+from torch.func import grad, grad_and_value, jvp, vjp, vmap
 
-from torchlm.errors import DataError, NotAtMinimumError, OptimumWarning, OptionError, SingularHessianWarning
+from torchlm.errors import (
+    DataError,
+    ModelInputError,
+    NotAtMinimumError,
+    OptimumWarning,
+    OptionError,
+    SingularHessianWarning,
+)
 from torchlm.present import rformat as rf
 from torchlm.results.base import ModelResult
 from torchlm.solvers.autograd import quiet
@@ -37,6 +45,20 @@ def user_stacklevel() -> int:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def positive_number(name: str, value: Any, whole: bool = False) -> None:
+    """ModelInputError naming the option unless value is a positive finite number (an integer where ``whole``).
+
+    Returns
+    -------
+    None
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and float(value) > 0
+    if whole:
+        ok = ok and isinstance(value, numbers.Integral)
+    if not ok:
+        raise ModelInputError(f"{name} must be a positive {'whole number' if whole else 'number'}, not {value!r}")
 
 
 # --- parameter names ------------------------------------------------------------------------
@@ -71,7 +93,9 @@ def summed_hessian(objectives: Callable, theta: torch.Tensor,
     """Value, gradient and Hessian of sum_c f_c(theta) over the objectives yielded by ``objectives()``.
 
     Each Hessian is built from Hessian-vector products (forward-over-reverse: jvp of grad), vmapped over
-    ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters.
+    ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters. An
+    objective using an operation without a forward-mode derivative in torch (HuberLoss, SoftMarginLoss)
+    gets reverse-over-reverse products (vjp of grad) instead: the same Hessian to rounding, at more cost.
 
     Returns
     -------
@@ -82,6 +106,7 @@ def summed_hessian(objectives: Callable, theta: torch.Tensor,
     g = torch.zeros_like(theta)
     value = 0.0
     eye = torch.eye(k, dtype=theta.dtype, device=theta.device)
+    forward = True
     for f in objectives():
         gk, v = quiet(grad_and_value(f))(theta)
         g += gk.detach()
@@ -91,7 +116,18 @@ def summed_hessian(objectives: Callable, theta: torch.Tensor,
         def hvp(t, df=df):
             return jvp(df, (theta,), (t,))[1]
 
-        H += quiet(vmap(hvp, chunk_size=block))(eye).detach()
+        if forward:
+            try:
+                H += quiet(vmap(hvp, chunk_size=block))(eye).detach()
+                continue
+            except NotImplementedError:  # "Trying to use forward AD with ... that does not support it"
+                forward = False
+        pullback = quiet(vjp)(df, theta)[1]
+
+        def hvp_reverse(t: torch.Tensor, pullback: Callable = pullback) -> torch.Tensor:
+            return pullback(t)[0]
+
+        H += quiet(vmap(hvp_reverse, chunk_size=block))(eye).detach()
     # symmetric in exact arithmetic; average away the rounding so eigh/cholesky see one matrix
     return value, g, (H + H.T) / 2
 
@@ -107,6 +143,8 @@ class Curvature:
     negative: list[str]         # parameters involved in negative-curvature directions
     min_eigen: float            # smallest eigenvalue of the unit-diagonal Hessian (1 when Cholesky sufficed)
     rank: int                   # number of positive-curvature directions
+    flat_basis: np.ndarray | None = None  # (p, f) orthonormal flat directions of the unit-diagonal Hessian
+    unit: np.ndarray | None = None        # the unit-diagonal scaling s (H_unit = s H s)
 
 
 def _combination(v: np.ndarray, names: list[str]) -> str:
@@ -152,7 +190,7 @@ def analyse_curvature(H: np.ndarray, names: list[str], tol: float) -> Curvature:
     combos = [_combination(s * V[:, j], names) for j in np.flatnonzero(flat)[:3]]
     return Curvature(
         s[:, None] * inv * s[None, :], ~(in_flat | in_neg), combos,
-        [n for n, b in zip(names, in_neg) if b], float(w.min()), int(pos.sum()),
+        [n for n, b in zip(names, in_neg) if b], float(w.min()), int(pos.sum()), V[:, flat], s,
     )
 
 
@@ -212,6 +250,7 @@ class Estimates(ModelResult):
                 raise NotAtMinimumError(msg + "; train further (or from another start) and check the loss")
             warnings.warn(msg, OptimumWarning, stacklevel=user_stacklevel())
             self.converged = False
+        slope = self._flat_slope(optimum_tol)
         if c.flat:
             bad = [n for n, ok in zip(self.names, c.identifiable) if not ok and n not in c.negative]
             warnings.warn(
@@ -227,7 +266,12 @@ class Estimates(ModelResult):
                 step[ok] = np.abs(delta[ok]) / se[ok]
         self.newton_step = pd.Series(step, index=self.names, name="newton_step")
         worst = float(np.nanmax(step)) if ok.any() else 0.0
-        self.at_optimum = bool(worst <= optimum_tol) and not c.negative
+        self.at_optimum = bool(worst <= optimum_tol) and not c.negative and slope is None
+        if slope is not None:
+            warnings.warn(
+                f"the objective has no curvature but a slope ({slope[1]:.3g} per unit on the unit-diagonal scale) "
+                f"along {slope[0]}: it has no minimum there, it keeps decreasing in that direction, so the "
+                "estimates are not at an optimum", OptimumWarning, stacklevel=user_stacklevel())
         if not c.negative and worst > optimum_tol:
             top = self.newton_step.idxmax()
             warnings.warn(
@@ -235,6 +279,26 @@ class Estimates(ModelResult):
                 f"from where one Newton step puts it; tolerance {optimum_tol:g}), so the standard errors are for a "
                 f"point that is not the optimum: {advice}",
                 OptimumWarning, stacklevel=user_stacklevel())
+        if not self.at_optimum:
+            # a fit is converged only at an optimum: a small step there is no optimum when the gradient is not ~0
+            self.converged = False
+
+    def _flat_slope(self, optimum_tol: float) -> tuple[str, float] | None:
+        """The flat direction along which the objective slopes and its slope, or None when it is level.
+
+        A flat direction has no curvature, so a gradient along it is a slope all the way: the objective
+        has no minimum there (nll = -a). Level means one unit along it (unit-diagonal scale) lowers the
+        objective, in units of the negative log-likelihood (objective / scale), by at most optimum_tol.
+        """
+        c = self.curvature
+        if c.flat_basis is None or c.unit is None or not c.flat_basis.shape[1]:
+            return None
+        # the steepest slope within the flat directions: the gradient projected onto them
+        u = c.flat_basis.T @ (c.unit * self.gradient.to_numpy())
+        size = float(np.linalg.norm(u)) / self._scale
+        if not size > optimum_tol:
+            return None
+        return _combination(-c.unit * (c.flat_basis @ u), self.names), size
 
     # --- ModelResult hooks ---------------------------------------------------------------------
     def _coef_values(self) -> np.ndarray:
@@ -404,8 +468,14 @@ class EstimatesSummary:
             state = "converged" if est.converged else "did NOT converge"
             out.append(f"{est.method}: {state} in {est.iterations} iterations")
         if not est.at_optimum:
-            out.append(f"Warning: not at an optimum (up to {np.nanmax(est.newton_step):.3g} standard errors "
-                       "from one Newton step)")
+            steps = est.newton_step.to_numpy()
+            if est.curvature.negative:
+                why = "negative curvature: a saddle point or maximum"
+            elif np.isfinite(steps).any() and np.nanmax(steps) > 0:
+                why = f"up to {np.nanmax(steps):.3g} standard errors from one Newton step"
+            else:
+                why = "the objective slopes along a direction without curvature"
+            out.append(f"Warning: not at an optimum ({why})")
         return out
 
     def __str__(self) -> str:

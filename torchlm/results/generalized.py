@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchlm.errors import FitError, OptionError
+from torchlm.errors import FitError, OptionError, TorchlmWarning
 from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.profile import confint_profile
@@ -19,7 +19,7 @@ from torchlm.models.families import Family
 from torchlm.present.summary import GLMSummary, print_glm
 from torchlm.results.base import ModelResult
 from torchlm.solvers.autograd import quiet
-from torchlm.solvers.least_squares import r_inverse_cov
+from torchlm.solvers.least_squares import cov_scale, factor_cov, log10_variances, r_inverse_cov
 from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
@@ -74,8 +74,32 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             self.dispersion = float(wr[weights > 0].sum()) / self.df_residual
         else:
             self.dispersion = float("nan")
+        if self._qr.scaling is not None:
+            self._range_warnings()
         if family.has_likelihood:
-            self.aic()
+            self.aic()  # R's glm.fit computes the AIC as it fits, so its warnings come with the fit
+
+    def _range_warnings(self) -> None:
+        """A TorchlmWarning where a scaled fit's (data near 1e300) dispersion or variances are beyond float64's range.
+
+        R gives such numbers silently as Inf or 0; they are given the same here, with a warning.
+        """
+        if not self.rank or not self.dispersion > 0:
+            return
+        if not math.isfinite(self.dispersion):
+            warnings.warn("the dispersion is beyond float64's range (Inf): vcov() and std_errors() are Inf. Rescale "
+                          "the response (multiply or divide it by a power of ten)", TorchlmWarning, stacklevel=4)
+            return
+        lo, hi = np.log10(np.finfo(np.float64).tiny), np.log10(np.finfo(np.float64).max)
+        log_var = math.log10(self.dispersion) + log10_variances(self._qr)
+        out = [(self.names[j], v) for j, v in zip(self._qr.pivot[: self.rank], log_var)
+               if np.isfinite(v) and not lo <= v <= hi]
+        if out:
+            ses = ", ".join(f"{n!r}: about 1e{v / 2:.0f}" for n, v in out)
+            warnings.warn(
+                f"the variances of the coefficients {[n for n, _ in out]} are beyond float64's range: vcov() and "
+                f"std_errors() give them as 0 or Inf (as R's glm does); their standard errors are {{{ses}}}. "
+                "Rescale these columns (e.g. by a power of ten)", TorchlmWarning, stacklevel=4)
 
     # --- ModelResult hooks -----------------------------------------------------------------
     cluster_default = "HC0"  # R's vcovCL for a likelihood model
@@ -119,6 +143,22 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             H += quiet(torch.func.hessian(half_deviance))(b)
         return pd.DataFrame(H.cpu().double().numpy(), index=self.names, columns=self.names)
 
+    def _unscaled_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(C', d) with _unscaled() = d_i d_j C'_ij (formula order) and C' in float64's range (see scaled_cov).
+
+        For scale-free quantities (hat values) of a fit of data near 1e300; d is 1 for ordinary fits
+        and for the observed information.
+
+        Returns
+        -------
+        (numpy.ndarray (k, k), numpy.ndarray (k,))
+        """
+        if self.information != "expected":
+            return self._unscaled(), np.ones(self.rank)
+        order = np.argsort(self._qr.pivot[: self.rank])
+        C = r_inverse_cov(self._qr.factor).cpu().double().numpy()
+        return C[np.ix_(order, order)], cov_scale(self._qr).cpu().double().numpy()[order]
+
     def _unscaled(self, information: str | None = None, **options: Any) -> np.ndarray:
         """Inverse information over the estimable coefficients (formula order), before the dispersion.
 
@@ -128,7 +168,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         # information is the glm's one covariance option: options (the base's hook signature) is always empty
         information = information or self.information
         if information == "expected":
-            C = r_inverse_cov(self._qr.R).cpu().double().numpy()
+            C = factor_cov(self._qr).cpu().double().numpy()
             order = np.argsort(self._qr.pivot[: self.rank])
             return C[np.ix_(order, order)]
         if information != "observed":
@@ -204,6 +244,8 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             NaN for the quasi families (no likelihood).
         """
         if self._aic is None:
+            # once per fit: the family's aic may warn about the data (R's dpois on non-integer counts),
+            # and R warns once, when glm() computes it
             n = torch.ones_like(self._y)
             self._aic = self.family.aic(self._y, n, self._fit.mu, self._w, self.deviance) + 2 * self.rank
         return self._aic
@@ -333,7 +375,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             fit = eta
         if not se_fit:
             return pd.Series(fit, index=index, name="fit")
-        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
+        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy(copy=True))  # writable: torch warns on read-only
         se = np.sqrt(row_quadratic(X, cols, lambda B: ((B @ V) * B).sum(dim=1)))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())

@@ -11,17 +11,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchlm.errors import OptionError
+from torchlm.errors import OptionError, TorchlmWarning
 from torchlm.frame import Design, newdata_matrix, newdata_offset
 from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.sandwich import robust_covariance
 from torchlm.present.summary import LMSummary, print_lm
 from torchlm.results.base import ModelResult
 from torchlm.solvers.autograd import objective_hessian
-from torchlm.solvers.least_squares import QRFit, linear_chunks, unscaled_cov
+from torchlm.solvers.least_squares import QRFit, linear_chunks, log10_variances, scaled_cov, unscaled_cov
 from torchlm.sources.row_blocks import WorkingRows, row_quadratic
 
 FStatistic = namedtuple("FStatistic", ["value", "numdf", "dendf"])
+
+
+def _power_of_two_below(m: float) -> float:
+    """2^-e with m = f 2^e, f in [0.5, 1) (1 for 0; within 2^+-1020): m times it is in [0.5, 1)."""
+    return float(np.ldexp(1.0, -int(np.clip(np.frexp(m)[1], -1020, 1020))))
+
+
+def _exp10(log10_value: float) -> str:
+    """A number given by its log10, written as 1.23e+456 (beyond float64's range too)."""
+    e = math.floor(log10_value)
+    return f"{10 ** (log10_value - e):.3g}e{e:+d}"
 
 
 
@@ -56,10 +67,16 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         self.nobs = int(self._w_used.sum())
         self.df_residual = self.nobs - self.rank
         ww = 1.0 if w is None else w
-        self.deviance = qr.rss if qr.rss is not None else float(np.sum(ww * self._resid**2))
+        if qr.scaling is None:
+            self.deviance = qr.rss if qr.rss is not None else float(np.sum(ww * self._resid**2))
+            log_rss = None
+        else:
+            self.deviance, log_rss = self._scaled_rss()
         self.sigma = math.sqrt(self.deviance / self.df_residual) if self.df_residual > 0 else float("nan")
         self.n_dropped_na = d.n_dropped
         self._r2()
+        if log_rss is not None:
+            self._range_warnings(log_rss)
 
     # --- ModelResult hooks -----------------------------------------------------------------
     def _coef_values(self) -> np.ndarray:
@@ -99,6 +116,20 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         order = np.argsort(est)
         return C[np.ix_(order, order)]
 
+    def _unscaled_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(C', d) with _unscaled() = d_i d_j C'_ij (formula order) and C' in float64's range (see scaled_cov).
+
+        For scale-free quantities of a fit of data near 1e300, whose (X'WX)^{-1} is not
+        representable: the hat values are h_i = (x_i d) C' (x_i d)'. d is 1 for ordinary fits.
+
+        Returns
+        -------
+        (numpy.ndarray (k, k), numpy.ndarray (k,))
+        """
+        C, d = scaled_cov(self._qr, self._chunks())
+        order = np.argsort(self._qr.pivot[: self.rank])
+        return C.cpu().double().numpy()[np.ix_(order, order)], d.cpu().double().numpy()[order]
+
     def _working(self) -> tuple[WorkingRows, np.ndarray]:
         """sqrt(w) X over the estimable columns (formula order) and sqrt(w) (y - fitted), rows with w > 0.
 
@@ -113,18 +144,83 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         return WorkingRows(d, cols, sw, u), (ew if u is None else ew[u])
 
     # --- fit statistics --------------------------------------------------------------------
+    def _scaled_rss(self) -> tuple[float, float]:
+        """The weighted residual sum of squares of a scaled fit (1e300 data) and its log10, squared scaled.
+
+        Returns
+        -------
+        (rss, log10 rss): rss is Inf or 0 where it is beyond float64's range, its log10 is not.
+        """
+        qr = self._qr
+        if qr.rss is not None and qr.scaled_rss is not None and qr.scaling is not None:
+            r = qr.scaling.residual
+            with np.errstate(divide="ignore"):
+                return qr.rss, float(np.log10(qr.scaled_rss) - 2 * np.log10(r))
+        w = self.design.weights
+        e = self._resid if w is None else self._resid * np.sqrt(w)
+        k = _power_of_two_below(np.abs(e).max(initial=0.0))
+        ss = float(np.sum((e * k) ** 2))
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            return float(ss / k / k), float(np.log10(ss) - 2 * np.log10(k))
+
+    def _scaled_sums(self, f: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+        """Model and residual sums of squares of a scaled fit, both times the same power of two (their ratio exact).
+
+        Returns
+        -------
+        (mss, rss), in common units.
+        """
+        wn = w * _power_of_two_below(w.max(initial=0.0))  # a common factor of the weights cancels
+        c = f - np.sum(wn * f) / np.sum(wn) if self.design.has_intercept else f
+        e = self._resid[self._w_used]
+        k = _power_of_two_below(max(np.abs(c).max(initial=0.0), np.abs(e).max(initial=0.0)))
+        return float(np.sum(wn * (c * k) ** 2)), float(np.sum(wn * (e * k) ** 2))
+
+    def _range_warnings(self, log_rss: float) -> None:
+        """TorchlmWarnings where a scaled fit's rss or coefficient variances are beyond float64's range.
+
+        R's lm gives such numbers as Inf or 0 silently; they are given the same here, with the
+        representable value (sigma, the standard error) in the warning.
+        """
+        if self.df_residual <= 0 or not self.rank:
+            return
+        lo, hi = np.log10(np.finfo(np.float64).tiny), np.log10(np.finfo(np.float64).max)
+        log_sigma = 0.5 * (log_rss - math.log10(self.df_residual))
+        # a log of -inf is an exact 0 (a perfect fit): representable
+        if math.isfinite(log_rss) and not lo <= log_rss <= hi:
+            where = "above" if log_rss > hi else "below"
+            warnings.warn(
+                f"the residual sum of squares (about 1e{log_rss:.0f}) is {where} float64's range: deviance and "
+                f"sigma are {self.deviance:g} (as R's lm gives them) and so are the standard errors; sigma is "
+                f"about {_exp10(log_sigma)}. Rescale the response (multiply or divide it by a power of ten)",
+                TorchlmWarning, stacklevel=4)
+            return
+        est = self._qr.pivot[: self.rank]
+        log_var = 2 * log_sigma + log10_variances(self._qr)
+        out = [(self.names[j], v) for j, v in zip(est, log_var) if np.isfinite(v) and not lo <= v <= hi]
+        if out:
+            labels = [n for n, _ in out]
+            ses = ", ".join(f"{n!r}: {_exp10(v / 2)}" for n, v in out)
+            warnings.warn(
+                f"the variances of the coefficients {labels} are beyond float64's range: vcov() and std_errors() "
+                f"give them as 0 or Inf (as R's lm does), and their t values as Inf or 0; their standard errors "
+                f"are about {{{ses}}}. Rescale these columns (e.g. by a power of ten)", TorchlmWarning, stacklevel=4)
+
     def _r2(self):
         d = self.design
         f = self._fitted if d.offset is None else self._fitted - d.offset
         u = self._w_used
         w = np.ones(len(f)) if d.weights is None else d.weights
         f, w = f[u], w[u]
-        if d.has_intercept:
+        if self._qr.scaling is not None:
+            mss, rss = self._scaled_sums(f, w)
+        elif d.has_intercept:
             m = np.sum(w * f) / np.sum(w)
             mss = float(np.sum(w * (f - m) ** 2))
+            rss = self.deviance
         else:
             mss = float(np.sum(w * f**2))
-        rss = self.deviance
+            rss = self.deviance
         df_int = 1 if d.has_intercept else 0
         self.fstatistic = None
         if self.rank != df_int:
@@ -254,7 +350,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             ip = res_var * row_quadratic(X, est, lambda B: torch.linalg.solve_triangular(
                 R, B, upper=True, left=False).square().sum(dim=1))
         else:
-            V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
+            V = torch.as_tensor(self._covariance(vcov)[0].to_numpy(copy=True))  # writable: torch warns on read-only
             ip = row_quadratic(X, sorted(est), lambda B: ((B @ V) * B).sum(dim=1))
         out = pd.DataFrame({"fit": fit}, index=index)
         if se_fit:
@@ -272,7 +368,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
                 width = np.sqrt(ip + res_var / pw)
             else:
                 width = np.sqrt(ip)
-            q = self._quantile(level)
+            q = self._quantile(level)  # R's qt((1 - level)/2, df), level checked
             out["lwr"] = fit - q * width
             out["upr"] = fit + q * width
         return out

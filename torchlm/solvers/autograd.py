@@ -7,32 +7,93 @@ Everything here works chunk by chunk, so memory stays bounded at large n, and on
 from __future__ import annotations
 
 import math
+import os
+import threading
 import warnings
 from typing import Any, Callable, Iterable, Literal, overload
 
 import torch
-from torch.func import hessian, jacfwd, vjp
+from torch.func import hessian, jacfwd, jacrev, vjp
 
 ResidualFn = Callable[[torch.Tensor], torch.Tensor]
 # each chunk yields a residual function of beta (closed over that chunk's rows)
 Chunks = Callable[[], Iterable[ResidualFn]]
 
 
+# torch.func's forward mode (jvp, jacfwd, hessian) keeps its state in process globals, not per thread: the
+# Python counters torch._functorch.eager_transforms.JVP_NESTING and torch.autograd.forward_ad._current_level
+# and one C++ forward-AD level (a second live level is refused). Two threads inside it at once share that
+# level: one raises ("no level exists") or has its tangents dropped when the other exits the level, which
+# gives a zero Hessian, a (0, 0) vcov or a wrong number without an error. Reverse mode (grad, vjp, vmap)
+# keeps its state per thread. Every torch.func region torchlm runs is wrapped by quiet(), which holds this
+# one lock: an uncontended acquire costs well under a microsecond, and concurrent fits give the serial
+# numbers bit for bit. The alternative, reverse-over-reverse Hessians and Jacobians (jacrev), would need no
+# lock but costs more per call for every fit (a residual Jacobian by rows of reverse passes) and rounds
+# differently from the results the tests pin to R. Re-entrant: regions nest (quiet inside quiet, jvp inside
+# vmap inside quiet). No region waits for torchlm.threads' pool, whose threads only factor and multiply
+# blocks (forward-mode passes run in the calling thread), so the lock cannot deadlock with the pool; a
+# region runs the user's model or nll, which must not wait for another thread that needs torch.func.
+# A user's own torch.func forward mode in another thread, outside torchlm, is not covered.
+_FUNC_LOCK = threading.RLock()
+_decompositions_loaded = False
+
+
+def _load_jvp_decompositions() -> None:
+    """Import torch's forward-AD decompositions once, with the lock held, silencing the warnings it raises.
+
+    Forward mode imports torch._decomp.decompositions_for_jvp on its first use, and that import calls
+    torch.jit.script, which torch 2.13 deprecates with a DeprecationWarning per function. That import is
+    the only source of the warning, so it is done here once; afterwards no region touches the warnings
+    filters, which are process-global (warnings.catch_warnings is not thread-safe before Python 3.14).
+    """
+    global _decompositions_loaded
+    # torch loads them under this condition only (torch.autograd.forward_ad._maybe_load_decompositions)
+    if _decompositions_loaded or os.environ.get("PYTORCH_JIT", "1") != "1" or not __debug__:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+        try:
+            import torch._decomp.decompositions_for_jvp  # noqa: F401
+        except ImportError:  # a torch without it (or a later one that moved it): nothing to preload
+            pass
+    _decompositions_loaded = True
+
+
 def quiet(f: Callable[..., Any]) -> Callable[..., Any]:
-    """f with torch 2.13's internal `torch.jit.script` deprecation warning (raised inside torch.func) silenced.
+    """f run as a torch.func region: serialized across threads, without torch's torch.jit.script warning.
+
+    torch.func's forward mode is process-global state (see ``_FUNC_LOCK``): the region holds one
+    re-entrant lock, so fits from several threads give the serial results. The first region
+    preloads the forward-AD decompositions, the only source of torch 2.13's internal
+    ``torch.jit.script`` deprecation warning, with that warning filtered.
 
     Returns
     -------
     callable
-        f, with that warning filtered while it runs.
+        f, run with the lock held.
     """
 
-    def g(*args):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
-            return f(*args)
+    def g(*args: Any, **kwargs: Any) -> Any:
+        with _FUNC_LOCK:
+            _load_jvp_decompositions()
+            return f(*args, **kwargs)
 
     return g
+
+
+def func_jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Jacobian of f at x by forward mode (torch.func.jacfwd), or by reverse mode (jacrev) where an operation
+    in f has no forward-mode derivative in torch (HuberLoss, SoftMarginLoss): the same derivatives, to rounding.
+
+    Returns
+    -------
+    torch.Tensor
+        f(x).shape + x.shape.
+    """
+    try:
+        return quiet(jacfwd(f))(x)
+    except NotImplementedError:  # "Trying to use forward AD with ... that does not support it"
+        return quiet(jacrev(f))(x)
 
 
 def jacobian(fn: ResidualFn, beta: torch.Tensor) -> torch.Tensor:
@@ -112,8 +173,9 @@ def factor_jacobian(chunks: Chunks, beta: torch.Tensor) -> torch.Tensor:
         for fn in rest:
             R = merge(R, r_factor(block_of(fn)))
         return R
-    # autograd Jacobians are taken in the calling thread (torch.func and warning filters are not
-    # for concurrent use); blocks of residuals with an ``augmented`` method are built by the pool
+    # autograd Jacobians are taken in the calling thread, so that pool threads never wait for quiet()'s
+    # lock on torch.func while the caller holds it; blocks of residuals with an ``augmented`` method
+    # (no autograd) are built by the pool
     items = (fn if hasattr(fn, "augmented") else block_of(fn) for fn in rest)
     R = threads.reduce_chunks(r_factor, items, merge)
     return R

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from torchlm import threads
-from torchlm.errors import DataError, ModelInputError, warn
+from torchlm.errors import DataError, OptionError, warn
 from torchlm.models.families import Family
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
@@ -149,12 +149,12 @@ class GLMPasses:
         good = positive & (me != 0)
         if self.all_positive and bool(good.all()):
             # every row is informative (the usual case): the masked expressions below, without their passes
-            return torch.sqrt(w * me * me / var), (y - mu) / me
+            return _safe_sqrt_weights(w, me, var), (y - mu) / me
         if rows == slice(None) and not bool(good.any()):
             raise DataError("no observations informative at iteration (all weights or d mu / d eta are zero)")
         zero = torch.zeros_like(eta)
         rw = torch.where(good, (y - mu) / torch.where(good, me, torch.ones_like(me)), zero)
-        sw = torch.where(good, torch.sqrt(w * me * me / torch.where(good, var, torch.ones_like(var))), zero)
+        sw = torch.where(good, _safe_sqrt_weights(w, me, torch.where(good, var, torch.ones_like(var))), zero)
         return sw, rw
 
     def _newton_terms(self, eta: torch.Tensor, rows: slice):
@@ -211,7 +211,9 @@ class GLMPasses:
         n = self.y.shape[0]
         eta = torch.empty(n, dtype=self.dtype, device=self.device)
         mu = torch.empty_like(eta)
-        cols = None if est is None or list(est) == list(range(self.p)) else torch.as_tensor(est, device=self.device)
+        # int64 also when est is empty (a rank-0 fit), where as_tensor would make float32
+        cols = (None if est is None or list(est) == list(range(self.p))
+                else torch.as_tensor(est, dtype=torch.int64, device=self.device))
         k = self.p if est is None else len(est)
         acc = _Sums(H=torch.zeros(k, k, dtype=self.dtype, device=self.device) if want else None,
                     g=torch.zeros(k, dtype=self.dtype, device=self.device) if want else None)
@@ -253,10 +255,26 @@ class GLMPasses:
             for rows, X in self.blocks():
                 yield LinearResidual(X, z[rows], sw[rows])
 
-        fit = qr_solve(chunks, p, tol, self.device, self.dtype, accurate=False)
+        names = [self.source.names[j] for j in self.columns]
+        fit = qr_solve(chunks, p, tol, self.device, self.dtype, accurate=False, names=names)
         if fit.rank > self.y.shape[0]:
             raise DataError(f"X matrix has rank {fit.rank}, but only {self.y.shape[0]} observations")
         return fit
+
+
+def _safe_sqrt_weights(w: torch.Tensor, me: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """R's sqrt(w mu'(eta)^2 / V(mu)); where that overflows (means near 1e300), sqrt(w) |mu'| / sqrt(V).
+
+    R's expression is kept where it is finite, so ordinary fits round as R's do.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    sw = torch.sqrt(w * me * me / var)
+    if bool(torch.isfinite(sw).all()):
+        return sw
+    return torch.where(torch.isfinite(sw), sw, torch.sqrt(w) * me.abs() / torch.sqrt(var))
 
 
 def cholesky_step(b: torch.Tensor, est: list[int], P: Pass) -> torch.Tensor | None:
@@ -268,8 +286,10 @@ def cholesky_step(b: torch.Tensor, est: list[int], P: Pass) -> torch.Tensor | No
     """
     if P.H is None or P.g is None:
         return None
+    if not (bool(torch.isfinite(P.H).all()) and bool(torch.isfinite(P.g).all())):
+        return None  # X'WX beyond float64's range (columns near 1e300): the QR step scales them
     L, info = torch.linalg.cholesky_ex(P.H)
-    if int(info) != 0 or not bool(torch.isfinite(P.g).all()):
+    if int(info) != 0:
         return None
     new = b.clone()
     new[est] += torch.cholesky_solve(P.g.unsqueeze(1), L).squeeze(1)
@@ -308,20 +328,41 @@ class IRLSFit:
 def control_settings(control: dict | None) -> dict:
     """R's glm.control settings with the defaults filled in; unknown or invalid settings are errors.
 
+    epsilon : a positive finite number; maxit : a whole number >= 1; polish : a whole number >= 0.
+
+    Raises
+    ------
+    OptionError
+        naming the setting, for an unknown key or a value of the wrong type or range.
+
     Returns
     -------
     dict with epsilon, maxit and polish.
     """
+    if control is not None and not isinstance(control, dict):
+        raise OptionError(f"control must be a dict of glm.control settings {sorted(CONTROL_DEFAULTS)}, "
+                          f"not {type(control).__name__}")
     c = dict(CONTROL_DEFAULTS)
     for k, v in (control or {}).items():
         if k not in c:
-            raise ModelInputError(f"unknown control setting {k!r}; available: {sorted(c)}")
+            raise OptionError(f"unknown control setting {k!r}; available: {sorted(c)}")
         c[k] = v
-    if not c["epsilon"] > 0:
-        raise ModelInputError("control epsilon must be positive")
-    if int(c["maxit"]) < 1:
-        raise ModelInputError("control maxit must be at least 1")
+    eps = c["epsilon"]
+    if not _is_real(eps) or not (math.isfinite(float(eps)) and float(eps) > 0):
+        raise OptionError(f"control epsilon must be a positive finite number (R's default 1e-8), not {eps!r}")
+    c["epsilon"] = float(eps)
+    for k, least in (("maxit", 1), ("polish", 0)):
+        v = c[k]
+        if not _is_real(v) or not math.isfinite(float(v)) or float(v) != int(v) or int(v) < least:
+            raise OptionError(f"control {k} must be a whole number of at least {least} (default "
+                              f"{CONTROL_DEFAULTS[k]}), not {v!r}")
+        c[k] = int(v)
     return c
+
+
+def _is_real(v: object) -> bool:
+    """A real number (Python or numpy), not a bool or a string."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _start(passes: GLMPasses, start, mustart) -> tuple[Pass, torch.Tensor | None]:
@@ -334,7 +375,8 @@ def _start(passes: GLMPasses, start, mustart) -> tuple[Pass, torch.Tensor | None
         eta = link.linkfun(mustart)
         mu = link.linkinv(eta)
     if not (fam.validmu(mu) and link.valideta(eta)):
-        raise DataError("cannot find valid starting values for this family and link: pass start=")
+        raise DataError("cannot find valid starting values: please specify some (start= coefficients whose "
+                        f"linear predictor is inside the range of the {link.name} link and the family)")
     dev = float(fam.dev_resids(passes.y, mu, passes.weights).sum())
     return Pass(eta, mu, dev, True), None if start is None else start.clone()
 
@@ -367,7 +409,7 @@ class _IRLSProblem:
             qr = self.passes.qr_step(P.eta, P.mu, self.tol)
             self.est = qr.pivot[: qr.rank]
             new = _as_coef(qr, coef)
-            self.use_gram = qr.rank > 0 and condition_estimate(qr.R) < GRAM_CONDITION
+            self.use_gram = qr.rank > 0 and condition_estimate(qr.factor) < GRAM_CONDITION
         if not bool(torch.isfinite(new[self.est]).all()):
             warn(f"non-finite coefficients at iteration {state.iteration + 1}", stacklevel=5)
             return None

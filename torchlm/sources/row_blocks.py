@@ -10,7 +10,6 @@ the same few members.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -103,10 +102,11 @@ def _tensor(a: np.ndarray, device, dtype: torch.dtype) -> torch.Tensor:
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     if a.dtype != np_dtype:
         a = a.astype(np_dtype)
-    with warnings.catch_warnings():
-        # formulaic's columns are often read-only pandas buffers; torch only reads them
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(a).to(device)
+    if not a.flags.writeable:
+        # formulaic's columns are often read-only pandas buffers, on which torch warns: a copy of the
+        # block (the warnings filters are process-global, no place to silence it from several threads)
+        a = a.copy()
+    return torch.from_numpy(a).to(device)
 
 
 class DesignSource:
