@@ -314,3 +314,46 @@ def test_robust_se_of_a_scaled_fit_keeps_the_representable_entries(d, type):
     # intercept and z are unchanged by scaling x; x's variance (about 2^-2000) is below float64's range
     np.testing.assert_allclose(big[["Intercept", "z"]], base[["Intercept", "z"]], rtol=1e-12)
     assert big["x"] == 0.0
+
+
+# --- weights= as R checks it ------------------------------------------------------------------------------
+
+WEIGHTED = pd.DataFrame({"y": [1.0, 2, 4, 3, 5, 7], "x": [1.0, 2, 3, 4, 5, np.nan], "w": [1, 2, 1, 2, 1, -1.0]})
+
+
+@pytest.mark.parametrize("fitter", [tl.lm, tl.glm])
+def test_a_negative_weight_on_a_row_dropped_for_na_is_no_error(fitter):
+    fit = fitter("y ~ x", WEIGHTED, weights="w")
+    # R 4.2.2: lm(y ~ x, d, weights = w) gives 0.3571429, 0.8333333 (the row with x NA is dropped first)
+    sw = np.sqrt(WEIGHTED["w"].to_numpy()[:5])
+    ref = np.linalg.lstsq(np.c_[np.ones(5), WEIGHTED["x"].to_numpy()[:5]] * sw[:, None],
+                          WEIGHTED["y"].to_numpy()[:5] * sw, rcond=None)[0]
+    np.testing.assert_allclose(fit.coef().to_numpy(), ref, rtol=1e-10)
+    np.testing.assert_allclose(ref, [0.3571429, 0.8333333], atol=1e-7)
+    with pytest.raises(tl.DataError, match="non-negative"):
+        fitter("y ~ x", WEIGHTED.assign(w=-WEIGHTED["w"]), weights="w")
+
+
+@pytest.mark.parametrize("weights, fragment", [
+    (pd.Categorical([1, 2, 1, 2, 1, 2]), "not a factor"),
+    (np.array(["1", "2", "1", "2", "1", "2"], dtype=object), "must be numeric"),
+    ("g", "must be numeric"),
+])
+def test_weights_must_be_numbers_not_text_or_factors(weights, fragment):
+    data = WEIGHTED.assign(g=list("abcabc"))
+    with pytest.raises(tl.DataError, match=fragment):
+        tl.lm("y ~ x", data, weights=weights)
+    # numbers stored as objects or nullable floats are numbers
+    ok = tl.lm("y ~ x", data, weights=np.array([1, 2, 1, 2, 1, 2], dtype=object)).coef()
+    pd.testing.assert_series_equal(ok, tl.lm("y ~ x", data, weights=data["w"].abs().astype("Float64")).coef())
+
+
+def test_anova_of_an_essentially_perfect_fit_warns_as_r():
+    d3 = pd.DataFrame({"y": [1.0, 3, 2], "x": [1.0, 2, 4], "z": [0.5, 0.1, 0.3]})
+    with pytest.warns(tl.TorchlmWarning, match="^ANOVA F-tests on an essentially perfect fit are unreliable$"):
+        tab = tl.anova(tl.lm("y ~ x + z", d3))
+    # R 4.2.2: Sum Sq 0.21429, 1.78571 and 0 on 0 residual df
+    np.testing.assert_allclose(tab["Sum Sq"].to_numpy(), [3 / 14, 25 / 14, 0.0], rtol=1e-9, atol=1e-14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tl.anova(tl.lm("y ~ x", DATA))

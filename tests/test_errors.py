@@ -116,15 +116,29 @@ def test_all_na_column(df):
         tl.lm("y ~ x + z", data=df)
 
 
-def test_n_not_greater_than_p(df):
-    with raises(DataError, "3 observations", "3 coefficients"):
-        tl.lm("y ~ x + z", data=df.iloc[:3])
+def test_saturated_fit_is_r(df):
+    # R fits n = p (and n < p with aliased columns) with no residual degrees of freedom: exact
+    # coefficients, residuals exactly 0, sigma 0/0 = NaN, adjusted R^2 and F NaN
+    three = df.iloc[:3]
+    fit = tl.lm("y ~ x + z", data=three)
+    X = np.c_[np.ones(3), three[["x", "z"]].to_numpy()]
+    np.testing.assert_allclose(fit.coef().to_numpy(), np.linalg.solve(X, three["y"].to_numpy()), rtol=1e-10)
+    assert fit.df_residual == 0 and np.all(fit.residuals().to_numpy() == 0.0)
+    assert np.isnan(fit.sigma) and fit.r_squared == 1.0 and np.isnan(fit.adj_r_squared)
+    assert fit.std_errors().isna().all() and fit.std_errors(vcov="HC1").isna().all()
+    text = str(fit.summary())
+    assert "ALL 3 residuals are 0: no residual degrees of freedom!" in text
+    assert "Residual standard error: NaN on 0 degrees of freedom" in text
+    assert "Adjusted R-squared:    NaN" in text and "F-statistic:   NaN on 2 and 0 DF,  p-value: NA" in text
 
 
-def test_n_not_greater_than_p_after_na_removal(df):
-    df.loc[3:, "z"] = np.nan
-    with raises(DataError, "observations", "coefficients"):
-        tl.lm("y ~ x + z", data=df)
+def test_fewer_rows_than_coefficients_aliases_as_r(df):
+    df.loc[2:, "z"] = np.nan
+    fit = tl.lm("y ~ x + z", data=df)  # two rows left: R gives the line through them, z NA
+    assert fit.nobs == 2 and fit.rank == 2 and fit.aliased.tolist() == [False, False, True]
+    x, y = df["x"].to_numpy()[:2], df["y"].to_numpy()[:2]
+    slope = (y[1] - y[0]) / (x[1] - x[0])
+    np.testing.assert_allclose(fit.coef().to_numpy()[:2], [y[0] - slope * x[0], slope], rtol=1e-10)
 
 
 def test_na_action_fail(df):

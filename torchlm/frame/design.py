@@ -20,7 +20,7 @@ from formulaic.utils.variables import get_expression_variables
 from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.formula import formula_columns, formulaic_formula, materialize, parse_formula, r_powers_in_I
-from torchlm.frame.model_frame import ModelFrame, check_na_action, evaluate_variable, model_frame
+from torchlm.frame.model_frame import ModelFrame, check_na_action, check_weights, evaluate_variable, model_frame
 
 
 @dataclass
@@ -233,6 +233,7 @@ def available_memory() -> int:
 def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: bool, fitter: str | None) -> Design:
     """The Design of an already checked and rewritten formula on ``frame`` (narrowed to formulaic's rows)."""
     mm, frame, work = _materialized_rows(formula, frame)
+    check_weights(frame)
     y, response = _numeric_response(mm, work, allow_factor_response, fitter)
     Xdf = mm.rhs
     # kept in formulaic's dtypes (factor dummies are int64): converted to float chunk by chunk, not all at once

@@ -175,7 +175,8 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
         them is dropped (na_action="omit") or an error (na_action="fail").
     weights, offset : str or array, optional
         A column name or one value per row of data. Missing values drop the row as a variable's do;
-        Inf is an error, and so are negative weights.
+        Inf is an error, and so are negative weights (on the rows left after NA removal; without
+        ``variables`` the caller checks them with :func:`check_weights` once it knows those rows).
     subset : array of bool or str, optional
         Boolean mask over the rows of data, or a query string (``"x > 0"``), applied before NA removal.
     na_action : str
@@ -203,8 +204,6 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
         if np.isnan(arr[keep]).any() and na_action == "fail":
             raise DataError(f"{what} contain missing values and na_action='fail'")
         keep &= ~np.isnan(arr)
-    if w is not None and (w[keep] < 0).any():
-        raise DataError("weights must be non-negative; found negative weights")
     if not keep.any():
         raise DataError("no observations: the subset (or missing weights/offset) leaves no rows")
     rows = np.flatnonzero(keep)
@@ -213,7 +212,27 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
         weights=None if w is None else w[rows], offset=None if off is None else off[rows],
         n_dropped=n_subset - len(rows), na_action=na_action, weights_column=wname, offset_column=oname,
     )
-    return _omit_missing(mf, names) if names else mf
+    if not names:
+        return mf  # the caller drops the rows its terms make missing, then checks the weights (check_weights)
+    out = _omit_missing(mf, names)
+    check_weights(out)
+    return out
+
+
+def check_weights(frame: ModelFrame) -> None:
+    """R's check of the weights, on the rows left after NA removal: a negative weight on a dropped row is no error.
+
+    Parameters
+    ----------
+    frame : ModelFrame
+        The rows a model uses.
+
+    Returns
+    -------
+    None
+    """
+    if frame.weights is not None and (frame.weights < 0).any():
+        raise DataError("weights must be non-negative; found negative weights")
 
 
 def evaluate_variable(data: pd.DataFrame, name: str) -> pd.Series | np.ndarray:
@@ -298,9 +317,16 @@ def _column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.nda
         if value not in frame.columns:
             raise UnknownVariableError(f"{what}={value!r} is not a column of data (columns: {columns_text(frame)})")
         name, value = value, frame[value]
+    if isinstance(getattr(value, "dtype", None), pd.CategoricalDtype):
+        raise DataError(f"{what} must be numeric, not a factor (categorical): R's lm and glm refuse it too; "
+                        f"convert it with .astype(float) if its labels are the numbers meant")
     arr = np.asarray(value)
     if arr.ndim != 1 or len(arr) != len(frame):
         raise DataError(f"{what} must be one value per row of data ({len(frame)}), got shape {arr.shape}")
+    if arr.dtype.kind in "OUS" and pd.api.types.infer_dtype(arr, skipna=True) not in (
+            "integer", "floating", "mixed-integer-float", "decimal", "empty"):
+        # text that looks like numbers is still text to R ("'weights' must be a numeric vector")
+        raise DataError(f"{what} must be numeric; got values of type {arr.dtype} (e.g. {arr[pd.notna(arr)][:1]})")
     if np.iscomplexobj(arr) or (arr.dtype == object and any(isinstance(v, complex) for v in arr)):
         # numpy would drop the imaginary part with only a ComplexWarning
         raise DataError(f"{what} contain complex numbers: give real {what} (np.real or np.abs of them)")

@@ -136,6 +136,10 @@ def _sequential(fit) -> pd.DataFrame:
         ss[k] += float(eff) * float(eff)  # Inf where it overflows, as R (** raises OverflowError)
         df[k] += 1
     rdf, rss = fit.df_residual, fit.deviance
+    f = fit.fitted().to_numpy()
+    mss = float(np.sum(f * f if d.weights is None else d.weights * f * f))
+    if rss < 1e-10 * mss:
+        warnings.warn("ANOVA F-tests on an essentially perfect fit are unreliable", TorchlmWarning, stacklevel=3)
     ms = [s / k for s, k in zip(ss, df)]
     resid_ms = rss / rdf if rdf > 0 else np.nan
     fval = [m / resid_ms for m in ms]

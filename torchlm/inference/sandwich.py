@@ -468,6 +468,11 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
     rows = working_rows(fit, len(ew))
     n, k = len(rows), Xw.shape[1]
     device = getattr(fit, "device", None)
+    if n <= k:
+        # a saturated fit: no residual degrees of freedom, the residuals are rounding noise (R's
+        # sandwich turns that noise into numbers; they mean nothing)
+        names = list(fit.estimable)
+        return pd.DataFrame(np.nan, index=names, columns=names), describe(type, labels, None)
     C, d = _bread_parts(fit, type, device)
     hat = _pad(_forced_leverages(fit, Xw), rows) if type in NEEDS_HAT else None
     pos = torch.as_tensor(np.flatnonzero(rows), device=device)

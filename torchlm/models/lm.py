@@ -46,12 +46,9 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)
     n, p = design.shape
-    n_used = n if design.weights is None else int((design.weights != 0).sum())
-    if n_used <= p:
-        raise DataError(
-            f"{n_used} observations for {p} coefficients: need more observations than coefficients "
-            "to estimate the residual variance"
-        )
+    if design.weights is not None and not (design.weights != 0).any():
+        # R fits nothing here (its coefficients lose their names); n = p and n < p are fitted, as R fits them
+        raise DataError(f"0 observations with a non-zero weight (of {n} rows): nothing to fit")
     chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
     qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
     return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,

@@ -115,6 +115,9 @@ def format_c(x: float, digits: int = 4) -> str:
     str
         At least digits + 1 characters.
     """
+    if not math.isfinite(x):
+        # R's formatC writes non-finite numbers as R does, not as C's "nan" / "inf"
+        return ("NaN" if math.isnan(x) else "Inf" if x > 0 else "-Inf").rjust(digits + 1)
     return ("%.*g" % (digits, x)).rjust(digits + 1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 import warnings
 from typing import TYPE_CHECKING
@@ -209,7 +210,9 @@ class LMSummary:
         if self.vcov_description is not None:
             out.append(f"Standard errors: {self.vcov_description}")
         out += self.coefficient_lines() + [""]
-        out.append(f"Residual standard error: {rf.format_scalar(rf.signif(fit.sigma, DIGITS))} "
+        # sigma is NaN only as R's 0/0 of a saturated fit, which R prints as NaN (not NA)
+        sigma = "NaN" if math.isnan(fit.sigma) else rf.format_scalar(rf.signif(fit.sigma, DIGITS))
+        out.append(f"Residual standard error: {sigma} "
                    f"on {fit.df_residual} degrees of freedom")
         out += missingness_lines(fit)
         if fit.fstatistic is not None:

@@ -67,7 +67,13 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         self.nobs = int(self._w_used.sum())
         self.df_residual = self.nobs - self.rank
         ww = 1.0 if w is None else w
-        if qr.scaling is None:
+        if self.df_residual == 0 and self.nobs:
+            # a saturated fit: R's residuals (Q times the effects beyond the rank, of which there are none)
+            # are exactly 0 where the weight is not, and its RSS 0, so that sigma is 0/0 = NaN
+            self._resid = np.where(self._w_used, 0.0, self._resid)
+            self._fitted = np.where(self._w_used, d.y, self._fitted)
+            self.deviance, log_rss = 0.0, None
+        elif qr.scaling is None:
             self.deviance = qr.rss if qr.rss is not None else float(np.sum(ww * self._resid**2))
             log_rss = None
         else:
@@ -227,10 +233,12 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             with np.errstate(invalid="ignore", divide="ignore"):
                 # a perfect fit to a constant response has 0/0 here: NaN, as in R
                 self.r_squared = float(np.float64(mss) / np.float64(mss + rss))
-            self.adj_r_squared = 1 - (1 - self.r_squared) * ((self.nobs - df_int) / self.df_residual)
             numdf = self.rank - df_int
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.float64(mss / numdf) / np.float64(rss / self.df_residual)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                # R's arithmetic also with no residual df (a saturated fit): NaN or Inf, not an exception
+                rdf = np.float64(self.df_residual)
+                self.adj_r_squared = float(1 - (1 - self.r_squared) * (np.float64(self.nobs - df_int) / rdf))
+                value = np.float64(mss / numdf) / (np.float64(rss) / rdf)
             self.fstatistic = FStatistic(float(value), float(numdf), float(self.df_residual))
         else:
             self.r_squared = self.adj_r_squared = 0.0
