@@ -58,10 +58,8 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     n, p = design.shape
 
     def as_t(a):
-        # a read-only pandas buffer is copied: torch warns on those, and the warnings filters are no
-        # place to silence it from several threads
-        a = np.asarray(a)
-        return torch.as_tensor(a if a.flags.writeable else a.copy(), dtype=dt, device=dev)
+        # read-only pandas buffers: torch's warning about them is spent at import (sources.row_blocks)
+        return torch.as_tensor(a, dtype=dt, device=dev)
 
     y = as_t(design.y)
     w = as_t(design.weights) if design.weights is not None else torch.ones(n, dtype=dt, device=dev)

@@ -375,7 +375,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             fit = eta
         if not se_fit:
             return pd.Series(fit, index=index, name="fit")
-        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy(copy=True))  # writable: torch warns on read-only
+        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
         se = np.sqrt(row_quadratic(X, cols, lambda B: ((B @ V) * B).sum(dim=1)))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())

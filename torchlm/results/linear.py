@@ -358,7 +358,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             ip = res_var * row_quadratic(X, est, lambda B: torch.linalg.solve_triangular(
                 R, B, upper=True, left=False).square().sum(dim=1))
         else:
-            V = torch.as_tensor(self._covariance(vcov)[0].to_numpy(copy=True))  # writable: torch warns on read-only
+            V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
             ip = row_quadratic(X, sorted(est), lambda B: ((B @ V) * B).sum(dim=1))
         out = pd.DataFrame({"fit": fit}, index=index)
         if se_fit:

@@ -10,12 +10,15 @@ the same few members.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+from torchlm.errors import warnings_guard
 
 # about 8 MB of float64 per block: large enough for LAPACK's blocked QR, small enough for cache and memory
 BLOCK_ELEMENTS = 2**20
@@ -102,11 +105,24 @@ def _tensor(a: np.ndarray, device, dtype: torch.dtype) -> torch.Tensor:
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
     if a.dtype != np_dtype:
         a = a.astype(np_dtype)
-    if not a.flags.writeable:
-        # formulaic's columns are often read-only pandas buffers, on which torch warns: a copy of the
-        # block (the warnings filters are process-global, no place to silence it from several threads)
-        a = a.copy()
     return torch.from_numpy(a).to(device)
+
+
+def _spend_readonly_warning() -> None:
+    """Spend torch's warning about read-only numpy arrays once, filtered, when torchlm is imported.
+
+    formulaic's columns are pandas' read-only buffers, which torch only reads here. torch gives that
+    warning once per process (TORCH_WARN_ONCE), so after this no block needs a copy and no fit needs
+    a filter (the warnings filters are process-global: no place to silence it from several threads).
+    """
+    with warnings_guard():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        spent = np.zeros(1)
+        spent.setflags(write=False)
+        torch.from_numpy(spent)
+
+
+_spend_readonly_warning()
 
 
 class DesignSource:
