@@ -357,3 +357,33 @@ def test_anova_of_an_essentially_perfect_fit_warns_as_r():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tl.anova(tl.lm("y ~ x", DATA))
+
+
+def test_tiny_estimates_print_as_r():
+    # a saturated fit of data near 1e149: R's printCoefmat rounds to 300+ decimals, which numpy
+    # cannot (10^310 overflows); the estimates print, not a ValueError
+    d2 = pd.DataFrame({"y": [6.40422650443282e-09, 1.049001171530397e-09],
+                       "x": [1.257302210933933e+149, -1.3210486329130188e+149]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tl.TorchlmWarning)
+        fit = tl.lm("y ~ I(x^2)", d2)
+        text = str(fit.summary())
+    x2 = d2["x"].to_numpy() ** 2
+    slope = (d2["y"][0] - d2["y"][1]) / (x2[0] - x2[1])
+    np.testing.assert_allclose(fit.coef().to_numpy(), [d2["y"][0] - slope * x2[0], slope], rtol=1e-9)
+    assert "5.791e-08" in text and "-3.258e-306" in text
+
+
+def test_leverages_of_a_separated_glm_do_not_raise():
+    # near-separation: (X'WX)^{-1} has variances of 1e15 and more and may lose positive definiteness
+    y = np.r_[np.zeros(12), [1.0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 1]]
+    d2 = pd.DataFrame({"y": y, "g": list("dccbbaaaadcdccdccccdbdcabdcadcdaadacab"),
+                       "k": [2, 2, 2, 1, 1, 1, 1, 3, 3, 3, 2, 3, 4, 2, 2, 4, 4, 4, 2, 3, 4, 3, 4, 3, 3, 2, 4, 1, 3, 3,
+                             4, 3, 2, 2, 2, 2, 3, 4]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = tl.glm("y ~ C(k):g + k", d2, family="binomial")
+        hat = fit.hatvalues()
+        se = fit.std_errors(vcov="HC3")
+    assert ((hat >= 0) & (hat <= 1)).all()
+    assert se.isna().all()  # R 4.2.2's vcovHC(type = "HC3") is NaN here too (leverages of 1)

@@ -365,7 +365,12 @@ def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor,
         (n,) float64 leverages, on the device of ``unscaled``.
     """
     n, k = Xw.shape
-    L = torch.linalg.cholesky(unscaled)
+    L, info = torch.linalg.cholesky_ex(unscaled)
+    if int(info) != 0:
+        # (X'WX)^{-1} of a nearly separated glm (variances of 1e15 and more) can lose positive
+        # definiteness to rounding: a symmetric square root, with rounding's negative eigenvalues at 0
+        vals, vecs = torch.linalg.eigh((unscaled + unscaled.T) / 2)
+        L = vecs * vals.clamp(min=0).sqrt()
     h = torch.empty(n, dtype=torch.float64, device=unscaled.device)
     step = chunk_rows(n, k)
     for s in range(0, n, step):

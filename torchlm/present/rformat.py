@@ -121,6 +121,16 @@ def format_c(x: float, digits: int = 4) -> str:
     return ("%.*g" % (digits, x)).rjust(digits + 1)
 
 
+def _round(a: np.ndarray, decimals: int) -> np.ndarray:
+    """R's round(a, decimals), also where numpy's x * 10^decimals overflows (tiny estimates give R 300+ decimals).
+
+    Where it overflows, rounding to that many decimals leaves a float64 as it is.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.round(a, decimals)
+    return np.where(np.isfinite(r) | ~np.isfinite(a), r, a)
+
+
 def signif(x: float, digits: int) -> float:
     """R's signif().
 
@@ -323,9 +333,9 @@ def coefmat_cells(table: np.ndarray | Sequence[Sequence[float]], digits: int, cs
             acs = acs[acs != 0]
             digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.zeros(1))
             nd = int(max(1, *(digits - digmin)))
-            put(cs_ind, format_num(np.round(cs, nd).ravel(order="F"), digits))
+            put(cs_ind, format_num(_round(cs, nd).ravel(order="F"), digits))
     if tst_ind:
-        put(tst_ind, format_num(np.round(m[:, tst_ind], dig_tst).ravel(order="F"), digits))
+        put(tst_ind, format_num(_round(m[:, tst_ind], dig_tst).ravel(order="F"), digits))
     pcol = nc - 1 if has_pvalue else None
     for j in range(nc):
         if j not in cs_ind and j not in tst_ind and j != pcol:
