@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchlm as tl
+from torchlm.inference import leverages as lev
 from torchlm.inference import sandwich as sw
 
 DIR = FIXTURES / "sandwich"
@@ -242,10 +243,10 @@ def test_scores_are_chunk_invariant(monkeypatch):
     whole = sw.observation_scores(Xw, ew)
     np.testing.assert_array_equal(whole.numpy(), Xw * ew[:, None])
     C = torch.as_tensor(np.linalg.inv(Xw.T @ Xw))
-    h_whole = sw.leverages(Xw, C)
+    h_whole = lev.leverages(Xw, C)
     monkeypatch.setattr(sw, "chunk_rows", lambda n, p: 7)
     np.testing.assert_array_equal(sw.observation_scores(Xw, ew).numpy(), whole.numpy())
-    np.testing.assert_allclose(sw.leverages(Xw, C).numpy(), h_whole.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(lev.leverages(Xw, C).numpy(), h_whole.numpy(), rtol=1e-13)
     np.testing.assert_allclose(h_whole.numpy(), np.diag(Xw @ np.linalg.inv(Xw.T @ Xw) @ Xw.T), rtol=1e-12)
     M7 = sw.meat(whole, type="HC3", hat=h_whole)
     monkeypatch.undo()
@@ -269,7 +270,7 @@ def test_streamed_meat_equals_the_whole_score_matrix(monkeypatch, kw, weighted):
     S = sw.observation_scores(np.asarray(Xw), ew)
     C = torch.as_tensor(fit._unscaled())
     type_ = kw.get("type", "HC1")
-    hat = sw.leverages(np.asarray(Xw), C) if type_ in sw.NEEDS_HAT else None
+    hat = lev.leverages(np.asarray(Xw), C) if type_ in sw.NEEDS_HAT else None
     cluster = sw.cluster_values(fit, kw["cluster"])[0] if "cluster" in kw else None
     M = sw.meat(S, type=type_, hat=hat, cluster=cluster)
     np.testing.assert_allclose(V.to_numpy(), (C @ M @ C).numpy(), rtol=1e-12)

@@ -17,7 +17,8 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import DataError, FitError, OptionError
-from torchlm.inference.sandwich import fit_leverages, working_rows
+from torchlm.inference.leverages import fit_leverages
+from torchlm.inference.sandwich import working_rows
 from torchlm.solvers.least_squares import chunk_rows
 
 if TYPE_CHECKING:

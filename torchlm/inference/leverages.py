@@ -1,0 +1,98 @@
+"""Leverages (hat values) h_i = x_i (X'WX)^{-1} x_i' of a weighted design, by row blocks, never n x n."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchlm.solvers.least_squares import chunk_rows
+from torchlm.sources.row_blocks import WorkingRows
+
+
+def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor,
+              column_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Hat values h_i = Xw_i (X'WX)^{-1} Xw_i' as row sums of (Xw D L)², L L' = D^-1 (X'WX)^{-1} D^-1; never n x n.
+
+    Parameters
+    ----------
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) weighted design, read by row slices.
+    unscaled : torch.Tensor
+        (k, k) (X'WX)^{-1}, positive definite; or, with ``column_scale`` d, the representable C' with
+        (X'WX)^{-1} = D C' D, D = diag(d) (a fit of data near 1e300, see ``fit_leverages``).
+    column_scale : torch.Tensor or None
+        (k,) the d above; None for 1.
+
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64 leverages, on the device of ``unscaled``.
+    """
+    n, k = Xw.shape
+    L, info = torch.linalg.cholesky_ex(unscaled)
+    if int(info) != 0:
+        # (X'WX)^{-1} of a nearly separated glm (variances of 1e15 and more) can lose positive
+        # definiteness to rounding: a symmetric square root, with rounding's negative eigenvalues at 0
+        vals, vecs = torch.linalg.eigh((unscaled + unscaled.T) / 2)
+        L = vecs * vals.clamp(min=0).sqrt()
+    h = torch.empty(n, dtype=torch.float64, device=unscaled.device)
+    step = chunk_rows(n, k)
+    for s in range(0, n, step):
+        x = torch.as_tensor(np.ascontiguousarray(Xw[s:s + step], dtype=np.float64), device=unscaled.device)
+        if column_scale is not None:
+            x = x * column_scale
+        h[s:s + step] = (x @ L).square().sum(dim=1)
+    return h
+
+
+def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows, unscaled: np.ndarray | None = None) -> torch.Tensor:
+    """A fit's hat values at its working rows, also where (X'WX)^{-1} is beyond float64's range.
+
+    A fit of data near 1e±300 has entries of (X'WX)^{-1} that are 0 or Inf, although the leverages
+    are scale-free; such a fit offers ``_unscaled_parts()`` = (C', d) with (X'WX)^{-1} = D C' D.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm.
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) its weighted design over the estimable columns.
+    unscaled : numpy.ndarray or None
+        (k, k) the (X'WX)^{-1} to use when the fit has no parts (None: ``fit._unscaled()``).
+
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64 leverages.
+    """
+    device = getattr(fit, "device", None)
+    parts = getattr(fit, "_unscaled_parts", None)
+    if parts is not None:
+        C, d = parts()
+        return leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64), device=device),
+                         torch.as_tensor(np.asarray(d, dtype=np.float64), device=device))
+    C = np.asarray(fit._unscaled() if unscaled is None else unscaled, dtype=np.float64)
+    return leverages(Xw, torch.as_tensor(C, device=device))
+
+
+def forced_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
+    """The fit's leverages as R's lm.influence gives them to sandwich: those above 1 - 10 eps are 1.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted lm or glm.
+    Xw : numpy.ndarray or WorkingRows
+        (n, k) its weighted design over the estimable columns.
+
+    Returns
+    -------
+    torch.Tensor
+        (n,) float64 leverages.
+    """
+    # R's lm.influence (behind sandwich's hatvalues) sets h > 1 - 10 eps to exactly 1, so that a
+    # point fitted exactly gives HC2-HC5 NaN instead of a finite number made of rounding noise
+    h = fit_leverages(fit, Xw)
+    return torch.where(h > 1 - 10 * float(np.finfo(float).eps), torch.ones_like(h), h)
