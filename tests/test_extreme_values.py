@@ -228,3 +228,16 @@ def test_unscaled_parts_give_the_hat_values():
     huge = tl.glm("c ~ x", D.assign(c=D.c * 1e300), family="poisson")
     w = np.sqrt(base.fitted().to_numpy())[:, None]  # sqrt of the working weights mu
     np.testing.assert_allclose(_hat(huge, X * w * 1e150), _hat(base, X * w), rtol=1e-9)
+
+
+def test_a_coefficient_below_float64s_range_is_an_error():
+    # slope about 1e-449: not representable; R gives 0 and fitted values (from its QR) that X b does not give
+    d = pd.DataFrame({"y": [1.049e-151, -5.357e-151, 3.616e-151], "x": [1.2573e149, -1.3210e149, 6.4042e149]})
+    before = d.copy()
+    with pytest.raises(tl.DataError, match=r"I\(x \*\* 2\).*below float64's range"):
+        tl.lm("y ~ I(x^2)", d)
+    pd.testing.assert_frame_equal(d, before)
+    # rescaled by powers of ten (as the message says), it fits: the slope times 1e-449 is the unscaled one
+    fit = tl.lm("y ~ I((x / 1e149)^2)", d.assign(y=d["y"] * 1e151))
+    X = np.c_[np.ones(3), (d["x"] / 1e149) ** 2]
+    np.testing.assert_allclose(fit.coef().to_numpy(), np.linalg.lstsq(X, d["y"] * 1e151, rcond=None)[0], rtol=1e-10)

@@ -453,6 +453,14 @@ LM_EXAMPLES = [
     Case(pd.DataFrame({"y": [0.07, 0.73, 0.38, 0.16, -2.44, -0.86, 0.34, -1.47, 0.74],
                        "x": [1.1e150, 8.7e149, 4.9e149, 9.5e149, 1.7e150, 2.3e149, 3.1e149, 2.0e150, 4.8e150]}),
          {"y": "float", "x": "float"}, Spec("y", [("", (Expr("I2", "x"),))]), None, "array", None, "lm"),
+    # x^2 near 1e298 with y near 1e-151: the slope (1e-449) is below float64's range, an error (R gives 0)
+    Case(pd.DataFrame({"y": pd.array([1.049e-151, -5.357e-151, 3.616e-151], dtype="Float64"),
+                       "x": pd.array([1.2573e149, -1.3210e149, 6.4042e149], dtype="Float64")}),
+         {"y": "Float64", "x": "Float64"}, Spec("y", [("", (Expr("I2", "x"),))]), None, "array", None, "lm"),
+    # a saturated fit of such data (n = p): prints, as R
+    Case(pd.DataFrame({"y": [6.40422650443282e-09, 1.049001171530397e-09],
+                       "x": [1.257302210933933e+149, -1.3210486329130188e+149]}),
+         {"y": "float", "x": "float"}, Spec("y", [("", (Expr("I2", "x"),))]), None, "array", None, "lm"),
     # a predictor column of zeros without an intercept (rank 0)
     Case(_D.assign(x=0.0), _KINDS, Spec("y", [("", (_v("x"),))], intercept=False), None, "array", None, "lm"),
     # a row with a missing predictor is NaN, a level unseen by the fit is R's error, also in such a row

@@ -411,11 +411,19 @@ def _unscale(fit: QRFit, scaling: Scaling, names: list[str] | None) -> QRFit:
     with np.errstate(over="ignore", under="ignore"):
         coef = fit.coef * s / scaling.response
         rss = None if fit.rss is None else fit.rss / r / r
-    bad = [j for j in est if not np.isfinite(coef[j])]
-    if bad:
-        labels = [names[j] if names is not None and len(names) == len(s) else f"column {j + 1}" for j in bad]
-        raise DataError(f"the coefficients of {labels} are beyond float64's range (the response is too large "
+    def labels(cols):
+        return [names[j] if names is not None and len(names) == len(s) else f"column {j + 1}" for j in cols]
+
+    if bad := [j for j in est if not np.isfinite(coef[j])]:
+        raise DataError(f"the coefficients of {labels(bad)} are beyond float64's range (the response is too large "
                         "for the scale of these columns): rescale the response or the columns")
+    # a non-zero coefficient that underflows (to 0 or a subnormal without its digits) would make the fitted
+    # values X b wrong without a word; R gives 0 and fitted values from its QR that disagree with X b
+    tiny = np.finfo(np.float64).tiny
+    if lost := [j for j in est if fit.coef[j] != 0 and abs(coef[j]) < tiny]:
+        raise DataError(f"the coefficients of {labels(lost)} are below float64's range (smaller than {tiny:.3g}; "
+                        "the response is too small for the scale of these columns): rescale the response or "
+                        "the columns (e.g. by a power of ten)")
     s_est = scaling.columns[est] * scaling.weights
     return QRFit(coef=coef, R=fit.R / s_est, pivot=fit.pivot, rank=fit.rank, effects=fit.effects / r, rss=rss,
                  accurate=fit.accurate, scaling=scaling, R_scaled=fit.R, scaled_rss=fit.rss)
