@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from _bad_input import R, lstsq, make_data, raises, unchanged
 
@@ -223,3 +224,15 @@ def test_materialize_from_threads_leaves_the_warnings_filters_alone(d):
         shapes = list(pool.map(lambda _: materialize("y + z ~ x + g + y", dd, "drop").rhs.shape, range(64)))
     assert list(warnings.filters) == before
     assert set(shapes) == {(20, 6)}  # Intercept, x, g[T.b..d], y (y is not the response y + z)
+
+
+def test_power_inside_any_call_is_a_power_as_r():
+    # Python's ^ is XOR: on an integer column log(u^2) was log(u XOR 2), a wrong model without an error
+    u = np.arange(1, 21)
+    data = pd.DataFrame({"u": u, "y": np.log(u) + np.sin(u)})
+    got = unchanged(lambda d: tl.lm("y ~ log(u^2) + sqrt(u^3)", d), data).coef().to_numpy()
+    X = np.c_[np.ones(20), np.log(u.astype(float) ** 2), np.sqrt(u.astype(float) ** 3)]
+    np.testing.assert_allclose(got, lstsq(X.T, data["y"]), rtol=1e-10)
+    # outside calls ^ keeps its formula meaning: (a + b)^2 is a, b and a:b
+    crossed = tl.lm("y ~ (u + I(u^2))^2", data)
+    assert crossed.names == ["Intercept", "u", "I(u ** 2)", "u:I(u ** 2)"]

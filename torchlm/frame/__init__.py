@@ -8,12 +8,12 @@ on a frame; :func:`build_design` does both, as ``lm`` and ``glm`` need. A model 
 
 from torchlm.frame.data import as_frame
 from torchlm.frame.design import Design, build_design, model_matrix
-from torchlm.frame.formula import parse_formula, r_powers_in_I
+from torchlm.frame.formula import parse_formula, r_powers_in_I, r_spelling
 from torchlm.frame.model_frame import NA_ACTIONS, ModelFrame, check_na_action, evaluate_variable, model_frame
 from torchlm.frame.newdata import newdata_matrix, newdata_offset
 
 __all__ = [
     "ModelFrame", "model_frame", "evaluate_variable", "check_na_action", "NA_ACTIONS",
     "Design", "model_matrix", "build_design", "newdata_matrix", "newdata_offset",
-    "as_frame", "parse_formula", "r_powers_in_I",
+    "as_frame", "parse_formula", "r_powers_in_I", "r_spelling",
 ]

@@ -17,12 +17,14 @@ from formulaic.parser.types import Factor, Term
 
 from torchlm.errors import DataError, FormulaError, TorchlmWarning, UnknownVariableError
 from torchlm.frame.data import columns_text, prepare_columns
+from torchlm.frame.rfunctions import formula_context
 
 
 def r_powers_in_I(formula: str) -> str:
-    """Rewrite ``^`` inside ``I(...)`` as ``**``: R's I(x^2) is a power, Python's ^ is bitwise XOR.
+    """Rewrite ``^`` inside function calls as ``**``: R's I(x^2), log(u^2), sqrt(x^3) are powers.
 
-    Outside I(), ``^`` keeps formula meaning ((a + b)^2: interactions up to order 2), as in R.
+    Python's ``^`` is bitwise XOR, which on an integer column gives a wrong model without an error.
+    Outside calls, ``^`` keeps its formula meaning ((a + b)^2: interactions up to order 2), as in R.
 
     Parameters
     ----------
@@ -32,18 +34,17 @@ def r_powers_in_I(formula: str) -> str:
     Returns
     -------
     str
-        The same formula with every ``^`` inside an ``I(...)`` written ``**``.
+        The same formula with every ``^`` inside a call (``name(...)``) written ``**``.
     """
     out: list[str] = []
-    depth_stack: list[bool] = []  # per open parenthesis: whether it is inside an I(...)
+    depth_stack: list[bool] = []  # per open parenthesis: whether it is inside a function call
     i = 0
     while i < len(formula):
         ch = formula[i]
         if ch == "(":
-            is_I = i > 0 and formula[i - 1] == "I" and (
-                i < 2 or not (formula[i - 2].isalnum() or formula[i - 2] in "._")
-            )
-            depth_stack.append(is_I or (depth_stack[-1] if depth_stack else False))
+            # a call's parenthesis follows a name (I, log, np.sqrt); a grouping one follows an operator
+            is_call = i > 0 and (formula[i - 1].isalnum() or formula[i - 1] in "._")
+            depth_stack.append(is_call or (depth_stack[-1] if depth_stack else False))
         elif ch == ")" and depth_stack:
             depth_stack.pop()
         if ch == "^" and depth_stack and depth_stack[-1]:
@@ -52,6 +53,32 @@ def r_powers_in_I(formula: str) -> str:
             out.append(ch)
         i += 1
     return "".join(out)
+
+
+# R's words that are other words in Python; outside quotes and backticks
+_R_WORDS = [(re.compile(r"(?<![\w.])TRUE(?![\w.])"), "True"), (re.compile(r"(?<![\w.])FALSE(?![\w.])"), "False"),
+            (re.compile(r"(?<![\w.])as\.factor\("), "factor(")]
+
+
+def r_spelling(formula: str) -> str:
+    """R's spellings of a formula in the Python formulaic evaluates: powers in calls, TRUE/FALSE, as.factor.
+
+    Parameters
+    ----------
+    formula : str
+        A formula as the user wrote it.
+
+    Returns
+    -------
+    str
+        ``^`` inside calls as ``**`` (see :func:`r_powers_in_I`), ``TRUE``/``FALSE`` as ``True``/``False``
+        and ``as.factor(x)`` as ``factor(x)``, except inside quotes and backticks.
+    """
+    parts = re.split(r"(`[^`]*`|'[^']*'|\"[^\"]*\")", formula)
+    for k in range(0, len(parts), 2):
+        for pattern, word in _R_WORDS:
+            parts[k] = pattern.sub(word, parts[k])
+    return r_powers_in_I("".join(parts))
 
 
 def parse_formula(formula: str) -> Formula:
@@ -112,7 +139,7 @@ def formulaic_formula(formula: str, columns: Iterable[Any] = ()) -> Formula:
 def _rewritten(formula: str, columns: Iterable[Any]) -> tuple[Formula, list[int]]:
     """The formula to build, and R's numbers of the right-hand terms dropped for being the response."""
     _check_operators(formula)
-    f = _parse(_r_response(formula), formula)
+    f = _parse(_r_response(r_spelling(formula)), formula)
     if not hasattr(f, "lhs") or len(f.lhs) == 0:
         raise FormulaError(f"formula {formula!r} has no response: write it as 'y ~ x'")
     lhs_terms = list(f.lhs)
@@ -130,6 +157,9 @@ def _parse(text: str, formula: str) -> Formula:
     """formulaic's Formula of ``text`` (rewritten from the user's ``formula``), its errors the package's."""
     try:
         return Formula(text)
+    except SyntaxError as e:  # Python's, from formulaic's reading of a term (R's as.numeric(x), x$y)
+        raise FormulaError(f"cannot parse formula {formula!r}: {e.text!r} is not Python, which formulaic reads "
+                           "terms as (R's dotted names and $ have no Python meaning)") from None
     except FormulaSyntaxError as e:
         hint = ""
         if "Missing operator between" in str(e):
@@ -245,8 +275,8 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
     f = formulaic_formula(formula, frame.columns)
     frame = prepare_columns(frame, formula_columns(f, frame.columns))
     try:
-        # no context: formulaic would otherwise look names the data lacks up among this function's locals
-        return model_matrix(f, frame, na_action=na_action, context={})
+        # R's functions only: formulaic would otherwise look names the data lacks up among this function's locals
+        return model_matrix(f, frame, na_action=na_action, context=formula_context())
     except FactorEvaluationError as e:
         raise _evaluation_error(e, formula, frame) from None
     except ValueError as e:
@@ -282,7 +312,8 @@ def _evaluation_error(e: FactorEvaluationError, formula: str, frame: pd.DataFram
     if re.search(rf"(?<![\w.]){re.escape(name)}\s*\(", formula):
         return FormulaError(
             f"formula {formula!r} calls {name!r}, which is not a function a formula knows: use numpy's "
-            "(np.log, np.sqrt, ...) or formulaic's transforms (log, exp, scale, center, poly, C, I)"
+            "(np.log, np.sqrt, ...), formulaic's transforms (log, exp, scale, center, poly, C, I) or R's "
+            "sqrt, abs, factor, log1p, expm1, sin, cos, tan, floor, ceiling, trunc"
         )
     return UnknownVariableError(f"formula {formula!r} uses {name!r}, which is not a column of data "
                                 f"(columns: {columns_text(frame)})")

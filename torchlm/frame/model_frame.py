@@ -20,6 +20,7 @@ from formulaic.utils.stateful_transforms import stateful_eval
 
 from torchlm.errors import DataError, FormulaError, ModelInputError, UnknownVariableError
 from torchlm.frame.data import as_frame, columns_text
+from torchlm.frame.rfunctions import formula_context
 
 NA_ACTIONS = ("omit", "fail")
 
@@ -258,7 +259,8 @@ def evaluate_variable(data: pd.DataFrame, name: str) -> pd.Series | np.ndarray:
     if name.isidentifier():
         raise UnknownVariableError(f"variable {name!r} is not a column of data (columns: {columns_text(data)})")
     try:
-        value = stateful_eval(_r_arithmetic(name), LayeredMapping(data, TRANSFORMS), None, {}, None)
+        value = stateful_eval(_r_arithmetic(name), LayeredMapping(data, TRANSFORMS, formula_context()), None, {},
+                              None)
     except NameError as e:
         missing = getattr(e, "name", None) or str(e)
         raise UnknownVariableError(f"variable {name!r} uses {missing!r}, which is not a column of data "

@@ -13,6 +13,7 @@ from formulaic.errors import DataMismatchWarning, FactorEncodingError, FactorEva
 from torchlm.errors import DataError, FormulaError, UnknownVariableError, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.design import Design, _categorical_factors, _level_codes, _listing, _raw_values
+from torchlm.frame.rfunctions import formula_context
 
 
 def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
@@ -49,7 +50,7 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
         with warnings_guard():
             # an error, not a recorded warning: recording would swallow other threads' warnings too
             warnings.simplefilter("error", DataMismatchWarning)
-            Xdf = design.spec.get_model_matrix(frame.loc[complete], na_action="ignore")
+            Xdf = design.spec.get_model_matrix(frame.loc[complete], na_action="ignore", context=formula_context())
     except DataMismatchWarning:  # a last resort: _check_newdata knows
         raise DataError("newdata has factor levels not seen when fitting") from None
     except FactorEvaluationError as e:

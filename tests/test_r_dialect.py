@@ -1,0 +1,51 @@
+"""R's spellings in formulas, read as R reads them (issue 9's first items; R's numbers from
+tests/fixtures/r_dialect/make_r_dialect.R on mtcars)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _support import FIXTURES
+
+import torchlm as tl
+from torchlm.frame import r_spelling
+
+R = json.loads((FIXTURES / "r_dialect" / "r_dialect.json").read_text())
+MTCARS = tl.datasets.load("mtcars")
+
+
+@pytest.mark.parametrize("case", ["factor", "as_factor", "interaction", "poly_raw", "power_in_call", "r_functions"])
+def test_r_formula_spellings_fit_as_r(case):
+    before = MTCARS.copy()
+    fit = tl.lm(R[case]["formula"], MTCARS)
+    np.testing.assert_allclose(fit.coef().to_numpy(), R[case]["coef"], rtol=1e-9)
+    np.testing.assert_allclose(fit.fitted().to_numpy(), R[case]["fitted"], rtol=1e-10)
+    # predict rebuilds R's terms on new rows (factor levels, the power) as the fit did
+    np.testing.assert_allclose(fit.predict(MTCARS.head(5)).to_numpy(), R[case]["fitted"][:5], rtol=1e-10)
+    assert MTCARS.equals(before)
+
+
+def test_factor_in_a_glm_and_its_levels():
+    fit = tl.glm("am ~ wt + factor(vs)", MTCARS, family="binomial")
+    np.testing.assert_allclose(fit.coef().to_numpy(), R["glm_factor"]["coef"], rtol=1e-6)  # R's epsilon
+    lm_fit = tl.lm("mpg ~ wt + factor(cyl)", MTCARS)
+    assert lm_fit.names == ["Intercept", "wt", "factor(cyl)[T.6]", "factor(cyl)[T.8]"]
+    with pytest.raises(tl.DataError, match=r"factor 'factor\(cyl\)' has new level\(s\) 5"):
+        lm_fit.predict(MTCARS.head(1).assign(cyl=5))
+
+
+def test_r_spelling_rewrites_outside_quotes_only():
+    assert r_spelling("y ~ poly(x, 2, raw = TRUE) + as.factor(g) + log(u^2) + (a + b)^2") == \
+        "y ~ poly(x, 2, raw = True) + factor(g) + log(u**2) + (a + b)^2"
+    quoted = "y ~ `TRUE x` + C(g, levels=['FALSE', 'TRUE'])"
+    assert r_spelling(quoted) == quoted
+    assert r_spelling("y ~ ISTRUE + x.FALSE") == "y ~ ISTRUE + x.FALSE"
+
+
+@pytest.mark.parametrize("formula, fragment", [("mpg ~ as.numeric(wt)", "is not Python"),
+                                               ("mpg ~ m$wt", "cannot parse formula")])
+def test_r_spellings_without_a_python_meaning_are_clear_errors(formula, fragment):
+    with pytest.raises(tl.FormulaError, match=fragment.replace("(", r"\(")):
+        tl.lm(formula, MTCARS)
