@@ -145,9 +145,10 @@ def test_offset_in_formula_points_to_the_argument(d):
         unchanged(lambda data: tl.lm("y ~ x + offset(z)", data), d)
 
 
-def test_dot_keeps_its_not_supported_error(d):
-    with raises(FormulaError, "'.'", "not supported yet"):
-        tl.lm("y ~ .", d)
+def test_dot_is_every_other_column(d):
+    # R: y ~ . is y ~ x + z + g with these data (tests/test_r_dialect.py has R's numbers)
+    dot = unchanged(lambda data: tl.lm("y ~ .", data), d)
+    pd.testing.assert_series_equal(dot.coef(), tl.lm("y ~ x + z + g", d).coef())
 
 
 @pytest.mark.parametrize("formula", ["", "   "])

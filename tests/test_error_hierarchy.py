@@ -37,7 +37,7 @@ def test_hierarchy():
 
 BAD_CALLS = {
     # formulas: formulaic's own errors rewrapped
-    "dot formula": (lambda mt, f: tl.lm("log(mpg) ~ .", mt), "'.'"),
+    "dot without columns": (lambda mt, f: tl.lm("log(mpg) ~ .", mt[["mpg"]]), "'.'"),
     "syntax": (lambda mt, f: tl.lm("mpg ~ wt +", mt), "mpg ~ wt +"),
     "unknown column": (lambda mt, f: tl.lm("mpg ~ nope", mt), "nope"),
     "not a formula": (lambda mt, f: tl.lm(3, mt), "formula"),

@@ -49,3 +49,19 @@ def test_r_spelling_rewrites_outside_quotes_only():
 def test_r_spellings_without_a_python_meaning_are_clear_errors(formula, fragment):
     with pytest.raises(tl.FormulaError, match=fragment.replace("(", r"\(")):
         tl.lm(formula, MTCARS)
+
+
+@pytest.mark.parametrize("case", ["dot", "dot_plus", "dot_log_response", "dot_minus", "dot_square", "dot_interaction"])
+def test_dot_is_every_column_the_response_does_not_use(case):
+    data = MTCARS[["mpg", "wt", "hp", "cyl"]]
+    fit = tl.lm(R[case]["formula"], data)
+    assert [n.replace("Intercept", "(Intercept)") for n in fit.names] == R[case]["names"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), R[case]["coef"], rtol=1e-9)
+
+
+def test_dot_keeps_dots_that_are_not_r_s_dot():
+    data = MTCARS[["mpg", "wt", "hp"]].rename(columns={"hp": "h p"})
+    assert tl.lm("mpg ~ I(wt * .5) + .", data).names == ["Intercept", "I(wt * 0.5)", "wt", "h p"]
+    assert tl.lm("mpg ~ .", data, weights="wt").names == ["Intercept", "wt", "h p"]  # R keeps the weights column
+    with pytest.raises(tl.FormulaError, match="the data has none"):
+        tl.lm("mpg ~ .", MTCARS[["mpg"]])

@@ -19,7 +19,7 @@ from formulaic.utils.variables import get_expression_variables
 
 from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
-from torchlm.frame.formula import formula_columns, formulaic_formula, materialize, parse_formula, r_spelling
+from torchlm.frame.formula import expand_dot, formula_columns, formulaic_formula, materialize, parse_formula, r_spelling
 from torchlm.frame.model_frame import ModelFrame, check_na_action, check_weights, evaluate_variable, model_frame
 
 
@@ -172,6 +172,7 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     # the checks in the order the errors have always come: options, data, formula, then the frame
     check_na_action(na_action)
     data = as_frame(data)
+    formula = expand_dot(formula, data.columns)
     parse_formula(formula)
     formula = r_spelling(formula)
     frame = model_frame(data, weights=weights, offset=offset, subset=subset, na_action=na_action)
@@ -203,7 +204,7 @@ def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool
         The response, design and weights/offset at the rows used.
     """
     parse_formula(formula)
-    return _design_on_frame(r_spelling(formula), frame, allow_factor_response, fitter)
+    return _design_on_frame(r_spelling(expand_dot(formula, frame.data.columns)), frame, allow_factor_response, fitter)
 
 
 #: share of the available memory that a dense design (and formulaic's copies of it) may take

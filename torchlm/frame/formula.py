@@ -81,6 +81,61 @@ def r_spelling(formula: str) -> str:
     return r_powers_in_I("".join(parts))
 
 
+def expand_dot(formula: str, columns: Iterable[Any]) -> str:
+    """R's ``.`` on the right-hand side: every column of the data that the response does not use.
+
+    ``y ~ .``, ``log(y) ~ .``, ``y ~ . - x``, ``y ~ .^2`` and ``y ~ x:.`` mean what R's terms.formula
+    makes of them with a data argument: ``.`` becomes ``(a + b + ...)``, the columns in the data's
+    order, the response's variables left out (and nothing else: ``. + log(x)`` keeps x). A ``.`` inside
+    a call (``I(x * .5)``), a name or a number is not R's dot.
+
+    Parameters
+    ----------
+    formula : str
+        A formula as the user wrote it.
+    columns : iterable
+        The data's column names.
+
+    Returns
+    -------
+    str
+        The formula with each dot written out; the formula itself when it has none.
+    """
+    if not isinstance(formula, str) or "~" not in formula or "." not in formula.split("~", 1)[1]:
+        return formula  # parse_formula reports what is not a formula
+    lhs, rhs = formula.split("~", 1)
+    parts = re.split(r"(`[^`]*`|'[^']*'|\"[^\"]*\")", rhs)
+    spots = [(k, m.start()) for k in range(0, len(parts), 2) for m in _DOT.finditer(parts[k])
+             if not _inside_call("".join(parts[:k]) + parts[k][:m.start()])]
+    if not spots:
+        return formula
+    lhs_names = {c for c in map(str, columns)
+                 if re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", lhs) or f"`{c}`" in lhs}
+    names = [c if c.isidentifier() else f"`{c}`" for c in map(str, columns) if c not in lhs_names]
+    if not names:
+        raise FormulaError(f"formula {formula!r}: '.' stands for the columns the response does not use, "
+                           "and the data has none")
+    dot = "(" + " + ".join(names) + ")"
+    for k, start in reversed(spots):
+        parts[k] = parts[k][:start] + dot + parts[k][start + 1:]
+    return lhs + "~" + "".join(parts)
+
+
+# a standalone dot: not part of a name (x.y), a number (0.5, 5.) or an operator's neighbour's name
+_DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
+
+
+def _inside_call(prefix: str) -> bool:
+    """Whether the end of ``prefix`` is inside a function call's parentheses (``f(`` not yet closed)."""
+    stack: list[bool] = []
+    for i, ch in enumerate(prefix):
+        if ch == "(":
+            stack.append(i > 0 and (prefix[i - 1].isalnum() or prefix[i - 1] in "._"))
+        elif ch == ")" and stack:
+            stack.pop()
+    return any(stack)
+
+
 def parse_formula(formula: str) -> Formula:
     """Parse a two-sided formula with formulaic; a syntax error becomes a FormulaError naming the formula.
 
