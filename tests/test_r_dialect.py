@@ -65,3 +65,38 @@ def test_dot_keeps_dots_that_are_not_r_s_dot():
     assert tl.lm("mpg ~ .", data, weights="wt").names == ["Intercept", "wt", "h p"]  # R keeps the weights column
     with pytest.raises(tl.FormulaError, match="the data has none"):
         tl.lm("mpg ~ .", MTCARS[["mpg"]])
+
+
+@pytest.mark.parametrize("case, change", [
+    ("update_add", dict(formula=". ~ . + hp")),
+    ("update_log", dict(formula="log(.) ~ .")),
+    ("update_subset", dict(subset="cyl != 4")),
+    ("update_no_intercept", dict(formula=". ~ . - 1")),
+    ("update_interaction", dict(formula=". ~ . * factor(am)")),
+])
+def test_update_is_r_s(case, change):
+    base = tl.lm("mpg ~ wt", MTCARS)
+    fit = tl.update(base, **change)
+    np.testing.assert_allclose(fit.coef().to_numpy(), R[case]["coef"], rtol=1e-9)
+    assert fit.nobs == R[case]["nobs"]
+    assert fit.call == f"lm(formula = {R[case]['formula']}" + (", subset = cyl != 4)" if "subset" in change else ")")
+    assert base.coef().to_dict() == tl.lm("mpg ~ wt", MTCARS).coef().to_dict()  # the old fit is left as it was
+
+
+def test_update_twice_and_a_glm():
+    twice = tl.lm("mpg ~ wt", MTCARS).update(". ~ . + hp").update(". ~ . - wt")
+    np.testing.assert_allclose(twice.coef().to_numpy(), R["update_drop"]["coef"], rtol=1e-9)
+    assert twice.call == f"lm(formula = {R['update_drop']['formula']})"
+    g = tl.glm("am ~ wt", MTCARS, family="binomial").update(". ~ . + hp")
+    np.testing.assert_allclose(g.coef().to_numpy(), R["update_glm"]["coef"], rtol=1e-6)  # R's epsilon
+    assert g.update(family="quasibinomial").dispersion > 0
+
+
+def test_update_bad_calls():
+    fit = tl.lm("mpg ~ wt", MTCARS)
+    with pytest.raises(tl.OptionError, match=r"\['famly'\].*lm\(\) does not take"):
+        fit.update(famly="binomial")
+    with pytest.raises(tl.FormulaError, match="'. ~ . \\+ x'"):
+        fit.update("hp")
+    with pytest.raises(tl.OptionError, match="takes a fitted model"):
+        tl.update("mpg ~ wt")

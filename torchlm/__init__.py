@@ -21,6 +21,7 @@ from torchlm.models.glm import glm
 from torchlm.models.infer import infer
 from torchlm.models.lm import lm
 from torchlm.models.mle import mle
+from torchlm.models.update import update
 from torchlm.results.estimates import Estimates
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
-    "lm", "glm", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult",
+    "lm", "glm", "update", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult",
     "GeneralizedLinearModelResult", "FStatistic",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
     "TorchlmWarning", "sandwich_cov", "__version__",

@@ -12,6 +12,7 @@ from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string
+from torchlm.results.base import Refit
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.solvers.irls import GLMPasses, control_settings, irls
 from torchlm.solvers.options import resolve_device_dtype
@@ -75,8 +76,12 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
         null_dev = _null_deviance(source, y, w, off, fam, fit, design, ctl, tol)
     call = _call_string(formula, weights, offset, subset, fn="glm")
     call = call[:-1] + f", family = {fam.r_call()})"
-    return GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
-                                        information=information, device=dev, dtype=dt, tol=tol, call=call)
+    result = GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
+                                          information=information, device=dev, dtype=dt, tol=tol, call=call)
+    result._refit = Refit(glm, formula, dict(data=data, family=family, weights=weights, offset=offset, subset=subset,
+                                             na_action=na_action, start=start, control=control,
+                                             information=information, device=device, dtype=dtype))
+    return result
 
 
 def start_values(start: Any, names: list[str]) -> np.ndarray:

@@ -6,6 +6,7 @@ from typing import Any
 
 from torchlm.errors import DataError
 from torchlm.frame import build_design
+from torchlm.results.base import Refit
 from torchlm.results.linear import LinearModelResult
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol, resolve_device_dtype
@@ -51,5 +52,8 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
         raise DataError(f"0 observations with a non-zero weight (of {n} rows): nothing to fit")
     chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
     qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
-    return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol,
-                             call=_call_string(formula, weights, offset, subset))
+    call = _call_string(formula, weights, offset, subset)
+    fit = LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol, call=call)
+    fit._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset, na_action=na_action,
+                                         tol=tol, device=device, dtype=dtype))
+    return fit

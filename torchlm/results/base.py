@@ -15,7 +15,8 @@ and the same ``vcov=`` (plus ``cluster=``) in ``vcov``, ``std_errors``, ``confin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import OptionError
+from torchlm.frame.formula import update_formula
 from torchlm.inference.sandwich import CLUSTER_TYPES, INTERCEPT, ROBUST_TYPES
 
 VCOV_TYPES = ("const",) + ROBUST_TYPES
@@ -68,6 +70,15 @@ class CovarianceChoice:
     matrix: Any = None
 
 
+@dataclass(frozen=True)
+class Refit:
+    """How a result was fitted, for update(): the fitter, the formula and the other arguments as given."""
+
+    fitter: Callable[..., Any]
+    formula: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
 class ModelResult:
     """Base of every fitted model (lm, glm, tl.infer / tl.mle estimates, and the models to come).
 
@@ -91,6 +102,7 @@ class ModelResult:
     """
 
     _names: tuple[str, ...]
+    _refit: Refit | None = None  # set by the fitter (tl.lm, tl.glm): what update() calls again
     df_residual: int | None
     statistic = "t"
     robust_types: tuple[str, ...] = VCOV_TYPES[1:]
@@ -321,6 +333,32 @@ class ModelResult:
             p = 2 * stats.norm.sf(np.abs(stat))
         return pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
                             index=list(self.names))
+
+    def update(self, formula: str | None = None, **changes: Any) -> ModelResult:
+        """R's update(): the same model fitted again with a changed formula or arguments.
+
+        Parameters
+        ----------
+        formula : str, optional
+            The change in R's update.formula spelling: ``". ~ . + hp"``, ``". ~ . - wt"``,
+            ``"log(.) ~ ."``; ``.`` is the old side. None keeps the formula.
+        **changes
+            Arguments of the fitter to change (``data=``, ``subset=``, ``weights=``, ``family=`` ...).
+
+        Returns
+        -------
+        ModelResult
+            The new fit, from the same fitter (tl.lm or tl.glm).
+        """
+        refit = self._refit
+        if refit is None:
+            raise OptionError(f"update() refits a model made by tl.lm or tl.glm; this {type(self).__name__} "
+                              "was not")
+        if unknown := sorted(set(changes) - set(refit.arguments)):
+            raise OptionError(f"update() got argument(s) {unknown} that {refit.fitter.__name__}() does not take; "
+                              f"it takes {sorted(refit.arguments)}")
+        new = refit.formula if formula is None else update_formula(refit.formula, formula)
+        return refit.fitter(new, **{**refit.arguments, **changes})
 
     def wald_test(self, parm: Any = None, vcov: Any = None, *, cluster: Any = None) -> WaldTest | None:
         """Joint Wald test that the coefficients ``parm`` are all 0 (lmtest::waldtest against the smaller model).
