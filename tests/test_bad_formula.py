@@ -140,9 +140,10 @@ def test_bar_inside_python_code_is_python(d):
     np.testing.assert_allclose(fit.coef().to_numpy(), lstsq([np.ones(20), flag], d.y), rtol=1e-10)
 
 
-def test_offset_in_formula_points_to_the_argument(d):
-    with raises(FormulaError, "offset()", "offset='z'"):
-        unchanged(lambda data: tl.lm("y ~ x + offset(z)", data), d)
+def test_offset_inside_another_term_is_a_clear_error(d):
+    # offset(z) as a term of its own is R's offset (tests/test_r_dialect.py); inside an interaction it is not
+    with raises(FormulaError, "offset()", "term of its own", "offset='z'"):
+        unchanged(lambda data: tl.lm("y ~ x:offset(z)", data), d)
 
 
 def test_dot_is_every_other_column(d):

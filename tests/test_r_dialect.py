@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from _support import FIXTURES
 
@@ -100,3 +101,25 @@ def test_update_bad_calls():
         fit.update("hp")
     with pytest.raises(tl.OptionError, match="takes a fitted model"):
         tl.update("mpg ~ wt")
+
+
+OFFSET_DATA = pd.read_csv(FIXTURES / "r_dialect" / "offset_data.csv")
+OFFSET_NEW = pd.DataFrame({"x": [2.0, 11.0], "t": [10.0, 40.0], "z": [0.5, 0.2]})
+
+
+def test_offset_terms_add_up_and_predict_evaluates_them_in_newdata():
+    data = OFFSET_DATA.copy()
+    one = tl.glm("y ~ x + offset(log(t))", data, family="poisson")
+    np.testing.assert_allclose(one.coef().to_numpy(), R["offset_term"]["coef"], rtol=1e-7)  # R's epsilon
+    np.testing.assert_allclose(one.deviance, R["offset_term"]["deviance"], rtol=1e-9)
+    np.testing.assert_allclose(one.predict(OFFSET_NEW).to_numpy(), R["offset_term"]["predict"], rtol=1e-7)
+    two = tl.glm("y ~ x + offset(log(t)) + offset(z)", data, family="poisson")
+    np.testing.assert_allclose(two.coef().to_numpy(), R["offset_two_terms"]["coef"], rtol=1e-7)
+    both = tl.glm("y ~ x + offset(log(t))", data, family="poisson", offset="z")
+    np.testing.assert_allclose(both.coef().to_numpy(), R["offset_term_and_argument"]["coef"], rtol=1e-7)
+    np.testing.assert_allclose(both.predict(OFFSET_NEW).to_numpy(), R["offset_term_and_argument"]["predict"],
+                               rtol=1e-7)
+    lm_fit = tl.lm("y ~ offset(2 * x) + t", data)
+    np.testing.assert_allclose(lm_fit.coef().to_numpy(), R["offset_lm"]["coef"], rtol=1e-10)
+    np.testing.assert_allclose(lm_fit.fitted().to_numpy(), R["offset_lm"]["fitted"], rtol=1e-10)
+    pd.testing.assert_frame_equal(data, OFFSET_DATA)

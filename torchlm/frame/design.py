@@ -19,7 +19,15 @@ from formulaic.utils.variables import get_expression_variables
 
 from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
-from torchlm.frame.formula import expand_dot, formula_columns, formulaic_formula, materialize, parse_formula, r_spelling
+from torchlm.frame.formula import (
+    expand_dot,
+    formula_columns,
+    formulaic_formula,
+    materialize,
+    parse_formula,
+    r_spelling,
+    split_offsets,
+)
 from torchlm.frame.model_frame import ModelFrame, check_na_action, check_weights, evaluate_variable, model_frame
 
 
@@ -58,6 +66,7 @@ class Design:
     assign: list[str]
     offset_column: str | None = None
     weights_column: str | None = None
+    offset_terms: tuple[str, ...] = ()
     frame_info: dict[str, Any] = field(default_factory=dict)
     data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     rows: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -172,11 +181,46 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     # the checks in the order the errors have always come: options, data, formula, then the frame
     check_na_action(na_action)
     data = as_frame(data)
-    formula = expand_dot(formula, data.columns)
+    formula, offset_terms = split_offsets(expand_dot(formula, data.columns))
     parse_formula(formula)
     formula = r_spelling(formula)
+    column = offset if isinstance(offset, str) else None
+    if offset_terms:
+        offset = offset_values(data, offset_terms, offset)
     frame = model_frame(data, weights=weights, offset=offset, subset=subset, na_action=na_action)
-    return _design_on_frame(formula, frame, allow_factor_response, fitter)
+    design = _design_on_frame(formula, frame, allow_factor_response, fitter)
+    if offset_terms:
+        design.offset_terms, design.offset_column = tuple(offset_terms), column
+    return design
+
+
+def offset_values(data: pd.DataFrame, terms: list[str] | tuple[str, ...], offset: Any = None) -> np.ndarray:
+    """R's model.offset: the offset() terms evaluated in ``data``, plus the ``offset`` argument, summed.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows (the fit's data, or predict's newdata).
+    terms : list of str
+        The expressions inside the formula's offset() terms.
+    offset : str or array, optional
+        The offset argument: a column name or one value per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(data),) float64; NaN where a term is missing (the row is then dropped, as R's na.omit).
+    """
+    total = np.zeros(len(data))
+    parts = [evaluate_variable(data, r_spelling(t)) for t in terms]
+    if offset is not None:
+        parts.append(data[offset] if isinstance(offset, str) and offset in data.columns else offset)
+    for part in parts:
+        arr = np.asarray(part, dtype=np.float64).reshape(-1)
+        if len(arr) != len(data):
+            raise DataError(f"an offset has {len(arr)} values for {len(data)} rows of data")
+        total = total + arr
+    return total
 
 
 def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool = False,

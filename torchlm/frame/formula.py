@@ -125,6 +125,49 @@ def _replace_dots(text: str, replacement: str) -> str:
     return "".join(parts)
 
 
+def split_offsets(formula: str) -> tuple[str, list[str]]:
+    """R's offset() terms taken out of a formula: the formula without them, and their expressions.
+
+    ``y ~ x + offset(log(t))`` is ``("y ~ x", ["log(t)"])``; several offsets add up (R's model.offset),
+    and a right-hand side of offsets only keeps the intercept (``y ~ offset(z)`` is ``y ~ 1``).
+
+    Parameters
+    ----------
+    formula : str
+        A formula as the user wrote it.
+
+    Returns
+    -------
+    tuple of (str, list of str)
+        The formula to build the design from, and each offset's expression (evaluated in the data).
+    """
+    if not isinstance(formula, str) or "~" not in formula or "offset" not in formula:
+        return formula, []
+    lhs, rhs = formula.split("~", 1)
+    terms, signs, depth, start = [], [], 0, 0
+    for i, ch in enumerate(rhs + "+"):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and ch in "+-":  # top-level + and - separate terms (numbers there are 0 and 1)
+            terms.append(rhs[start:i].strip())
+            signs.append(ch)
+            start = i + 1
+    offsets: list[str] = []
+    kept: list[str] = []
+    sign = "+"
+    for term, next_sign in zip(terms, signs):
+        m = re.fullmatch(r"offset\s*\((.*)\)", term)
+        if m and sign == "+":
+            offsets.append(m.group(1).strip())
+        elif term:
+            kept.append(("" if not kept and sign == "+" else f" {sign} ") + term)
+        sign = next_sign
+    if not offsets:
+        return formula, []
+    body = "".join(kept).strip()
+    return f"{lhs.rstrip()} ~ {body if body and not body.startswith('-') else '1 ' + body}".rstrip(), offsets
+
+
 def update_formula(old: str, new: str) -> str:
     """R's update.formula: ``.`` in ``new`` stands for the old side; the result simplified as R's terms.
 
@@ -320,8 +363,8 @@ def _check_operators(formula: str) -> None:
             "for their interaction 'x:z', and for the effects of a factor g add it as a term ('y ~ x + g')"
         )
     if re.search(r"(?<![\w.`])offset\s*\(", formula):
-        raise FormulaError(f"formula {formula!r}: offset() in a formula is not supported; pass the offset as "
-                           "an argument, e.g. offset='z' (a column name) or offset=array")
+        raise FormulaError(f"formula {formula!r}: offset() must be a term of its own on the right-hand side "
+                           "(y ~ x + offset(log(t))), or pass offset='z' (a column name) or offset=array")
     tilde = next((i for i, ch in level if ch == "~"), None)
     lhs = [ch for i, ch in level if tilde is not None and i < tilde]
     if ":" in lhs or "%" in lhs:

@@ -12,7 +12,7 @@ from formulaic.errors import DataMismatchWarning, FactorEncodingError, FactorEva
 
 from torchlm.errors import DataError, FormulaError, UnknownVariableError, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
-from torchlm.frame.design import Design, _categorical_factors, _level_codes, _listing, _raw_values
+from torchlm.frame.design import Design, _categorical_factors, _level_codes, _listing, _raw_values, offset_values
 from torchlm.frame.rfunctions import formula_context
 
 
@@ -89,6 +89,12 @@ def newdata_offset(design: Design, newdata: Any, offset: Any, n: int) -> np.ndar
     numpy.ndarray or None
         (n,) offset, or None when the model has none.
     """
+    if design.offset_terms:
+        # the formula's offset() terms are evaluated in newdata, as R's predict does, plus the argument
+        frame = as_frame(newdata)
+        if offset is None and design.offset_column is not None:
+            offset = design.offset_column
+        return offset_values(frame, design.offset_terms, offset)
     if offset is not None:
         off = np.asarray(offset, dtype=float).ravel()
         if len(off) != n:
