@@ -4,6 +4,7 @@ tests/fixtures/r_dialect/make_r_dialect.R on mtcars)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -123,3 +124,32 @@ def test_offset_terms_add_up_and_predict_evaluates_them_in_newdata():
     np.testing.assert_allclose(lm_fit.coef().to_numpy(), R["offset_lm"]["coef"], rtol=1e-10)
     np.testing.assert_allclose(lm_fit.fitted().to_numpy(), R["offset_lm"]["fitted"], rtol=1e-10)
     pd.testing.assert_frame_equal(data, OFFSET_DATA)
+
+
+CBIND = pd.DataFrame({"s": [5, 8, 12, 15, 0.0], "f": [15, 12, 8, 5, 0.0], "x": [1, 2, 3, 4, 5.0],
+                      "w": [1, 2, 1, 2, 1.0]})
+
+
+def test_cbind_response_of_a_binomial_glm_is_r_s():
+    data = CBIND.copy()
+    fit = tl.glm("cbind(s, f) ~ x", data, family="binomial")
+    want = R["cbind"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), want["coef"], rtol=1e-7)  # R stops at its epsilon
+    np.testing.assert_allclose([fit.deviance, fit.null_deviance, fit.aic()],
+                               [want["deviance"], want["null_deviance"], want["aic"]], rtol=1e-7)
+    assert fit.nobs == want["nobs"]  # the row with no trials has weight 0
+    assert not re.search(r"-0\.0+(?![0-9])", str(fit.summary()))  # R prints that row's residual as 0
+    weighted = tl.glm("cbind(s, f) ~ x", data, family="binomial", weights="w")
+    np.testing.assert_allclose(weighted.coef().to_numpy(), R["cbind_weights"]["coef"], rtol=1e-7)
+    pd.testing.assert_frame_equal(data, CBIND)
+
+
+@pytest.mark.parametrize("call, error, fragment", [
+    (lambda d: tl.lm("cbind(s, f) ~ x", d), tl.FormulaError, "is for a binomial glm"),
+    (lambda d: tl.glm("cbind(s, f) ~ x", d, family="poisson"), tl.FormulaError, "is for a binomial glm"),
+    (lambda d: tl.glm("cbind(s, f, x) ~ x", d, family="binomial"), tl.FormulaError, "two columns"),
+    (lambda d: tl.glm("cbind(s, f) ~ x", d.assign(s=-d["s"]), family="binomial"), tl.DataError, "must be >= 0"),
+])
+def test_cbind_bad_calls(call, error, fragment):
+    with pytest.raises(error, match=fragment):
+        call(CBIND)

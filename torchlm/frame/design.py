@@ -17,7 +17,7 @@ from formulaic.parser.types import Factor
 from formulaic.transforms import TRANSFORMS
 from formulaic.utils.variables import get_expression_variables
 
-from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
+from torchlm.errors import DataError, FormulaError, TorchlmError, TorchlmWarning, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.formula import (
     expand_dot,
@@ -184,6 +184,7 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     formula, offset_terms = split_offsets(expand_dot(formula, data.columns))
     parse_formula(formula)
     formula = r_spelling(formula)
+    formula, data, weights = _binomial_matrix_response(formula, data, weights, allow_factor_response)
     column = offset if isinstance(offset, str) else None
     if offset_terms:
         offset = offset_values(data, offset_terms, offset)
@@ -192,6 +193,33 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     if offset_terms:
         design.offset_terms, design.offset_column = tuple(offset_terms), column
     return design
+
+
+def _binomial_matrix_response(formula: str, data: pd.DataFrame, weights: Any,
+                              binomial: bool) -> tuple[str, pd.DataFrame, Any]:
+    """R's ``cbind(successes, failures) ~ ...`` of a binomial glm: the proportion as the response, the
+    totals times the prior weights as the weights (R's binomial initialize); the data is not modified."""
+    m = re.match(r"\s*cbind\s*\((.*)\)\s*~", formula)
+    if m is None:
+        return formula, data, weights
+    if not binomial:
+        raise FormulaError(f"formula {formula!r}: a cbind(successes, failures) response is for a binomial glm "
+                           "(tl.glm(..., family='binomial')); lm and the other families take one response")
+    args = [a.strip() for a in re.split(r",(?![^(]*\))", m.group(1))]
+    if len(args) != 2:
+        raise FormulaError(f"formula {formula!r}: cbind() of a binomial response takes two columns, the "
+                           f"successes and the failures, not {len(args)}")
+    s, f = (np.asarray(evaluate_variable(data, r_spelling(a)), dtype=np.float64).reshape(-1) for a in args)
+    if (s < 0).any() or (f < 0).any():
+        raise DataError(f"cbind({args[0]}, {args[1]}): counts of successes and failures must be >= 0")
+    n = s + f
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(n == 0, 0.0, s / n)
+    prior = (np.ones(len(data)) if weights is None
+             else np.asarray(data[weights] if isinstance(weights, str) and weights in data.columns else weights,
+                             dtype=np.float64).reshape(-1))
+    name = f"cbind({', '.join(args)})"
+    return f"`{name}` ~" + formula[m.end():], data.assign(**{name: y}), prior * n
 
 
 def offset_values(data: pd.DataFrame, terms: list[str] | tuple[str, ...], offset: Any = None) -> np.ndarray:

@@ -74,7 +74,8 @@ def format_num(values: Sequence[float | None] | np.ndarray, digits: int = 7, na:
         One string per value, all of one width.
     """
     # None (R's NA) is no array-like to numpy's types: an object array holds it alongside the numbers
-    vals = [float("nan") if v is None else float(v) for v in np.atleast_1d(np.asarray(values, dtype=object))]
+    # + 0.0: R prints an exact -0 as 0
+    vals = [float("nan") if v is None else float(v) + 0.0 for v in np.atleast_1d(np.asarray(values, dtype=object))]
     fixed, d, w = _layout(vals, digits)
     out = [_one(v, fixed, d, na) for v in vals]
     # R pads to the width of the values rounded to `digits` (99.96 -> 100 at 3 digits: one more place)
