@@ -153,3 +153,13 @@ def test_cbind_response_of_a_binomial_glm_is_r_s():
 def test_cbind_bad_calls(call, error, fragment):
     with pytest.raises(error, match=fragment):
         call(CBIND)
+
+
+def test_relevel_as_r():
+    wb = tl.datasets.load("warpbreaks")
+    fit = tl.lm("breaks ~ relevel(tension, ref='M') + wool", wb)
+    np.testing.assert_allclose(fit.coef().to_numpy(), R["relevel"]["coef"], rtol=1e-10)
+    np.testing.assert_allclose(fit.predict(wb).to_numpy(), R["relevel"]["fitted"], rtol=1e-10)
+    assert fit.names[1:3] == ["relevel(tension, ref='M')[T.L]", "relevel(tension, ref='M')[T.H]"]
+    with pytest.raises(tl.DataError, match="ref 'Z' is not a level"):
+        tl.lm("breaks ~ relevel(tension, ref='Z')", wb)

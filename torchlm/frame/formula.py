@@ -15,7 +15,7 @@ from formulaic.formula import SimpleFormula
 from formulaic.model_matrix import ModelMatrices
 from formulaic.parser.types import Factor, Term
 
-from torchlm.errors import DataError, FormulaError, TorchlmWarning, UnknownVariableError
+from torchlm.errors import DataError, FormulaError, TorchlmError, TorchlmWarning, UnknownVariableError
 from torchlm.frame.data import columns_text, prepare_columns
 from torchlm.frame.rfunctions import formula_context
 
@@ -417,6 +417,8 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
         # R's functions only: formulaic would otherwise look names the data lacks up among this function's locals
         return model_matrix(f, frame, na_action=na_action, context=formula_context())
     except FactorEvaluationError as e:
+        if isinstance(e.__cause__, TorchlmError):  # one of torchlm's formula functions (relevel) refused
+            raise e.__cause__ from None
         raise _evaluation_error(e, formula, frame) from None
     except ValueError as e:
         if re.search(r"missing|null|\bnan\b", str(e), re.IGNORECASE):

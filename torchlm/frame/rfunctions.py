@@ -10,10 +10,38 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from formulaic.transforms import C
+
+from torchlm.errors import DataError
+
+
+def relevel(x: Any, ref: Any) -> pd.Series:
+    """R's relevel(x, ref): a factor whose first (reference) level is ``ref``, the others in their order.
+
+    Parameters
+    ----------
+    x : array-like
+        The values (a column; a Categorical keeps its categories' order, other values are sorted).
+    ref : Any
+        The level to make the reference.
+
+    Returns
+    -------
+    pandas.Series
+        The factor (categorical) with ``ref`` first, on x's index.
+    """
+    values = x if isinstance(getattr(x, "dtype", None), pd.CategoricalDtype) else pd.Categorical(np.asarray(x))
+    levels = list(pd.Categorical(values).categories)
+    if ref not in levels:
+        raise DataError(f"relevel: ref {ref!r} is not a level of the factor (levels {levels[:10]})")
+    factor = pd.Categorical(values, categories=[ref] + [lv for lv in levels if lv != ref])
+    return pd.Series(factor, index=getattr(x, "index", None))  # formulaic reads Series, not bare Categoricals
+
 
 # R's names; factor(x) is formulaic's C(x) (treatment contrasts, levels sorted), named factor(x)[T.b]
 R_FUNCTIONS: dict[str, Any] = {
+    "relevel": relevel,
     "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p, "expm1": np.expm1,
     "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor, "ceiling": np.ceil, "trunc": np.trunc,
     "factor": C,
