@@ -163,3 +163,11 @@ def test_relevel_as_r():
     assert fit.names[1:3] == ["relevel(tension, ref='M')[T.L]", "relevel(tension, ref='M')[T.H]"]
     with pytest.raises(tl.DataError, match="ref 'Z' is not a level"):
         tl.lm("breaks ~ relevel(tension, ref='Z')", wb)
+
+
+def test_in_is_r_s_nesting():
+    # R: tension %in% wool is tension:wool alone (formulaic's own %in% would be wool/tension)
+    fit = tl.lm("breaks ~ tension %in% wool", tl.datasets.load("warpbreaks"))
+    assert fit.rank == R["in_nesting"]["rank"]
+    np.testing.assert_allclose(fit.fitted().to_numpy(), R["in_nesting"]["fitted"], rtol=1e-10)
+    assert r_spelling("y ~ a %in% b") == "y ~ a:b"

@@ -57,7 +57,9 @@ def r_powers_in_I(formula: str) -> str:
 
 # R's words that are other words in Python; outside quotes and backticks
 _R_WORDS = [(re.compile(r"(?<![\w.])TRUE(?![\w.])"), "True"), (re.compile(r"(?<![\w.])FALSE(?![\w.])"), "False"),
-            (re.compile(r"(?<![\w.])as\.factor\("), "factor(")]
+            (re.compile(r"(?<![\w.])as\.factor\("), "factor("),
+            # R's nesting: b %in% a is the interaction a:b alone (formulaic would add a's main effect)
+            (re.compile(r"\s*%in%\s*"), ":")]
 
 
 def r_spelling(formula: str) -> str:
