@@ -241,3 +241,14 @@ def test_a_coefficient_below_float64s_range_is_an_error():
     fit = tl.lm("y ~ I((x / 1e149)^2)", d.assign(y=d["y"] * 1e151))
     X = np.c_[np.ones(3), (d["x"] / 1e149) ** 2]
     np.testing.assert_allclose(fit.coef().to_numpy(), np.linalg.lstsq(X, d["y"] * 1e151, rcond=None)[0], rtol=1e-10)
+
+
+def test_terms_that_are_missing_in_every_row_say_so():
+    # formulaic's poly() overflows at 1e150 (its three-term recursion squares x^2): every row is NaN
+    d = pd.DataFrame({"y": np.arange(5.0), "x": np.array([1, 2, 3, 4, 5.0]) * 1e150})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(DataError, match="none of the data is missing.*rescale the variable"):
+            tl.lm("y ~ poly(x, 2)", d)
+    with pytest.raises(DataError, match="all values of 'x' are missing"):
+        tl.lm("y ~ x", d.assign(x=np.nan))

@@ -423,7 +423,15 @@ def _missing_rows(work: pd.DataFrame, variables: list[str], na_action: str) -> n
 def _check_rows_left(keep: np.ndarray, work: pd.DataFrame, variables: list[str]) -> None:
     if not keep.any():
         all_na = [v for v in variables if np.asarray(pd.isna(work[v])).all()]
-        hint = f" (all values of {', '.join(map(repr, all_na))} are missing)" if all_na else ""
+        if all_na:
+            hint = f" (all values of {', '.join(map(repr, all_na))} are missing)"
+        elif not any(np.asarray(pd.isna(work[v])).any() for v in variables):
+            # nothing is missing in the data: the terms made every row missing
+            hint = (" (none of the data is missing: the formula's terms are missing or not finite in every row, "
+                    "e.g. log of non-positive values, or an overflow of poly() or scale() with values near 1e150 "
+                    "and beyond: rescale the variable)")
+        else:
+            hint = ""
         raise DataError(f"no observations left after removing rows with missing values{hint}")
 
 
