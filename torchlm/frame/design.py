@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from formulaic import ModelSpec
+from formulaic import Formula, ModelSpec
 from formulaic.errors import DataMismatchWarning
 from formulaic.model_matrix import ModelMatrices
 from formulaic.parser.types import Factor
@@ -28,7 +28,14 @@ from torchlm.frame.formula import (
     r_spelling,
     split_offsets,
 )
-from torchlm.frame.model_frame import ModelFrame, check_na_action, check_weights, evaluate_variable, model_frame
+from torchlm.frame.model_frame import (
+    ModelFrame,
+    check_na_action,
+    check_weights,
+    column_or_array,
+    evaluate_variable,
+    model_frame,
+)
 
 
 @dataclass
@@ -215,9 +222,9 @@ def _binomial_matrix_response(formula: str, data: pd.DataFrame, weights: Any,
     n = s + f
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.where(n == 0, 0.0, s / n)
-    prior = (np.ones(len(data)) if weights is None
-             else np.asarray(data[weights] if isinstance(weights, str) and weights in data.columns else weights,
-                             dtype=np.float64).reshape(-1))
+    prior, _ = column_or_array(weights, data, "weights")
+    if prior is None:
+        prior = np.ones(len(data))
     name = f"cbind({', '.join(args)})"
     return f"`{name}` ~" + formula[m.end():], data.assign(**{name: y}), prior * n
 
@@ -242,7 +249,7 @@ def offset_values(data: pd.DataFrame, terms: list[str] | tuple[str, ...], offset
     total = np.zeros(len(data))
     parts = [evaluate_variable(data, r_spelling(t)) for t in terms]
     if offset is not None:
-        parts.append(data[offset] if isinstance(offset, str) and offset in data.columns else offset)
+        parts.append(column_or_array(offset, data, "offset")[0])
     for part in parts:
         arr = np.asarray(part, dtype=np.float64).reshape(-1)
         if len(arr) != len(data):
@@ -334,14 +341,18 @@ def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, 
     unused categories are dropped (R's drop.unused.levels)."""
     work = frame.data if frame.n == len(frame.data) else frame.data.iloc[frame.rows]
     work = work.reset_index(drop=True)  # positions, so formulaic's kept index maps back
-    variables, stateful = _formula_variables(formula, work)
+    try:
+        parsed: Formula | None = formulaic_formula(formula, work.columns)
+    except Exception:  # materialize reports a formula it cannot read
+        parsed = None
+    variables, stateful = _formula_variables(parsed, work)
     # R's types first (as materialize gives them), so that the levels below are compared as formulaic sees them
-    work = prepare_columns(logical_factors(work, _logical_terms(formula, work)), variables)
+    work = prepare_columns(logical_factors(work, _logical_terms(parsed, work)), variables)
     keep = ~_missing_rows(work, stateful, frame.na_action)
     if not keep.all():
         _check_rows_left(keep, work, variables)
         work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
-    _check_design_size(formula, work)
+    _check_design_size(formula, parsed, work)
     fa = "drop" if frame.na_action == "omit" else "raise"
     mm = _materialize_quietly(formula, work, fa)
     for _ in range(3):
@@ -368,11 +379,9 @@ def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, 
     return mm, frame.restrict(np.arange(len(work)), variables=sorted(mm.model_spec.required_variables)), work
 
 
-def _logical_terms(formula: str, work: pd.DataFrame) -> list[str]:
+def _logical_terms(f: Formula | None, work: pd.DataFrame) -> list[str]:
     """Logical columns that enter the right-hand side as variables (not inside an expression such as I(b * 2))."""
-    try:
-        f = formulaic_formula(formula, work.columns)
-    except Exception:  # materialize reports a formula it cannot read
+    if f is None:
         return []
     lookups, inside = set(), set()
     for term in f.rhs:
@@ -384,14 +393,12 @@ def _logical_terms(formula: str, work: pd.DataFrame) -> list[str]:
     return [c for c in work.columns if c in lookups and c not in inside and is_logical(work[c])]
 
 
-def _formula_variables(formula: str, work: pd.DataFrame) -> tuple[list, list]:
+def _formula_variables(f: Formula | None, work: pd.DataFrame) -> tuple[list, list]:
     """The data columns the formula reads, and those that stateful transforms (scale(x), poly(x, 2)) read."""
-    try:
-        f = formulaic_formula(formula, work.columns)
-        exprs = [fa.expr for side in (f.lhs, f.rhs) for term in side for fa in term.factors]
-        every = formula_columns(f, work.columns)
-    except Exception:  # materialize reports a formula it cannot read
+    if f is None:
         return [], []
+    exprs = [fa.expr for side in (f.lhs, f.rhs) for term in side for fa in term.factors]
+    every = formula_columns(f, work.columns)
     for expr in exprs:  # R's poly(): the orthogonal basis needs degree + 1 distinct points
         m = re.fullmatch(r"poly\((\w+), (?:degree=)?(\d+)\)", expr)
         if m and m.group(1) in work.columns and (k := work[m.group(1)].nunique()) <= int(m.group(2)):
@@ -513,12 +520,11 @@ def _listing(values: list, k: int = 10) -> str:
     return text + (f", ... ({len(values)} in all)" if len(values) > k else "")
 
 
-def _check_design_size(formula: str, work: pd.DataFrame) -> None:
+def _check_design_size(formula: str, f: Formula | None, work: pd.DataFrame) -> None:
     """Before materializing: an error if the dense design cannot fit in memory, a warning if it is very wide."""
-    try:
-        terms = list(formulaic_formula(formula, work.columns).rhs)
-    except Exception:  # a formula materialize reports (or a structured one): no estimate from it
+    if f is None:  # a formula materialize reports: no estimate from it
         return
+    terms = list(f.rhs)
     widths: dict[str, int] = {}
     p = sum(int(np.prod([_factor_width(fa.expr, work, widths) for fa in getattr(t, "factors", [])])) for t in terms)
     n = len(work)

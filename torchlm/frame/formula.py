@@ -36,24 +36,11 @@ def r_powers_in_I(formula: str) -> str:
     str
         The same formula with every ``^`` inside a call (``name(...)``) written ``**``.
     """
-    out: list[str] = []
-    depth_stack: list[bool] = []  # per open parenthesis: whether it is inside a function call
-    i = 0
-    while i < len(formula):
-        ch = formula[i]
-        if ch == "(":
-            # a call's parenthesis follows a name (I, log, np.sqrt); a grouping one follows an operator
-            is_call = i > 0 and (formula[i - 1].isalnum() or formula[i - 1] in "._")
-            depth_stack.append(is_call or (depth_stack[-1] if depth_stack else False))
-        elif ch == ")" and depth_stack:
-            depth_stack.pop()
-        if ch == "^" and depth_stack and depth_stack[-1]:
-            out.append("**")
-        else:
-            out.append(ch)
-        i += 1
-    return "".join(out)
+    return "".join("**" if ch == "^" and _inside_call(formula[:i]) else ch for i, ch in enumerate(formula))
 
+
+# backquoted names and quoted strings, which the rewrites below leave alone (split keeps them at odd places)
+_QUOTED = re.compile(r"(`[^`]*`|'[^']*'|\"[^\"]*\")")
 
 # R's words that are other words in Python; outside quotes and backticks
 _R_WORDS = [(re.compile(r"(?<![\w.])TRUE(?![\w.])"), "True"), (re.compile(r"(?<![\w.])FALSE(?![\w.])"), "False"),
@@ -76,7 +63,7 @@ def r_spelling(formula: str) -> str:
         ``^`` inside calls as ``**`` (see :func:`r_powers_in_I`), ``TRUE``/``FALSE`` as ``True``/``False``
         and ``as.factor(x)`` as ``factor(x)``, except inside quotes and backticks.
     """
-    parts = re.split(r"(`[^`]*`|'[^']*'|\"[^\"]*\")", formula)
+    parts = _QUOTED.split(formula)
     for k in range(0, len(parts), 2):
         for pattern, word in _R_WORDS:
             parts[k] = pattern.sub(word, parts[k])
@@ -119,7 +106,7 @@ def expand_dot(formula: str, columns: Iterable[Any]) -> str:
 
 def _replace_dots(text: str, replacement: str) -> str:
     """``text`` with each of R's dots (standalone, outside calls, quotes and backticks) replaced."""
-    parts = re.split(r"(`[^`]*`|'[^']*'|\"[^\"]*\")", text)
+    parts = _QUOTED.split(text)
     spots = [(k, m.start()) for k in range(0, len(parts), 2) for m in _DOT.finditer(parts[k])
              if not _inside_call("".join(parts[:k]) + parts[k][:m.start()])]
     for k, start in reversed(spots):
@@ -215,6 +202,7 @@ def _inside_call(prefix: str) -> bool:
     """Whether the end of ``prefix`` is inside a function call's parentheses (``f(`` not yet closed)."""
     stack: list[bool] = []
     for i, ch in enumerate(prefix):
+        # a call's parenthesis follows a name (I, log, np.sqrt); a grouping one follows an operator
         if ch == "(":
             stack.append(i > 0 and (prefix[i - 1].isalnum() or prefix[i - 1] in "._"))
         elif ch == ")" and stack:

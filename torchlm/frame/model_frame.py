@@ -191,8 +191,8 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
     check_na_action(na_action)
     frame = as_frame(data)
     names = _variable_names(variables)
-    w, wname = _column_or_array(weights, frame, "weights")
-    off, oname = _column_or_array(offset, frame, "offset")
+    w, wname = column_or_array(weights, frame, "weights")
+    off, oname = column_or_array(offset, frame, "offset")
     # a copy: the user's own mask array may change after the fit
     mask = None if subset is None else _subset_mask(subset, frame).copy()
     keep = np.ones(len(frame), dtype=bool) if mask is None else mask.copy()
@@ -310,8 +310,23 @@ def _r_arithmetic(expr: str) -> str:
     return "`".join(p.replace("^", "**") if i % 2 == 0 else p for i, p in enumerate(parts))
 
 
-def _column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
-    """weights=/offset= given as a column name or an array -> float array of len(frame)."""
+def column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndarray | None, str | None]:
+    """weights=/offset= given as a column name or an array, as a float array of len(frame), checked.
+
+    Parameters
+    ----------
+    value : str, array or None
+        A column name of ``frame`` or one value per row.
+    frame : pandas.DataFrame
+        The data.
+    what : str
+        The argument's name, for the errors ("weights", "offset").
+
+    Returns
+    -------
+    tuple of (numpy.ndarray or None, str or None)
+        The float64 values (None for None) and the column name (None for an array).
+    """
     if value is None:
         return None, None
     name = None

@@ -106,7 +106,7 @@ def _influence(fit) -> Influence:
     if k == 0:
         hat = np.zeros(n)
     else:
-        hat = fit_leverages(fit, Xw, _unscaled(fit)).cpu().numpy()
+        hat = fit_leverages(fit, Xw).cpu().numpy()
     hat[hat > 1 - 10 * _EPS] = 1.0
     # lm: sqrt(w) (y - fitted); glm: deviance residuals (R's weighted.residuals either way)
     e = fit.residuals("deviance").to_numpy()[rows]

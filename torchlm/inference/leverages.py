@@ -47,11 +47,27 @@ def leverages(Xw: np.ndarray | WorkingRows, unscaled: torch.Tensor,
     return h
 
 
-def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows, unscaled: np.ndarray | None = None) -> torch.Tensor:
-    """A fit's hat values at its working rows, also where (X'WX)^{-1} is beyond float64's range.
+def is_scaled(fit: Any) -> bool:
+    """Whether the fit was solved with its columns scaled (data near 1e±300; see solvers.least_squares.Scaling).
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted model.
+
+    Returns
+    -------
+    bool
+        True when (X'WX)^{-1} is held as representable parts (C', d) rather than as itself.
+    """
+    return getattr(getattr(fit, "_qr", None), "scaling", None) is not None
+
+
+def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
+    """A fit's hat values at its working rows (a glm's from its working weights, as R's), also near 1e±300.
 
     A fit of data near 1e±300 has entries of (X'WX)^{-1} that are 0 or Inf, although the leverages
-    are scale-free; such a fit offers ``_unscaled_parts()`` = (C', d) with (X'WX)^{-1} = D C' D.
+    are scale-free; lm and glm results offer ``_unscaled_parts()`` = (C', d) with (X'WX)^{-1} = D C' D.
 
     Parameters
     ----------
@@ -59,8 +75,6 @@ def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows, unscaled: np.ndarray |
         A fitted lm or glm.
     Xw : numpy.ndarray or WorkingRows
         (n, k) its weighted design over the estimable columns.
-    unscaled : numpy.ndarray or None
-        (k, k) the (X'WX)^{-1} to use when the fit has no parts (None: ``fit._unscaled()``).
 
     Returns
     -------
@@ -69,12 +83,11 @@ def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows, unscaled: np.ndarray |
     """
     device = getattr(fit, "device", None)
     parts = getattr(fit, "_unscaled_parts", None)
-    if parts is not None:
-        C, d = parts()
-        return leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64), device=device),
-                         torch.as_tensor(np.asarray(d, dtype=np.float64), device=device))
-    C = np.asarray(fit._unscaled() if unscaled is None else unscaled, dtype=np.float64)
-    return leverages(Xw, torch.as_tensor(C, device=device))
+    if parts is None:
+        return leverages(Xw, torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device))
+    C, d = parts()
+    scale = torch.as_tensor(np.asarray(d, dtype=np.float64), device=device) if is_scaled(fit) else None
+    return leverages(Xw, torch.as_tensor(np.asarray(C, dtype=np.float64), device=device), scale)
 
 
 def forced_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:

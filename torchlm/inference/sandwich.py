@@ -38,7 +38,7 @@ from torchlm.inference.hac import (  # noqa: F401
     newey_west_lag,
     newey_west_weights,
 )
-from torchlm.inference.leverages import forced_leverages
+from torchlm.inference.leverages import forced_leverages, is_scaled
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import chunk_rows
 from torchlm.sources.row_blocks import WorkingRows
@@ -450,12 +450,10 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
 def _bread_parts(fit: Any, type: str, device: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(X'WX)^{-1} for the sandwich's bread, or for a fit of data near 1e300 the representable C' and d of
     (X'WX)^{-1} = D C' D (the scores then times d), so that only the entries truly out of range are 0 or Inf."""
-    parts = getattr(fit, "_unscaled_parts", None)
-    if parts is not None and type != "HAC" and getattr(fit, "information", "expected") == "expected":
-        Cp, dp = parts()
-        if np.any(np.asarray(dp) != 1):
-            return (torch.as_tensor(np.asarray(Cp, dtype=np.float64), device=device),
-                    torch.as_tensor(np.asarray(dp, dtype=np.float64), device=device))
+    if is_scaled(fit) and type != "HAC" and getattr(fit, "information", "expected") == "expected":
+        Cp, dp = fit._unscaled_parts()
+        return (torch.as_tensor(np.asarray(Cp, dtype=np.float64), device=device),
+                torch.as_tensor(np.asarray(dp, dtype=np.float64), device=device))
     return torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device), None
 
 
