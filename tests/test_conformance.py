@@ -2,7 +2,7 @@
 
 The cases, their data and the checker are vendored under tests/fixtures/conformance (a copy of the
 project's shared conformance suite), so this runs on a clean clone. glm references are at the exact
-maximum-likelihood estimate (see the suite's README), which tl.glm iterates to.
+maximum-likelihood estimate (see the suite's README): the checker passes tl.glm(exact=True).
 Every field of each case's "expected" block is compared, robust (vcov_robust: sandwich::vcovHC) and
 clustered (vcov_cluster: sandwich::vcovCL) covariances included.
 """

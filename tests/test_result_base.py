@@ -26,7 +26,7 @@ def fits(mt):
 
     return {
         "lm": tl.lm("mpg ~ wt + hp + C(cyl)", mt),
-        "glm": tl.glm("am ~ wt", mt, family="binomial"),
+        "glm": tl.glm("am ~ wt", mt, family="binomial", exact=True),
         "mle": tl.mle(nll, {"b0": 10.0, "wt": -3.0}, data=mt[["am", "wt"]]),
     }
 
@@ -82,7 +82,7 @@ def test_confint_parm_and_level(fits):
     # R's confint.lm uses t; confint.default for a glm uses z even with an estimated dispersion
     q = stats.t.ppf(0.95, fit.df_residual)
     np.testing.assert_allclose(full.iloc[:, 1] - fit.coef(), q * fit.std_errors(), rtol=1e-13)
-    g = tl.glm("mpg ~ wt", tl.datasets.load("mtcars"), family="Gamma")
+    g = tl.glm("mpg ~ wt", tl.datasets.load("mtcars"), family="Gamma", exact=True)
     np.testing.assert_allclose(g.confint(0.9).iloc[:, 1] - g.coef(), stats.norm.ppf(0.95) * g.std_errors(),
                                rtol=1e-13)
     np.testing.assert_allclose(fits["glm"].confint(method="profile", parm="wt"),
@@ -108,7 +108,7 @@ def test_wald_test_is_summary_f_and_chisq(fits):
 
 def test_aliased_coefficients_share_one_convention(mt):
     d = mt.assign(wt2=2 * mt["wt"])
-    for fit in (tl.lm("mpg ~ wt + wt2 + hp", d), tl.glm("am ~ wt + wt2 + hp", d, family="binomial")):
+    for fit in (tl.lm("mpg ~ wt + wt2 + hp", d), tl.glm("am ~ wt + wt2 + hp", d, family="binomial", exact=True)):
         assert fit.aliased.tolist() == [False, False, True, False]
         assert fit.estimable == ["Intercept", "wt", "hp"]
         assert np.isnan(fit.std_errors()["wt2"]) and np.isnan(fit.confint().loc["wt2"]).all()

@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 from torchlm.errors import DataError, OptionError, TorchlmWarning, silenced
-from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from torchlm.solvers.irls import GLMPasses, irls
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.sources.row_blocks import DesignSource
 
@@ -383,7 +383,7 @@ def refit_deviance(fit: GeneralizedLinearModelResult, cols: list[int]) -> tuple[
     tuple of (float, int)
         The refit's deviance and its residual degrees of freedom (nobs minus the refit's rank).
     """
-    ctl = dict(CONTROL_DEFAULTS)
+    ctl = dict(fit.control)  # R's anova.glm refits with the fit's glm.control
     passes = GLMPasses(DesignSource(fit.design), fit._y, fit._w, fit._offset, fit.family, columns=cols)
     with silenced():
         # R's anova.glm refits start from the family's mustart at the (initialized) response

@@ -19,7 +19,7 @@ from scipy import stats
 
 from torchlm.errors import FitError, OptionError, silenced
 from torchlm.results.base import confint_labels
-from torchlm.solvers.irls import CONTROL_DEFAULTS, GLMPasses, irls
+from torchlm.solvers.irls import GLMPasses, irls
 from torchlm.sources.row_blocks import DesignSource
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def profile(fit: GeneralizedFit, which: list[str] | None = None, alpha: float = 
                 # the profiled coefficient held at bi (its column enters the offset), the others refitted
                 passes = GLMPasses(source, fit._y, fit._w, fit._offset, fit.family, columns=others, fixed={i: bi})
                 with silenced():  # R's glm.fit warnings at the far grid points
-                    sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=dict(CONTROL_DEFAULTS),
+                    sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=fit.control,
                                tol=fit.tol)
                 lp = sub.eta
                 zz = (sub.deviance - dev0) / disp

@@ -1,4 +1,4 @@
-"""tl.glm(): formula -> design -> IRLS (Fisher scoring) on torch to the exact MLE -> GeneralizedLinearModelResult."""
+"""tl.glm(): formula -> design -> IRLS (Fisher scoring, R's glm.fit) on torch -> GeneralizedLinearModelResult."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from torchlm.sources.row_blocks import DesignSource
 
 def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,
         subset: Any = None, na_action: str = "omit", start: Any = None, control: dict | None = None,
-        information: str = "expected", device: Any = None, dtype: Any = None) -> GeneralizedLinearModelResult:
-    """Fit a generalized linear model by Fisher scoring to the maximum-likelihood estimate, as R's glm().
+        information: str = "expected", exact: bool = False, device: Any = None,
+        dtype: Any = None) -> GeneralizedLinearModelResult:
+    """Fit a generalized linear model by Fisher scoring, as R's glm() (glm.fit), or to the exact MLE.
 
     Parameters
     ----------
@@ -38,8 +39,12 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     subset : boolean mask or query string selecting rows.
     na_action : "omit" or "fail", as in tl.lm.
     start : starting coefficients (sequence in formula column order).
-    control : dict with R's glm.control settings ``epsilon`` (1e-8), ``maxit`` (25) and ``polish``
-        (at most 100 further Fisher scoring steps after R's rule is met, to reach the exact MLE).
+    control : dict with R's glm.control settings ``epsilon`` (1e-8) and ``maxit`` (25), and ``polish``
+        (with exact=True: at most 100 further Newton steps after R's rule is met).
+    exact : False (default): R's glm.fit step for step, stopping when |dev - dev_old| / (|dev| + 0.1)
+        < epsilon, with the covariance from the working weights of the last iteration, so summary()
+        prints R's digits. True: iterate on to the exact maximum-likelihood estimate (and take the
+        covariance there), which differs from R's default fit by about epsilon, relatively.
     information : "expected" (Fisher information, what R's summary.glm uses) or "observed"
         (autograd Hessian of the negative log-likelihood); they agree for canonical links.
     device, dtype : as in tl.lm.
@@ -51,7 +56,7 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     fam = as_family(family)
     if information not in ("expected", "observed"):
         raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")
-    ctl = control_settings(control)
+    ctl = control_settings(control, exact=exact)
     dev, dt = resolve_device_dtype(device, dtype)
     design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
                           allow_factor_response=fam.factor_response,
@@ -77,10 +82,12 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     call = _call_string(formula, weights, offset, subset, fn="glm")
     call = call[:-1] + f", family = {fam.r_call()})"
     result = GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
-                                          information=information, device=dev, dtype=dt, tol=tol, call=call)
+                                          information=information, device=dev, dtype=dt, tol=tol, call=call,
+                                          control=ctl)
     result._refit = Refit(glm, formula, dict(data=data, family=family, weights=weights, offset=offset, subset=subset,
                                              na_action=na_action, start=start, control=control,
-                                             information=information, device=device, dtype=dtype))
+                                             information=information, exact=exact, device=device,
+                                             dtype=dtype))
     return result
 
 

@@ -36,8 +36,9 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     df_residual: int  # nobs - rank: always known for a glm
 
     def __init__(self, design: Design, family: Family, fit, *, y, weights, offset, null_deviance: float,
-                 information: str, device, dtype, tol: float, call: str):
+                 information: str, device, dtype, tol: float, call: str, control: dict):
         self.design = design
+        self.control = dict(control)  # glm.control settings, for the refits of anova, drop1 and profiles
         self.family = family
         self.call = call
         self.tol = tol
@@ -62,9 +63,11 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         self.n_dropped_na = design.n_dropped
         link = family.link
         self._mu_eta = link.mu_eta(fit.eta)
-        var = family.variance(fit.mu)
-        good = (weights > 0) & (self._mu_eta != 0)
-        self._working_w = torch.where(good, weights * self._mu_eta**2 / torch.where(good, var, torch.ones_like(var)),
+        # R's weights(glm, "working"): those of the QR, from the start of glm.fit's last iteration
+        mu_eta_w = link.mu_eta(fit.weights_eta)
+        var = family.variance(fit.weights_mu)
+        good = (weights > 0) & (mu_eta_w != 0)
+        self._working_w = torch.where(good, weights * mu_eta_w**2 / torch.where(good, var, torch.ones_like(var)),
                                       torch.zeros_like(var))
         self._good = good
         if family.fixed_dispersion:

@@ -312,6 +312,8 @@ class IRLSFit:
     deviance : sum of the family's deviance residuals.
     iterations : Fisher scoring iterations until R's convergence rule held (what R reports).
     polish_steps : further iterations taken to reach the exact maximum-likelihood estimate.
+    weights_eta, weights_mu : the point whose working weights ``qr`` factors: R's glm.fit keeps those
+        of its last iteration's start (one step before the estimate); the estimate itself for an exact fit.
     """
 
     coef: np.ndarray
@@ -323,12 +325,16 @@ class IRLSFit:
     polish_steps: int
     converged: bool
     boundary: bool
+    weights_eta: torch.Tensor
+    weights_mu: torch.Tensor
 
 
-def control_settings(control: dict | None) -> dict:
+def control_settings(control: dict | None, *, exact: bool = False) -> dict:
     """R's glm.control settings with the defaults filled in; unknown or invalid settings are errors.
 
-    epsilon : a positive finite number; maxit : a whole number >= 1; polish : a whole number >= 0.
+    epsilon : a positive finite number; maxit : a whole number >= 1; polish : a whole number >= 0;
+    exact : True to iterate past R's rule to the exact maximum-likelihood estimate (tl.glm's ``exact=``);
+    the polish setting applies only then.
 
     Raises
     ------
@@ -337,7 +343,7 @@ def control_settings(control: dict | None) -> dict:
 
     Returns
     -------
-    dict with epsilon, maxit and polish.
+    dict with epsilon, maxit, polish and exact.
     """
     if control is not None and not isinstance(control, dict):
         raise OptionError(f"control must be a dict of glm.control settings {sorted(CONTROL_DEFAULTS)}, "
@@ -357,6 +363,9 @@ def control_settings(control: dict | None) -> dict:
             raise OptionError(f"control {k} must be a whole number of at least {least} (default "
                               f"{CONTROL_DEFAULTS[k]}), not {v!r}")
         c[k] = int(v)
+    if not isinstance(exact, (bool, np.bool_)):
+        raise OptionError(f"exact must be True or False, not {exact!r}")
+    c["exact"] = bool(exact)
     return c
 
 
@@ -395,6 +404,7 @@ class _IRLSProblem:
         self.passes, self.tol = passes, tol
         self.est: list[int] = []
         self.use_gram = False
+        self.origin: Pass | None = None  # the point the last step was proposed from (R's final working weights)
 
     def evaluate(self, coef: torch.Tensor) -> Evaluation:
         """The deviance at ``coef`` (one pass), with the next step's normal equations when the Gram step is in use."""
@@ -404,6 +414,7 @@ class _IRLSProblem:
     def propose(self, state: State) -> Step | None:
         """The next IRLS coefficients from the working least squares at the current point (None if not finite)."""
         P, coef = state.aux, state.x
+        self.origin = P
         new = cholesky_step(coef, self.est, P) if self.use_gram else None
         if new is None:
             qr = self.passes.qr_step(P.eta, P.mu, self.tol)
@@ -428,10 +439,11 @@ def _halving_warnings(state: State) -> None:
 
 def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch.Tensor | None,
          control: dict, tol: float) -> IRLSFit:
-    """Fit a GLM by iteratively reweighted least squares, as R's glm.fit, then iterate to the exact MLE.
+    """Fit a GLM by iteratively reweighted least squares, as R's glm.fit (or on to the exact MLE).
 
-    R stops when the relative change of the deviance is below epsilon, which leaves non-canonical
-    fits short of the maximum; here Newton steps continue ("polish") until the coefficients stop
+    R stops when the relative change of the deviance is below epsilon, which leaves fits (non-canonical
+    ones most) short of the maximum, and reports the covariance of its last iteration; this is the
+    default. With control["exact"], Newton steps continue ("polish") until the coefficients stop
     changing, so the estimate and its covariance are at the maximum-likelihood estimate. Each
     iteration is one pass over the row blocks (plus a QR pass where the Gram step is not used).
 
@@ -439,7 +451,7 @@ def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch
     ----------
     passes : the GLM's passes over its row-block source (response after the family's initialize).
     start : starting coefficients, or None; mustart : starting means (used when start is None).
-    control : glm.control settings (epsilon, maxit, polish); tol : rank-detection tolerance.
+    control : glm.control settings (epsilon, maxit, polish, exact); tol : rank-detection tolerance.
 
     Returns
     -------
@@ -465,13 +477,16 @@ def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch
     coef, P, est = res.x, res.state.aux, problem.est
     conv, boundary = res.converged, res.shortened > 0
     polish = 0
-    if conv and not boundary:
+    exact = bool(control.get("exact", False))
+    if exact and conv and not boundary:
         # the relative change of R's last step (unknown after a first step from means alone)
         first = res.iterations == 1 and start_coef is None
         coef, P, polish = _polish(passes, coef, P, math.inf if first else res.state.relative, est, tol,
                                   int(control["polish"]))
-    # covariance at the final estimate: a QR factorization with the working weights there
-    qr = passes.qr_step(P.eta, P.mu, tol)
+    # R's glm.fit keeps the QR (hence the covariance, hat values and working weights) of its last
+    # iteration, taken at that iteration's start; the exact fit takes it at the estimate itself
+    at = P if exact or problem.origin is None else problem.origin
+    qr = passes.qr_step(at.eta, at.mu, tol)
     if not conv:
         warn("glm.fit: algorithm did not converge", stacklevel=3)
     if boundary:
@@ -482,7 +497,7 @@ def irls(passes: GLMPasses, *, start: torch.Tensor | None = None, mustart: torch
     est = qr.pivot[: qr.rank]
     out[est] = coef.cpu().double().numpy()[est]
     return IRLSFit(coef=out, qr=qr, eta=P.eta, mu=P.mu, deviance=P.deviance, iterations=res.iterations,
-                   polish_steps=polish, converged=conv, boundary=boundary)
+                   polish_steps=polish, converged=conv, boundary=boundary, weights_eta=at.eta, weights_mu=at.mu)
 
 
 def _empty_fit(passes: GLMPasses) -> IRLSFit:
@@ -497,7 +512,7 @@ def _empty_fit(passes: GLMPasses) -> IRLSFit:
                effects=np.zeros(0), rss=None)
     return IRLSFit(coef=np.zeros(0), qr=qr, eta=eta, mu=mu,
                    deviance=float(fam.dev_resids(passes.y, mu, passes.weights).sum()),
-                   iterations=0, polish_steps=0, converged=True, boundary=False)
+                   iterations=0, polish_steps=0, converged=True, boundary=False, weights_eta=eta, weights_mu=mu)
 
 
 def _as_coef(fit: QRFit, like: torch.Tensor) -> torch.Tensor:
