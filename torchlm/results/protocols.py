@@ -99,6 +99,7 @@ class GeneralizedFit(DesignFit, Protocol):
     df_null: int
     null_deviance: float
     tol: float
+    control: dict  # glm.control settings (with exact), reused by refits
     _fit: Any  # the IRLS result: eta, mu, coef, qr
     _y: torch.Tensor
     _w: torch.Tensor
