@@ -84,7 +84,7 @@ def test_anova_of_an_lm_and_a_glm_is_refused(d, order):
 def test_anova_bad_test_argument(d):
     with pytest.raises(tl.OptionError, match="test must be"):
         tl.anova(tl.lm("y ~ x", d), test=1)
-    with pytest.raises(tl.OptionError, match="test must be 'F' or None"):
+    with pytest.raises(tl.OptionError, match="test must be 'F', 'Chisq', 'LRT', 'Rao', 'Cp' or None"):
         tl.anova(tl.lm("y ~ x", d), test="Rao!")
 
 

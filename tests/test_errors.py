@@ -153,8 +153,8 @@ def test_na_action_fail_without_nas_fits(df):
 
 
 def test_bad_na_action(df):
-    with raises(ModelInputError, "na_action", "'exclude'"):
-        tl.lm("y ~ x", data=df, na_action="exclude")
+    with raises(ModelInputError, "na_action", "'pass'"):
+        tl.lm("y ~ x", data=df, na_action="pass")
 
 
 # --- non-finite values -----------------------------------------------------------------------

@@ -37,11 +37,11 @@ SUBSET = "x > 0.9 or x != x"  # drops r0 (x = 0.5) and keeps the rows with a mis
 def test_nls_like_frame_from_variable_names(df):
     before = df.copy(deep=True)
     mf = model_frame(df, ["y", "x"], weights="w", subset="x > 0.9")
-    # r0 is outside the subset (x = 0.5); NaN x fails "x > 0.9" so r4, r11 leave with the subset;
-    # then r1 (y) and r6 (w) are dropped for missing values
+    # r0 is outside the subset (x = 0.5); "x > 0.9" is NA at NaN x, so r4, r11 are R's rows of NAs,
+    # dropped for missing values as r1 (y) and r6 (w) are
     assert list(mf.index) == ["r2", "r3", "r5", "r7", "r8", "r9", "r10"]
     assert mf.rows.tolist() == [2, 3, 5, 7, 8, 9, 10]
-    assert mf.n_dropped == 2 and len(mf) == mf.n == 7
+    assert mf.n_dropped == 4 and len(mf) == mf.n == 7
     assert mf.variables == ("y", "x") and mf.weights_column == "w" and mf.offset is None
     np.testing.assert_array_equal(mf.weights, df["w"].to_numpy()[mf.rows])
     np.testing.assert_array_equal(mf.values("y"), df["y"].to_numpy()[mf.rows])

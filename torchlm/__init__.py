@@ -14,14 +14,21 @@ from torchlm.errors import (
                      TorchlmWarning,
                      UnknownVariableError,
 )
-from torchlm.inference.anova import AnovaTable, anova, drop1
+from torchlm.inference.alias import Alias, alias
+from torchlm.inference.anova import AnovaTable, anova
+from torchlm.inference.car_anova import Anova
 from torchlm.inference.sandwich import sandwich_cov
+from torchlm.inference.single_term import add1, drop1
+from torchlm.inference.stepwise import step
+from torchlm.inference.terms import DummyCoef, TermsPrediction, dummy_coef
 from torchlm.models import families
+from torchlm.models.aov import TukeyHSD, aov
 from torchlm.models.glm import glm
 from torchlm.models.infer import infer
 from torchlm.models.lm import lm
 from torchlm.models.mle import mle
 from torchlm.models.update import update
+from torchlm.options import options
 from torchlm.results.estimates import Estimates
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
@@ -30,8 +37,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
-    "lm", "glm", "update", "anova", "drop1", "AnovaTable", "datasets", "families", "LinearModelResult",
-    "GeneralizedLinearModelResult", "FStatistic",
+    "lm", "glm", "update", "anova", "drop1", "Anova", "AnovaTable", "datasets", "families", "LinearModelResult",
+    "GeneralizedLinearModelResult", "FStatistic", "add1", "step",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
-    "TorchlmWarning", "sandwich_cov", "__version__",
+    "TorchlmWarning", "sandwich_cov", "__version__", "aov", "TukeyHSD", "options",
+    "alias", "Alias", "dummy_coef", "DummyCoef", "TermsPrediction",
 ]

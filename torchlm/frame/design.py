@@ -17,7 +17,8 @@ from formulaic.parser.types import Factor
 from formulaic.transforms import TRANSFORMS
 from formulaic.utils.variables import get_expression_variables
 
-from torchlm.errors import DataError, FormulaError, TorchlmError, TorchlmWarning, warnings_guard
+from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
+from torchlm.frame.contrasts import Coding
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.formula import (
     expand_dot,
@@ -32,10 +33,11 @@ from torchlm.frame.model_frame import (
     ModelFrame,
     check_na_action,
     check_weights,
-    column_or_array,
     evaluate_variable,
     model_frame,
 )
+from torchlm.frame.response import binomial_matrix_response, offset_values
+from torchlm.frame.rnames import r_names
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Design:
     columns : the p numeric columns of the design matrix, as formulaic built them (no copy; dummies int64);
         ``X`` assembles the (n, p) matrix on first use, ``row_block`` a slice of rows without it.
     y : (n,) response.
-    names : column names of X (formulaic's term names).
+    names : column names of X (formulaic's term names, or R's with names="R"); ``formulaic_names`` formulaic's.
     weights, offset : (n,) arrays or None.
     index : row labels of the used rows in the user's data.
     n_dropped : rows removed because of missing values.
@@ -78,6 +80,7 @@ class Design:
     data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     rows: np.ndarray | None = field(default=None, repr=False, compare=False)
     frame: ModelFrame | None = field(default=None, repr=False, compare=False)
+    formulaic_names: list[str] = field(default_factory=list, repr=False)
     _X: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -160,7 +163,8 @@ class Design:
 
 
 def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
-                 na_action: str = "omit", allow_factor_response: bool = False, fitter: str | None = None) -> Design:
+                 na_action: str = "omit", allow_factor_response: bool = False, fitter: str | None = None,
+                 contrasts: Any = None, names: str = "formulaic") -> Design:
     """Model frame + design matrix with R's semantics (subset, then NA omission over every variable used).
 
     Parameters
@@ -179,6 +183,8 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
         Accept a factor response (glm's binomial): its first level is failure, every other level success.
     fitter : str, optional
         How the error for a factor response names the model (``"glm with family 'poisson'"``); lm's when None.
+    contrasts, names : dict, str
+        R's contrasts= per variable and the column names ("formulaic" or "R"): see :class:`Coding`.
 
     Returns
     -------
@@ -187,79 +193,24 @@ def build_design(formula: str, data: Any, *, weights: Any = None, offset: Any = 
     """
     # the checks in the order the errors have always come: options, data, formula, then the frame
     check_na_action(na_action)
+    coding = Coding.make(contrasts, names, formula)
     data = as_frame(data)
     formula, offset_terms = split_offsets(expand_dot(formula, data.columns))
     parse_formula(formula)
     formula = r_spelling(formula)
-    formula, data, weights = _binomial_matrix_response(formula, data, weights, allow_factor_response)
+    formula, data, weights = binomial_matrix_response(formula, data, weights, allow_factor_response)
     column = offset if isinstance(offset, str) else None
     if offset_terms:
         offset = offset_values(data, offset_terms, offset)
     frame = model_frame(data, weights=weights, offset=offset, subset=subset, na_action=na_action)
-    design = _design_on_frame(formula, frame, allow_factor_response, fitter)
+    design = _design_on_frame(formula, frame, allow_factor_response, fitter, coding)
     if offset_terms:
         design.offset_terms, design.offset_column = tuple(offset_terms), column
     return design
 
 
-def _binomial_matrix_response(formula: str, data: pd.DataFrame, weights: Any,
-                              binomial: bool) -> tuple[str, pd.DataFrame, Any]:
-    """R's ``cbind(successes, failures) ~ ...`` of a binomial glm: the proportion as the response, the
-    totals times the prior weights as the weights (R's binomial initialize); the data is not modified."""
-    m = re.match(r"\s*cbind\s*\((.*)\)\s*~", formula)
-    if m is None:
-        return formula, data, weights
-    if not binomial:
-        raise FormulaError(f"formula {formula!r}: a cbind(successes, failures) response is for a binomial glm "
-                           "(tl.glm(..., family='binomial')); lm and the other families take one response")
-    args = [a.strip() for a in re.split(r",(?![^(]*\))", m.group(1))]
-    if len(args) != 2:
-        raise FormulaError(f"formula {formula!r}: cbind() of a binomial response takes two columns, the "
-                           f"successes and the failures, not {len(args)}")
-    s, f = (np.asarray(evaluate_variable(data, r_spelling(a)), dtype=np.float64).reshape(-1) for a in args)
-    if (s < 0).any() or (f < 0).any():
-        raise DataError(f"cbind({args[0]}, {args[1]}): counts of successes and failures must be >= 0")
-    n = s + f
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.where(n == 0, 0.0, s / n)
-    prior, _ = column_or_array(weights, data, "weights")
-    if prior is None:
-        prior = np.ones(len(data))
-    name = f"cbind({', '.join(args)})"
-    return f"`{name}` ~" + formula[m.end():], data.assign(**{name: y}), prior * n
-
-
-def offset_values(data: pd.DataFrame, terms: list[str] | tuple[str, ...], offset: Any = None) -> np.ndarray:
-    """R's model.offset: the offset() terms evaluated in ``data``, plus the ``offset`` argument, summed.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        The rows (the fit's data, or predict's newdata).
-    terms : list of str
-        The expressions inside the formula's offset() terms.
-    offset : str or array, optional
-        The offset argument: a column name or one value per row.
-
-    Returns
-    -------
-    numpy.ndarray
-        (len(data),) float64; NaN where a term is missing (the row is then dropped, as R's na.omit).
-    """
-    total = np.zeros(len(data))
-    parts = [evaluate_variable(data, r_spelling(t)) for t in terms]
-    if offset is not None:
-        parts.append(column_or_array(offset, data, "offset")[0])
-    for part in parts:
-        arr = np.asarray(part, dtype=np.float64).reshape(-1)
-        if len(arr) != len(data):
-            raise DataError(f"an offset has {len(arr)} values for {len(data)} rows of data")
-        total = total + arr
-    return total
-
-
 def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool = False,
-                 fitter: str | None = None) -> Design:
+                 fitter: str | None = None, contrasts: Any = None, names: str = "formulaic") -> Design:
     """The response and design matrix of ``formula`` at the rows of a model frame (R's model.matrix).
 
     Rows where an evaluated term is missing (``log(x)`` of a negative x, a missing factor level) are
@@ -276,14 +227,18 @@ def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool
         Accept a factor response (glm's binomial): its first level is failure, every other level success.
     fitter : str, optional
         How the error for a factor response names the model; lm's when None.
+    contrasts, names : dict, str
+        As in :func:`build_design`.
 
     Returns
     -------
     Design
         The response, design and weights/offset at the rows used.
     """
+    coding = Coding.make(contrasts, names, formula)
     parse_formula(formula)
-    return _design_on_frame(r_spelling(expand_dot(formula, frame.data.columns)), frame, allow_factor_response, fitter)
+    return _design_on_frame(r_spelling(expand_dot(formula, frame.data.columns)), frame, allow_factor_response, fitter,
+                            coding)
 
 
 #: share of the available memory that a dense design (and formulaic's copies of it) may take
@@ -310,9 +265,10 @@ def available_memory() -> int:
         return int(np.prod([os.sysconf(k) for k in pages])) if hasattr(os, "sysconf") else 1 << 62
 
 
-def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: bool, fitter: str | None) -> Design:
+def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: bool, fitter: str | None,
+                     coding: Coding) -> Design:
     """The Design of an already checked and rewritten formula on ``frame`` (narrowed to formulaic's rows)."""
-    mm, frame, work = _materialized_rows(formula, frame)
+    mm, frame, work = _materialized_rows(formula, frame, coding)
     check_weights(frame)
     y, response = _numeric_response(mm, work, allow_factor_response, fitter)
     Xdf = mm.rhs
@@ -324,15 +280,19 @@ def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: boo
     if not np.isfinite(y).all():
         raise DataError(f"non-finite values (Inf) in the response {response!r}")
     spec = mm.model_spec.rhs
+    coding.check(spec.encoder_state, work.columns)
     return Design(
-        columns=columns, y=y, names=names, response=response, weights=frame.weights, offset=frame.offset,
-        index=frame.index, n_dropped=frame.n_dropped, spec=spec, formula=formula, has_intercept="Intercept" in names,
+        columns=columns, y=y, formula=formula, has_intercept="Intercept" in names,
+        names=r_names(spec, names, coding.formula) if coding.names == "R" else names,
+        formulaic_names=names, response=response, weights=frame.weights, offset=frame.offset,
+        index=frame.index, n_dropped=frame.n_dropped, spec=spec,
         assign=_term_assign(spec), offset_column=frame.offset_column, weights_column=frame.weights_column,
         data=frame.data, rows=frame.rows, frame=frame,
     )
 
 
-def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, ModelFrame, pd.DataFrame]:
+def _materialized_rows(formula: str, frame: ModelFrame,
+                       coding: Coding) -> tuple[ModelMatrices, ModelFrame, pd.DataFrame]:
     """formulaic's matrices at the rows R's model.frame keeps, the frame narrowed to them, and those rows.
 
     Rows where a stateful transform's variable is missing go first (scale() must not learn from them), then,
@@ -354,7 +314,7 @@ def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, 
         work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
     _check_design_size(formula, parsed, work)
     fa = "drop" if frame.na_action == "omit" else "raise"
-    mm = _materialize_quietly(formula, work, fa)
+    mm = _materialize_quietly(formula, work, fa, coding)
     for _ in range(3):
         keep = np.zeros(len(work), dtype=bool)
         keep[np.asarray(mm.rhs.index, dtype=np.int64)] = True
@@ -370,11 +330,11 @@ def _materialized_rows(formula: str, frame: ModelFrame) -> tuple[ModelMatrices, 
         if not (outside.any() or mm.model_spec.rhs.transform_state):
             # formulaic dropped exactly these rows and its encoding of the others holds: no second pass
             break
-        mm = _materialize_quietly(formula, work, fa)
+        mm = _materialize_quietly(formula, work, fa, coding)
     trimmed = _drop_unused_categories(work, variables)
     if trimmed is not work:
         work = trimmed
-        mm = _materialize_quietly(formula, work, fa)
+        mm = _materialize_quietly(formula, work, fa, coding)
     _check_levels(mm, work)
     return mm, frame.restrict(np.arange(len(work)), variables=sorted(mm.model_spec.required_variables)), work
 
@@ -442,12 +402,12 @@ def _check_rows_left(keep: np.ndarray, work: pd.DataFrame, variables: list[str])
         raise DataError(f"no observations left after removing rows with missing values{hint}")
 
 
-def _materialize_quietly(formula: str, work: pd.DataFrame, na_action: str) -> ModelMatrices:
+def _materialize_quietly(formula: str, work: pd.DataFrame, na_action: str, coding: Coding) -> ModelMatrices:
     """materialize(), without formulaic's warnings about values outside the levels (the rows are dropped)."""
     with warnings_guard():
         warnings.simplefilter("ignore", DataMismatchWarning)
         warnings.filterwarnings("ignore", message="Constructing a Categorical with a dtype and values")
-        return materialize(formula, work, na_action)
+        return materialize(formula, work, na_action, coding.spec_options())
 
 
 def _categorical_factors(spec: ModelSpec) -> dict[str, list]:

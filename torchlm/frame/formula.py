@@ -45,6 +45,8 @@ _QUOTED = re.compile(r"(`[^`]*`|'[^']*'|\"[^\"]*\")")
 # R's words that are other words in Python; outside quotes and backticks
 _R_WORDS = [(re.compile(r"(?<![\w.])TRUE(?![\w.])"), "True"), (re.compile(r"(?<![\w.])FALSE(?![\w.])"), "False"),
             (re.compile(r"(?<![\w.])as\.factor\("), "factor("),
+            # splines::ns(x, Boundary.knots = c(1, 5)): R's argument name, and the package prefix
+            (re.compile(r"(?<![\w.])Boundary\.knots(?=\s*=)"), "Boundary_knots"), (re.compile(r"\bsplines::"), ""),
             # R's nesting: b %in% a is the interaction a:b alone (formulaic would add a's main effect)
             (re.compile(r"\s*%in%\s*"), ":")]
 
@@ -381,7 +383,8 @@ def _r_response(formula: str) -> str:
     return "{" + response + "} " + formula[tilde:]
 
 
-def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatrices:
+def materialize(formula: str, frame: pd.DataFrame, na_action: str,
+                spec_options: dict[str, Any] | None = None) -> ModelMatrices:
     """formulaic's model matrices of ``formula`` on ``frame``, its errors raised as the package's.
 
     The formula is the one :func:`formulaic_formula` rewrites, and the columns it reads are given
@@ -395,6 +398,8 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
         The rows to build on, indexed 0..n-1 so that formulaic's kept index gives positions.
     na_action : str
         formulaic's: "drop" (rows with a missing value in an evaluated term) or "raise".
+    spec_options : dict, optional
+        formulaic's ModelSpec settings (the materializer that codes factors with R's contrasts).
 
     Returns
     -------
@@ -405,7 +410,9 @@ def materialize(formula: str, frame: pd.DataFrame, na_action: str) -> ModelMatri
     frame = prepare_columns(frame, formula_columns(f, frame.columns))
     try:
         # R's functions only: formulaic would otherwise look names the data lacks up among this function's locals
-        return model_matrix(f, frame, na_action=na_action, context=formula_context())
+        return model_matrix(f, frame, na_action=na_action, context=formula_context(), **(spec_options or {}))
+    except TorchlmError:  # torchlm's own refusal from inside formulaic (a contrast matrix of the wrong shape)
+        raise
     except FactorEvaluationError as e:
         if isinstance(e.__cause__, TorchlmError):  # one of torchlm's formula functions (relevel) refused
             raise e.__cause__ from None

@@ -18,8 +18,10 @@ from formulaic.transforms import TRANSFORMS
 from formulaic.utils.layered_mapping import LayeredMapping
 from formulaic.utils.stateful_transforms import stateful_eval
 
-from torchlm.errors import DataError, FormulaError, ModelInputError, UnknownVariableError
+from torchlm.errors import DataError, FormulaError, ModelInputError, TorchlmError, UnknownVariableError
 from torchlm.frame.data import as_frame, columns_text
+from torchlm.frame.formula import r_spelling
+from torchlm.frame.rexpr import Logical, evaluate_r, numeric, readable_r
 from torchlm.frame.rfunctions import formula_context
 
 NA_ACTIONS = ("omit", "fail")
@@ -175,11 +177,14 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
         Column names or expressions of columns (``["log(y)", "x"]``): a row with a missing value in any of
         them is dropped (na_action="omit") or an error (na_action="fail").
     weights, offset : str or array, optional
-        A column name or one value per row of data. Missing values drop the row as a variable's do;
-        Inf is an error, and so are negative weights (on the rows left after NA removal; without
-        ``variables`` the caller checks them with :func:`check_weights` once it knows those rows).
+        A column name, an expression of columns (``"1/dist^2"``) or one value per row of data. Missing
+        values drop the row as a variable's do; Inf is an error, and so are negative weights (on the rows
+        left after NA removal; without ``variables`` the caller checks them with :func:`check_weights`
+        once it knows those rows).
     subset : array of bool or str, optional
-        Boolean mask over the rows of data, or a query string (``"x > 0"``), applied before NA removal.
+        Boolean mask over the rows of data, or R's expression (``"cyl != 4 & hp > 100"``, ``"g %in% c('a', 'b')"``,
+        row numbers ``"1:20"``; a pandas query string still works), applied before NA removal; rows where
+        the expression is NA are dropped as missing (R's na.omit of its NA rows).
     na_action : str
         "omit" (drop incomplete rows, as R's na.omit) or "fail".
 
@@ -194,9 +199,13 @@ def model_frame(data: Any, variables: Iterable[str] | str = (), *, weights: Any 
     w, wname = column_or_array(weights, frame, "weights")
     off, oname = column_or_array(offset, frame, "offset")
     # a copy: the user's own mask array may change after the fit
-    mask = None if subset is None else _subset_mask(subset, frame).copy()
+    mask, na_subset = (None, None) if subset is None else _subset_mask(subset, frame)
     keep = np.ones(len(frame), dtype=bool) if mask is None else mask.copy()
-    n_subset = int(keep.sum())
+    # rows where an R subset is NA are R's rows of NAs: dropped as missing (na.omit), an error for na.fail
+    n_subset = int(keep.sum()) + (0 if na_subset is None else int(na_subset.sum()))
+    if na_subset is not None and na_subset.any() and na_action == "fail":
+        raise DataError(f"subset={subset!r} is missing (NA) in {int(na_subset.sum())} row(s) and na_action='fail' "
+                        "(R: missing values in object)")
     for arr, what in ((w, "weights"), (off, "offset")):
         if arr is None:
             continue
@@ -259,7 +268,7 @@ def evaluate_variable(data: pd.DataFrame, name: str) -> pd.Series | np.ndarray:
     if name.isidentifier():
         raise UnknownVariableError(f"variable {name!r} is not a column of data (columns: {columns_text(data)})")
     try:
-        value = stateful_eval(_r_arithmetic(name), LayeredMapping(data, TRANSFORMS, formula_context()), None, {},
+        value = stateful_eval(_r_arithmetic(name), LayeredMapping(data, formula_context(), TRANSFORMS), None, {},
                               None)
     except NameError as e:
         missing = getattr(e, "name", None) or str(e)
@@ -316,7 +325,8 @@ def column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndar
     Parameters
     ----------
     value : str, array or None
-        A column name of ``frame`` or one value per row.
+        A column name of ``frame``, an expression of its columns (``"1/dist^2"``, read as a formula
+        term is: ``^`` is a power, R's TRUE/FALSE), or one value per row.
     frame : pandas.DataFrame
         The data.
     what : str
@@ -325,15 +335,13 @@ def column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndar
     Returns
     -------
     tuple of (numpy.ndarray or None, str or None)
-        The float64 values (None for None) and the column name (None for an array).
+        The float64 values (None for None) and the column name or expression (None for an array).
     """
     if value is None:
         return None, None
     name = None
     if isinstance(value, str):
-        if value not in frame.columns:
-            raise UnknownVariableError(f"{what}={value!r} is not a column of data (columns: {columns_text(frame)})")
-        name, value = value, frame[value]
+        name, value = value, _named_values(value, frame, what)
     if isinstance(getattr(value, "dtype", None), pd.CategoricalDtype):
         raise DataError(f"{what} must be numeric, not a factor (categorical): R's lm and glm refuse it too; "
                         f"convert it with .astype(float) if its labels are the numbers meant")
@@ -355,16 +363,74 @@ def column_or_array(value: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndar
     return arr.astype(np.float64), name
 
 
-def _subset_mask(subset: Any, frame: pd.DataFrame) -> np.ndarray:
-    """subset= as a boolean mask over the rows of ``frame`` (a query string is evaluated by pandas)."""
+def _named_values(value: str, frame: pd.DataFrame, what: str) -> Any:
+    """weights=/offset= given as a string: a column, else an expression of columns read as a formula term reads it."""
+    if value in frame.columns:
+        return frame[value]
+    if value.isidentifier():
+        raise UnknownVariableError(f"{what}={value!r} is not a column of data (columns: {columns_text(frame)})")
+    try:
+        return evaluate_variable(frame, r_spelling(value))
+    except UnknownVariableError as e:
+        raise UnknownVariableError(f"{what}={value!r}: {e.args[0]}") from None
+    except TorchlmError as e:
+        raise type(e)(f"{what}={value!r}: {e}") from None
+
+
+def _subset_mask(subset: Any, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """subset= as a boolean mask over the rows of ``frame``, and the rows where it is NA (R's expression).
+
+    A string is R's expression (:func:`torchlm.frame.rexpr.evaluate_r`); one that is not R but a pandas
+    query (``"x > 0 and y < 1"``, ``"g in ['a', 'b']"``) is evaluated by pandas, as before.
+    """
+    na = np.zeros(len(frame), dtype=bool)
     if isinstance(subset, str):
-        try:
-            mask = frame.eval(subset)
-        except Exception as e:  # pandas raises many kinds here
-            raise ModelInputError(f"cannot evaluate subset={subset!r}: {e}") from None
+        mask, na = _subset_expression(subset, frame)
     else:
-        mask = subset
-    mask = np.asarray(mask)
+        mask = np.array(subset, copy=True)
     if mask.dtype != bool or mask.shape != (len(frame),):
         raise ModelInputError(f"subset must be a boolean mask with one value per row ({len(frame)}) or a query string")
+    return mask, na
+
+
+def _subset_expression(subset: str, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """An R (or pandas query) subset string: the rows it selects and the rows where it is NA."""
+    n = len(frame)
+    r_error: TorchlmError
+    try:
+        value = evaluate_r(subset, frame)
+    except UnknownVariableError as e:  # perhaps pandas' spelling ("b == True"), tried below
+        r_error = UnknownVariableError(f"cannot evaluate subset={subset!r}: {e.args[0]}")
+    except TorchlmError as e:
+        if readable_r(subset):  # R's expression, which fails on this data
+            raise type(e)(f"cannot evaluate subset={subset!r}: {e}") from None
+        r_error = ModelInputError(f"cannot evaluate subset={subset!r}: {e}")
+    else:
+        if isinstance(value, Logical):
+            v = np.broadcast_to(value.v, (n,)) if value.v.size == 1 else value.v
+            if v.shape != (n,):
+                raise DataError(f"subset={subset!r} gives {v.size} values for {n} rows of data")
+            return v == 1, np.isnan(v)
+        return _row_numbers(subset, numeric(value, "subset"), n), np.zeros(n, dtype=bool)
+    try:
+        return np.asarray(frame.eval(subset)), np.zeros(n, dtype=bool)
+    except Exception:  # pandas raises many kinds here: R's reason is the one to give
+        raise r_error from None
+
+
+def _row_numbers(subset: str, idx: np.ndarray, n: int) -> np.ndarray:
+    """R's subset by row numbers (1-based; negative ones leave rows out) as a mask."""
+    idx = idx[idx != 0]
+    if np.isnan(idx).any() or (idx != np.floor(idx)).any() or (np.abs(idx) > n).any():
+        raise DataError(f"subset={subset!r}: row numbers must be whole numbers from 1 to {n} (R's indices)")
+    mask = np.zeros(n, dtype=bool)
+    if (idx < 0).all():
+        mask[:] = True
+        mask[(-idx - 1).astype(np.int64)] = False
+    elif (idx > 0).all():
+        if len(np.unique(idx)) < len(idx):
+            raise DataError(f"subset={subset!r} repeats rows: torchlm fits each row once")
+        mask[(idx - 1).astype(np.int64)] = True
+    else:
+        raise DataError(f"subset={subset!r}: can't mix positive and negative row numbers (R's error)")
     return mask

@@ -59,8 +59,8 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
         raise DataError(f"newdata does not encode as the fitted data did: {e}") from None
     X = np.asarray(Xdf.to_numpy(dtype=np.float64))
     cols = [str(c) for c in Xdf.columns]
-    if cols != design.names:
-        raise DataError(f"newdata gives design columns {cols}, the fit has {design.names}")
+    if cols != (design.formulaic_names or design.names):  # formulaic's names, whatever names= showed
+        raise DataError(f"newdata gives design columns {cols}, the fit has {design.formulaic_names or design.names}")
     if complete.all():
         return X
     full = np.full((len(frame), X.shape[1]), np.nan)
@@ -104,6 +104,8 @@ def newdata_offset(design: Design, newdata: Any, offset: Any, n: int) -> np.ndar
         return None
     if design.offset_column is not None and design.offset_column in getattr(newdata, "columns", []):
         return np.asarray(newdata[design.offset_column], dtype=float)
+    if design.offset_column is not None and not design.offset_column.isidentifier():
+        return offset_values(as_frame(newdata), (), design.offset_column)  # offset="log(t)": R evaluates it anew
     raise DataError("the model has an offset: pass offset= (one value per row of newdata)")
 
 

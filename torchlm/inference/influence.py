@@ -109,7 +109,7 @@ def _influence(fit) -> Influence:
         hat = fit_leverages(fit, Xw).cpu().numpy()
     hat[hat > 1 - 10 * _EPS] = 1.0
     # lm: sqrt(w) (y - fitted); glm: deviance residuals (R's weighted.residuals either way)
-    e = fit.residuals("deviance").to_numpy()[rows]
+    e = _rows_used(fit).residuals("deviance").to_numpy()[rows]
     if k:
         e = np.where(np.abs(e) < 100 * _EPS * np.median(np.abs(e)), 0.0, e)
     ss = float(np.sum(e * e))
@@ -119,7 +119,7 @@ def _influence(fit) -> Influence:
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             sigma = np.sqrt(np.where(hat < 1, (ss - e * e / (1 - hat)) / denom, ss / denom))
-    pear = fit.residuals("pearson").to_numpy()[rows] if glm else None
+    pear = _rows_used(fit).residuals("pearson").to_numpy()[rows] if glm else None
 
     def series(v, name):
         return pd.Series(v, index=index, name=name)
@@ -245,7 +245,12 @@ def _unscaled(fit) -> np.ndarray:
 def _weighted_residuals(fit, infl: Influence) -> np.ndarray:
     """R's weighted.residuals(fit) at the influence rows (before lm.influence zaps the tiny ones)."""
     rows = working_rows(fit, len(infl.hat))
-    return fit.residuals("deviance").to_numpy()[rows]
+    return _rows_used(fit).residuals("deviance").to_numpy()[rows]
+
+
+def _rows_used(fit):
+    # a fit with na_action="exclude" pads its residuals: the measures are computed on the rows used (its methods pad)
+    return getattr(fit, "_omitted", lambda: fit)()
 
 
 def dfbeta(fit: DiagnosticFit) -> pd.DataFrame:

@@ -11,8 +11,9 @@ from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
 from torchlm.models.families import as_family
-from torchlm.models.lm import _call_string
+from torchlm.models.lm import _call_string, refit_contrasts
 from torchlm.results.base import Refit
+from torchlm.results.design_methods import na_mode
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.solvers.irls import GLMPasses, control_settings, irls
 from torchlm.solvers.options import resolve_device_dtype
@@ -21,8 +22,8 @@ from torchlm.sources.row_blocks import DesignSource
 
 def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,
         subset: Any = None, na_action: str = "omit", start: Any = None, control: dict | None = None,
-        information: str = "expected", exact: bool = False, device: Any = None,
-        dtype: Any = None) -> GeneralizedLinearModelResult:
+        information: str = "expected", exact: bool = False, contrasts: dict | None = None,
+        names: str = "formulaic", device: Any = None, dtype: Any = None) -> GeneralizedLinearModelResult:
     """Fit a generalized linear model by Fisher scoring, as R's glm() (glm.fit), or to the exact MLE.
 
     Parameters
@@ -37,7 +38,7 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     weights : prior weights (column name or array); for a binomial proportion, the number of trials.
     offset : known component of the linear predictor (column name or array).
     subset : boolean mask or query string selecting rows.
-    na_action : "omit" or "fail", as in tl.lm.
+    na_action : "omit", "exclude" (R's na.exclude) or "fail", as in tl.lm.
     start : starting coefficients (sequence in formula column order).
     control : dict with R's glm.control settings ``epsilon`` (1e-8) and ``maxit`` (25), and ``polish``
         (with exact=True: at most 100 further Newton steps after R's rule is met).
@@ -47,6 +48,7 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
         covariance there), which differs from R's default fit by about epsilon, relatively.
     information : "expected" (Fisher information, what R's summary.glm uses) or "observed"
         (autograd Hessian of the negative log-likelihood); they agree for canonical links.
+    contrasts, names : R's contrasts= per variable and R's coefficient names, as in tl.lm.
     device, dtype : as in tl.lm.
 
     Returns
@@ -58,9 +60,11 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
         raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")
     ctl = control_settings(control, exact=exact)
     dev, dt = resolve_device_dtype(device, dtype)
-    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
+    frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
+    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
                           allow_factor_response=fam.factor_response,
-                          fitter=None if fam.factor_response else f"glm with family {fam.name!r}")
+                          fitter=None if fam.factor_response else f"glm with family {fam.name!r}",
+                          contrasts=contrasts, names=names)
     n, p = design.shape
 
     def as_t(a):
@@ -79,14 +83,16 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     with threads.chunked():
         fit = irls(GLMPasses(source, y, w, off, fam), start=b0, mustart=mu0, control=ctl, tol=tol)
         null_dev = _null_deviance(source, y, w, off, fam, fit, design, ctl, tol)
-    call = _call_string(formula, weights, offset, subset, fn="glm")
+    call = _call_string(formula, weights, offset, subset, fn="glm", contrasts=contrasts)
     call = call[:-1] + f", family = {fam.r_call()})"
     result = GeneralizedLinearModelResult(design, fam, fit, y=y, weights=w, offset=off, null_deviance=null_dev,
                                           information=information, device=dev, dtype=dt, tol=tol, call=call,
                                           control=ctl)
+    result.na_exclude = exclude
     result._refit = Refit(glm, formula, dict(data=data, family=family, weights=weights, offset=offset, subset=subset,
                                              na_action=na_action, start=start, control=control,
-                                             information=information, exact=exact, device=device,
+                                             information=information, exact=exact,
+                                             contrasts=refit_contrasts(contrasts), names=names, device=device,
                                              dtype=dtype))
     return result
 
@@ -134,7 +140,7 @@ def _null_deviance(source, y, w, off, fam, fit, design, ctl, tol) -> float:
     if design.offset is None:
         wtdmu = (w * y).sum() / w.sum()
         return float(fam.dev_resids(y, wtdmu.expand_as(y), w).sum())
-    j = design.names.index("Intercept")
+    j = design.assign.index("1")  # the intercept's column, whatever names= calls it
     with silenced():  # the null model's glm.fit warnings are not the fit's
         null_fit = irls(GLMPasses(source, y, w, off, fam, columns=[j]), mustart=fit.mu, control=ctl, tol=tol)
     return null_fit.deviance

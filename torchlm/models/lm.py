@@ -6,24 +6,42 @@ from typing import Any
 
 from torchlm.errors import DataError
 from torchlm.frame import build_design
+from torchlm.frame.contrasts import Relaxed
 from torchlm.results.base import Refit
+from torchlm.results.design_methods import na_mode
 from torchlm.results.linear import LinearModelResult
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol, resolve_device_dtype
 
 
-def _call_string(formula, weights, offset, subset, fn="lm") -> str:
+def _call_string(formula, weights, offset, subset, fn="lm", contrasts=None) -> str:
     parts = [f"formula = {formula}"]
     for k, v in (("weights", weights), ("offset", offset), ("subset", subset)):
         if isinstance(v, str):
             parts.append(f"{k} = {v}")
         elif v is not None:
             parts.append(f"{k} = <array>")
+    if isinstance(contrasts, dict) and contrasts:
+        # R's call: contrasts = list(cyl = "contr.sum"), a non-syntactic name in backquotes
+        items = [(k if str(k).isidentifier() else f"`{k}`") + " = " + (f'"{v}"' if isinstance(v, str) else "<matrix>")
+                 for k, v in contrasts.items()]
+        parts.append(f"contrasts = list({', '.join(items)})")
     return f"{fn}(" + ", ".join(parts) + ")"
 
 
+def refit_contrasts(contrasts: Any) -> Any:
+    """contrasts= as a fit keeps it for update() and step(): a variable the new formula drops is R's warning.
+
+    Returns
+    -------
+    Relaxed or the argument as given (None)
+    """
+    return Relaxed(contrasts) if isinstance(contrasts, dict) else contrasts
+
+
 def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
-       na_action: str = "omit", tol: float = 1e-7, device: Any = None, dtype: Any = None) -> LinearModelResult:
+       na_action: str = "omit", tol: float = 1e-7, contrasts: dict | None = None, names: str = "formulaic",
+       device: Any = None, dtype: Any = None) -> LinearModelResult:
     """Fit a linear model by least squares, as R's lm().
 
     Parameters
@@ -33,9 +51,19 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     weights : prior weights (column name or array); zero weights drop out of the residual df.
     offset : known component of the linear predictor (column name or array).
     subset : boolean mask or query string selecting rows.
-    na_action : "omit" drops rows with a missing value in any variable used; "fail" raises.
+    na_action : "omit" drops rows with a missing value in any variable used; "exclude" drops them too, and pads
+        fitted(), residuals(), predict() and the influence measures with NaN there (R's na.exclude); "fail"
+        raises. R's spellings "na.omit", "na.exclude", "na.fail" are accepted.
     tol : R's rank-detection tolerance (lm.fit's tol), a number in (0, 1): columns whose residual
         norm, after the earlier columns, is below tol times their norm are aliased (coefficient NaN).
+    contrasts : R's contrasts= per variable: ``{"cyl": "contr.sum"}``, the variable as the data names it
+        (``cyl``) or as the formula writes it (``factor(cyl)``, R's model-frame name); a contrast is
+        "contr.treatment", "contr.sum", "contr.helmert", "contr.poly", "contr.SAS" or a numeric matrix
+        with one row per level. Other factors get the session's default (``tl.options(contrasts=)``,
+        R's options("contrasts"): contr.treatment, and contr.poly for ordered factors).
+    names : "formulaic" (default: formulaic's column names, ``Intercept``, ``factor(cyl)[T.6]``) or "R"
+        (R's coefficient names, ``(Intercept)``, ``factor(cyl)6``, ``poly(wt, 2)1``) in coef, vcov,
+        summary and everything else that shows the coefficients.
     device : torch device ("cpu", "cuda", "cuda:1"); default cpu.
     dtype : torch.float64 (default) or torch.float32 (warns: digits are lost).
 
@@ -45,15 +73,19 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     """
     tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)
-    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action)
+    frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
+    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
+                          contrasts=contrasts, names=names)
     n, p = design.shape
     if design.weights is not None and not (design.weights != 0).any():
         # R fits nothing here (its coefficients lose their names); n = p and n < p are fitted, as R fits them
         raise DataError(f"0 observations with a non-zero weight (of {n} rows): nothing to fit")
     chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
     qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
-    call = _call_string(formula, weights, offset, subset)
+    call = _call_string(formula, weights, offset, subset, contrasts=contrasts)
     fit = LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol, call=call)
+    fit.na_exclude = exclude
     fit._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset, na_action=na_action,
-                                         tol=tol, device=device, dtype=dtype))
+                                         tol=tol, contrasts=refit_contrasts(contrasts), names=names, device=device,
+                                         dtype=dtype))
     return fit

@@ -416,13 +416,22 @@ def render_matrix(rownames: Sequence[str], colnames: Sequence[str], cells: Seque
         heads.append("")
     rw = max(len(str(r)) for r in rownames) if rownames else 0
     widths = [max([len(h)] + [len(x) for x in col]) for h, col in zip(heads, cols)]
-    lines = [" " * rw + "".join(" " + h.rjust(w) for h, w in zip(heads, widths))]
-    for i, r in enumerate(rownames):
-        row = str(r).ljust(rw)
-        for k, (col, w) in enumerate(zip(cols, widths)):
-            s = col[i]
-            row += " " + (s.ljust(w) if (extra_col is not None and k == len(cols) - 1) else s.rjust(w))
-        lines.append(row)
+    lines: list[str] = []
+    start = 0
+    while start < len(cols) or not lines:
+        # R's printMatrix: the columns that fit in getOption("width") = 80, then the rest under the row names again
+        stop, used = start + 1, rw + widths[start] + 1 if cols else rw
+        while stop < len(cols) and used + widths[stop] + 1 < 80:
+            used += widths[stop] + 1
+            stop += 1
+        lines.append(" " * rw + "".join(" " + h.rjust(w) for h, w in zip(heads[start:stop], widths[start:stop])))
+        for i, r in enumerate(rownames):
+            row = str(r).ljust(rw)
+            for k in range(start, min(stop, len(cols))):
+                s, w = cols[k][i], widths[k]
+                row += " " + (s.ljust(w) if (extra_col is not None and k == len(cols) - 1) else s.rjust(w))
+            lines.append(row)
+        start = stop
     return lines
 
 

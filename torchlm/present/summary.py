@@ -14,6 +14,7 @@ from scipy import stats
 
 from torchlm.errors import TorchlmWarning
 from torchlm.present import rformat as rf
+from torchlm.present.verbs import correlation_lines, correlation_matrix, given_dispersion_cov
 
 if TYPE_CHECKING:
     from torchlm.results.protocols import DesignFit, GeneralizedFit, LinearFit
@@ -143,9 +144,10 @@ class LMSummary:
     sigma, r_squared, adj_r_squared, fstatistic, df_residual : as on the fit; with a robust ``vcov``,
         fstatistic is the Wald F test with that covariance (lmtest::waldtest(fit, vcov = V, test = "F")).
     vcov_description : which covariance the standard errors use (None: the classical one).
+    correlation : DataFrame of the estimates' correlations (R's correlation = TRUE), or None.
     """
 
-    def __init__(self, fit, vcov=None, cluster=None):
+    def __init__(self, fit, vcov=None, cluster=None, correlation=False, symbolic_cor=False):
         self.fit = fit
         f = fit.fitted().to_numpy()
         # R's test resvar < (mean(f)^2 + var(f)) * 1e-30, on f / max|f| so that fits near 1e300 do not overflow
@@ -157,6 +159,8 @@ class LMSummary:
         V, self.vcov_description = fit._covariance(vcov, cluster)
         self._full = fit._table(V)
         self.coefficients = self._full.loc[fit.estimable]
+        self.correlation = correlation_matrix(V) if correlation else None
+        self.symbolic_cor = bool(symbolic_cor)
         self.sigma = fit.sigma
         self.r_squared = fit.r_squared
         self.adj_r_squared = fit.adj_r_squared
@@ -223,6 +227,8 @@ class LMSummary:
             wald = "Wald " if self.vcov_description is not None else ""
             out.append(f"{wald}F-statistic: {rf.format_c(f.value, DIGITS)} on {f.numdf:g} and {f.dendf:g} DF,  "
                        f"p-value: {rf.format_pval([pv], DIGITS)[0]}")
+        if self.correlation is not None:
+            out += correlation_lines(self.correlation, self.symbolic_cor)
         out.append("")
         return "\n".join(out)
 
@@ -243,14 +249,22 @@ class GLMSummary:
         dispersion fixed at 1) or t value, Pr(>|t|) (dispersion estimated), for the estimable terms.
     dispersion, deviance, null_deviance, df_residual, df_null, aic, iterations : as on the fit.
     vcov_description : which covariance the standard errors use (None: the model-based one).
+    correlation : DataFrame of the estimates' correlations (R's correlation = TRUE), or None.
     """
 
-    def __init__(self, fit, vcov=None, cluster=None):
+    def __init__(self, fit, vcov=None, cluster=None, dispersion=None, correlation=False, symbolic_cor=False):
         self.fit = fit
-        V, self.vcov_description = fit._covariance(vcov, cluster)
-        self._full = fit._table(V)
+        if dispersion is None:
+            V, self.vcov_description = fit._covariance(vcov, cluster)
+            self._full = fit._table(V)
+        else:
+            # R's summary.glm(dispersion = ): the model-based covariance at that dispersion, and z tests (known)
+            V, self.vcov_description = given_dispersion_cov(fit, dispersion, vcov, cluster), None
+            self._full = fit._table(V, statistic="z")
         self.coefficients = self._full.loc[fit.estimable]
-        self.dispersion = fit.dispersion
+        self.correlation = correlation_matrix(V) if correlation else None
+        self.symbolic_cor = bool(symbolic_cor)
+        self.dispersion = fit.dispersion if dispersion is None else float(dispersion)
         self.deviance, self.null_deviance = fit.deviance, fit.null_deviance
         self.df_residual, self.df_null = fit.df_residual, fit.df_null
         self.aic = fit.aic()
@@ -317,7 +331,10 @@ class GLMSummary:
         out.append("")
         out += self.deviance_lines()
         out.append(f"AIC: {rf.format_scalar(self.aic, max(4, DIGITS + 1))}")
-        out += ["", f"Number of Fisher Scoring iterations: {self.iterations}", ""]
+        out += ["", f"Number of Fisher Scoring iterations: {self.iterations}"]
+        if self.correlation is not None:
+            out += correlation_lines(self.correlation, self.symbolic_cor)
+        out.append("")
         return "\n".join(out)
 
     __repr__ = __str__
@@ -331,13 +348,15 @@ class GLMSummary:
         return summary_html(fit, list(self.coefficients.columns), self._full_table(), tail)
 
 
-def anova_text(tab: pd.DataFrame) -> str:
+def anova_text(tab: pd.DataFrame, digits: int = ANOVA_DIGITS) -> str:
     """The text of R's print(anova(...)): heading, then printCoefmat with print.anova's column roles.
 
     Parameters
     ----------
     tab : pandas.DataFrame
         An anova table (from tl.anova), its heading in ``tab.attrs["heading"]``.
+    digits : int
+        print.anova's digits (summary.aov prints its tables with 4).
 
     Returns
     -------
@@ -352,7 +371,7 @@ def anova_text(tab: pd.DataFrame) -> str:
     tst = ([j for j, c in enumerate(cn) if c[1:7] == " value"]
            + [j for j, c in enumerate(cn) if c in ("F", "Cp", "Chisq")])
     zap = [j for j in range(nc - 1 if has_p else nc) if j not in tst and not cn[j].endswith("Df")]
-    cells, stars = rf.coefmat_cells(tab.to_numpy(dtype=float), ANOVA_DIGITS, cs_ind=(), tst_ind=tst, zap_ind=zap,
+    cells, stars = rf.coefmat_cells(tab.to_numpy(dtype=float), digits, cs_ind=(), tst_ind=tst, zap_ind=zap,
                                     has_pvalue=has_p, na_print="")
     heading = tab.attrs.get("heading")
     lines = heading.split("\n") if heading else []

@@ -321,11 +321,11 @@ class ModelResult:
         """
         return self._table(self._covariance(vcov, cluster)[0])
 
-    def _table(self, V: pd.DataFrame) -> pd.DataFrame:
+    def _table(self, V: pd.DataFrame, statistic: str | None = None) -> pd.DataFrame:
         b = self.coef()
         se = self._se(V)
         stat = b / se
-        s = self.statistic
+        s = statistic or self.statistic
         if s == "t":
             df = self.df_residual
             p = 2 * stats.t.sf(np.abs(stat), df) if df else np.full(len(b), np.nan)
@@ -377,7 +377,7 @@ class ModelResult:
         return self._wald(V, parm)
 
     def _wald(self, V: pd.DataFrame, parm: Any = None) -> WaldTest | None:
-        names = [n for n in self.estimable if n != INTERCEPT] if parm is None else self._parm(parm)
+        names = [n for n in self.estimable if n not in (INTERCEPT, "(Intercept)")] if parm is None else self._parm(parm)
         names = [n for n in names if n in V.index]
         if not names:
             return None

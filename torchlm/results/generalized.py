@@ -12,12 +12,15 @@ import torch
 
 from torchlm.errors import FitError, OptionError, TorchlmWarning
 from torchlm.frame import Design, newdata_matrix, newdata_offset
-from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.profile import confint_profile
 from torchlm.inference.sandwich import robust_covariance
+from torchlm.inference.stepwise import StepwiseMethods
+from torchlm.inference.terms import predict_terms
 from torchlm.models.families import Family
 from torchlm.present.summary import GLMSummary, print_glm
+from torchlm.present.verbs import given_dispersion_cov
 from torchlm.results.base import ModelResult
+from torchlm.results.design_methods import DesignMethods
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import cov_scale, factor_cov, log10_variances, r_inverse_cov
 from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
@@ -25,7 +28,7 @@ from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
+class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods):
     """A fitted GLM (what R's glm() returns), from tl.glm().
 
     Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,
@@ -280,6 +283,9 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
     def _series(self, t: torch.Tensor, name: str) -> pd.Series:
         return pd.Series(t.cpu().double().numpy(), index=self.design.index, name=name)
 
+    def _padded_series(self, t: torch.Tensor, name: str) -> pd.Series:
+        return self._pad(self._series(t, name))
+
     def _working_resid(self) -> torch.Tensor:
         return (self._y - self._fit.mu) / self._mu_eta
 
@@ -289,9 +295,10 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         Returns
         -------
         pandas.Series
-            named "fitted", indexed by the rows used.
+            named "fitted", indexed by the rows used (under na_action="exclude", by the rows of the data,
+            NaN where a row was dropped for missing values: R's naresid).
         """
-        return self._series(self._fit.mu, "fitted")
+        return self._padded_series(self._fit.mu, "fitted")
 
     def linear_predictors(self) -> pd.Series:
         """Linear predictor eta (offset included).
@@ -309,7 +316,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         Returns
         -------
         pandas.Series
-            named "residuals", indexed by the rows used.
+            named "residuals", indexed by the rows used (padded with NaN under na_action="exclude", as fitted()).
         """
         y, mu, w, fam = self._y, self._fit.mu, self._w, self.family
         if type == "deviance":
@@ -323,7 +330,7 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             r = y - mu
         else:
             raise OptionError(f"residual type must be one of {RESIDUAL_TYPES}, not {type!r}")
-        return self._series(r, "residuals")
+        return self._padded_series(r, "residuals")
 
     def _working_rows(self) -> np.ndarray:
         """Rows that enter the working least squares: prior weight > 0 and d mu / d eta != 0 (R's ``good``)."""
@@ -337,36 +344,57 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
         # read from the design's columns block by block: the robust covariances never need all of X
         return WorkingRows(self.design, self._est_columns(), sw, g), ew
 
-    def predict(self, newdata: Any = None, *, type: str = "link", se_fit: bool = False, offset: Any = None,
-                vcov: Any = None) -> pd.Series | pd.DataFrame:
-        """Predictions (R's predict.glm).
+    def predict(self, newdata: Any = None, *, type: str = "link", se_fit: bool = False, terms: Any = None,
+                offset: Any = None, vcov: Any = None, dispersion: Any = None) -> Any:
+        """Predictions (R's predict.glm), also by term (type="terms").
 
         Parameters
         ----------
-        newdata : DataFrame of new rows; None predicts the rows used in fitting.
-        type : "link" (linear predictor) or "response" (mean).
+        newdata : DataFrame of new rows; None predicts the rows used in fitting (padded with NaN at the
+            rows dropped for missing values under na_action="exclude", as R's napredict).
+        type : "link" (linear predictor), "response" (mean) or "terms" (each term's centred part of the
+            linear predictor, as R's predict.lm(type = "terms"): a DataFrame with attrs["constant"], or a
+            TermsPrediction with se_fit).
         se_fit : also return standard errors (delta method for type="response").
+        terms : with type="terms", the terms to return (R's labels, e.g. "factor(cyl)"); default all.
         offset : offset for newdata when the model was fitted with an offset array.
         vcov : covariance behind se_fit, as in summary() (None: model-based).
+        dispersion : the dispersion behind se_fit (R's dispersion=); default the fit's.
 
         Returns
         -------
-        pandas.Series of predictions, or a DataFrame with columns fit and se_fit.
+        pandas.Series of predictions, a DataFrame with columns fit and se_fit, or (type="terms") a
+        DataFrame / TermsPrediction with one column per term.
         """
-        if type not in ("link", "response"):
-            raise OptionError(f"predict type must be 'link' or 'response', not {type!r}")
+        if type not in ("link", "response", "terms"):
+            raise OptionError(f"predict type must be 'link', 'response' or 'terms', not {type!r}")
+        if terms is not None and type != "terms":
+            raise OptionError("terms= selects the columns of type='terms'; add type='terms'")
+        if dispersion is not None:
+            V = given_dispersion_cov(self, dispersion, vcov)
+        else:
+            V = self._covariance(vcov)[0] if se_fit else None
+        scale = math.sqrt(self.dispersion if dispersion is None else float(dispersion))
+        if type == "terms":
+            out = predict_terms(self, newdata, terms=terms, se_fit=se_fit, cov=V, residual_scale=scale)
+            return out if newdata is not None else self._pad_terms(out)
+        out = self._predict_mean(newdata, type, V if se_fit else None, offset)
+        return out if newdata is not None else self._pad(out)
+
+    def _predict_mean(self, newdata: Any, type: str, V: pd.DataFrame | None, offset: Any) -> pd.Series | pd.DataFrame:
+        """predict.glm's link or response predictions, with standard errors from V when it is given."""
         d = self.design
         cols = self._est_columns()
         X: WorkingRows | np.ndarray
         if newdata is None:
-            X, off, index = WorkingRows(d, list(range(len(self.names))), None), d.offset, d.index
+            X, index = WorkingRows(d, list(range(len(self.names))), None), d.index
             eta = self._fit.eta.cpu().double().numpy()
         else:
             X = X_new = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X_new))
             off = newdata_offset(d, newdata, offset, len(X_new))
             if self.rank < len(self.names):
-                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
+                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=3)
             eta = X_new[:, cols] @ self._fit.coef[cols]
             if off is not None:
                 eta = eta + off
@@ -376,16 +404,17 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             fit = link.linkinv(et).numpy()
         else:
             fit = eta
-        if not se_fit:
+        if V is None:
             return pd.Series(fit, index=index, name="fit")
-        V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
-        se = np.sqrt(row_quadratic(X, cols, lambda B: ((B @ V) * B).sum(dim=1)))
+        Vt = torch.as_tensor(V.to_numpy())
+        se = np.sqrt(row_quadratic(X, cols, lambda B: ((B @ Vt) * B).sum(dim=1)))
         if type == "response":
             se = se * np.abs(link.mu_eta(torch.as_tensor(eta, dtype=torch.float64)).numpy())
         return pd.DataFrame({"fit": fit, "se_fit": se}, index=index)
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov: Any = None, *, cluster: Any = None) -> GLMSummary:
+    def summary(self, vcov: Any = None, *, cluster: Any = None, dispersion: Any = None, correlation: bool = False,
+                symbolic_cor: bool = False) -> GLMSummary:
         """R-style summary (print it, or read .coefficients).
 
         Parameters
@@ -394,12 +423,18 @@ class GeneralizedLinearModelResult(ModelResult, InfluenceMethods):
             string, a dict {"type": ..., "cluster": ...} or a matrix; a robust choice gives
             lmtest::coeftest(fit, vcov = V) and the summary says which covariance it uses.
         cluster : cluster variable(s), as in vcov().
+        dispersion : R's summary.glm(dispersion = ): a positive number taken as the dispersion (the
+            standard errors scale with it, and the tests are z tests, the dispersion being known).
+        correlation : R's correlation = TRUE: the estimates' correlations (``.correlation``), printed as R's
+            "Correlation of Coefficients:" block.
+        symbolic_cor : R's symbolic.cor = TRUE: print them as symnum's symbols.
 
         Returns
         -------
         GLMSummary
         """
-        return GLMSummary(self, vcov=vcov, cluster=cluster)
+        return GLMSummary(self._omitted(), vcov=vcov, cluster=cluster, dispersion=dispersion, correlation=correlation,
+                          symbolic_cor=symbolic_cor)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: call, coefficients, degrees of freedom, deviances and AIC."""

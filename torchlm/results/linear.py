@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchlm.errors import OptionError, TorchlmWarning
+from torchlm.errors import OptionError, TorchlmWarning, warn
 from torchlm.frame import Design, newdata_matrix, newdata_offset
-from torchlm.inference.influence import InfluenceMethods
 from torchlm.inference.sandwich import robust_covariance
+from torchlm.inference.stepwise import StepwiseMethods
+from torchlm.inference.terms import predict_terms
 from torchlm.present.summary import LMSummary, print_lm
 from torchlm.results.base import ModelResult
+from torchlm.results.design_methods import DesignMethods
 from torchlm.solvers.autograd import objective_hessian
 from torchlm.solvers.least_squares import QRFit, linear_chunks, log10_variances, scaled_cov, unscaled_cov
 from torchlm.sources.row_blocks import WorkingRows, row_quadratic
@@ -36,7 +38,7 @@ def _exp10(log10_value: float) -> str:
 
 
 
-class LinearModelResult(ModelResult, InfluenceMethods):
+class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
     Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,
@@ -287,9 +289,10 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         Returns
         -------
         pandas.Series
-            named "fitted", indexed by the rows used.
+            named "fitted", indexed by the rows used (under na_action="exclude", by the rows of the data,
+            NaN where a row was dropped for missing values: R's naresid).
         """
-        return pd.Series(self._fitted, index=self.design.index, name="fitted")
+        return self._pad(pd.Series(self._fitted, index=self.design.index, name="fitted"))
 
     def residuals(self, type: str = "response") -> pd.Series:
         """Residuals: "response"/"working" (y - fitted) or "pearson"/"deviance" (sqrt(w) times those).
@@ -297,7 +300,7 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         Returns
         -------
         pandas.Series
-            named "residuals", indexed by the rows used.
+            named "residuals", indexed by the rows used (padded with NaN under na_action="exclude", as fitted()).
         """
         if type in ("response", "working"):
             r = self._resid
@@ -305,57 +308,92 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             r = self._resid if self.design.weights is None else np.sqrt(self.design.weights) * self._resid
         else:
             raise OptionError(f"residual type must be response, working, pearson or deviance, not {type!r}")
-        return pd.Series(r, index=self.design.index, name="residuals")
+        return self._pad(pd.Series(r, index=self.design.index, name="residuals"))
 
     def predict(self, newdata: Any = None, *, se_fit: bool = False, interval: str | None = None,
-                level: float = 0.95, type: str = "response", offset: Any = None,
-                vcov: Any = None) -> pd.Series | pd.DataFrame:
-        """Predictions (R's predict.lm).
+                level: float = 0.95, type: str = "response", terms: Any = None, offset: Any = None,
+                vcov: Any = None, pred_var: Any = None, weights: Any = None) -> Any:
+        """Predictions (R's predict.lm), also by term (type="terms").
 
         Parameters
         ----------
-        newdata : DataFrame of new rows; None predicts the rows used in fitting.
+        newdata : DataFrame of new rows; None predicts the rows used in fitting (padded with NaN at the
+            rows dropped for missing values under na_action="exclude", as R's napredict).
         se_fit : also return standard errors of the fitted means.
         interval : None, "confidence" or "prediction".
         level : interval coverage.
+        type : "response" (the fitted means) or "terms" (each term's centred part of the linear predictor:
+            a DataFrame with attrs["constant"], or a TermsPrediction with se_fit or an interval).
+        terms : with type="terms", the terms to return (R's labels, e.g. "factor(cyl)"); default all.
         offset : offset for newdata when the model was fitted with an offset array.
         vcov : covariance behind se_fit and the intervals, as in summary(): None (classical), a type
             string, a dict {"type": ..., "cluster": ...} or a matrix; se_fit = sqrt(diag(X V X^T)).
-            Prediction intervals add sigma^2 (divided by the weights) to its square.
+        pred_var : the variance of a future response in a prediction interval (R's pred.var); default
+            sigma^2 / weights.
+        weights : the weights of the future responses (R's weights): pred_var = sigma^2 / weights.
 
         Returns
         -------
-        pandas.Series of predictions, or a DataFrame with columns fit, se_fit, lwr, upr.
+        pandas.Series of predictions, a DataFrame with columns fit, se_fit, lwr, upr, or (type="terms")
+        a DataFrame / TermsPrediction with one column per term.
         """
-        if type not in ("response", "link"):
-            raise OptionError(f"predict type must be 'response' for a linear model, not {type!r}")
+        if type not in ("response", "link", "terms"):
+            raise OptionError(f"predict type must be 'response' or 'terms' for a linear model, not {type!r}")
         if interval not in (None, "none", "confidence", "prediction"):
             raise OptionError(f"interval must be None, 'confidence' or 'prediction', not {interval!r}")
+        if terms is not None and type != "terms":
+            raise OptionError("terms= selects the columns of type='terms'; add type='terms'")
         interval = None if interval == "none" else interval
+        pv = self._prediction_variance(newdata, interval, pred_var, weights)
+        if type == "terms":
+            out = predict_terms(self, newdata, terms=terms, se_fit=se_fit, interval=interval, level=level,
+                                cov=self._covariance(vcov)[0] if se_fit or interval else None,
+                                residual_scale=self.sigma, df=self.df_residual, pred_var=pv)
+            return out if newdata is not None else self._pad_terms(out)
+        out = self._predict_response(newdata, se_fit, interval, level, offset, vcov, pv)
+        return out if newdata is not None else self._pad(out)
+
+    def _prediction_variance(self, newdata: Any, interval: str | None, pred_var: Any, weights: Any) -> Any:
+        """R's pred.var of a prediction interval (sigma^2 / weights), with predict.lm's warnings."""
+        if interval != "prediction":
+            return None
+        d = self.design
+        if newdata is None:
+            warn("predictions on current data refer to _future_ responses", stacklevel=3)
+        if newdata is None and weights is None and d.weights is not None:
+            weights = d.weights
+            warn("assuming prediction variance inversely proportional to weights used for fitting", stacklevel=3)
+        if newdata is not None and weights is None and d.weights is not None and pred_var is None:
+            warn("Assuming constant prediction variance even though model fit is weighted", stacklevel=3)
+        if pred_var is not None:
+            return np.asarray(pred_var, dtype=float)
+        w = 1.0 if weights is None else np.asarray(weights, dtype=float)
+        return self.sigma**2 / w
+
+    def _predict_response(self, newdata: Any, se_fit: bool, interval: str | None, level: float, offset: Any,
+                          vcov: Any, pred_var: Any) -> pd.Series | pd.DataFrame:
         d = self.design
         est = self._qr.pivot[: self.rank]
         beta = self._qr.coef[est]
         X: WorkingRows | np.ndarray | None
         if newdata is None:
-            X, off, index = (WorkingRows(d, list(range(len(self.names))), None) if se_fit or interval else None,
-                             d.offset, d.index)
+            X, index = WorkingRows(d, list(range(len(self.names))), None) if se_fit or interval else None, d.index
             fit = self._fitted.copy()  # the fitted values, bit for bit (R: predict(fit) == fitted(fit))
         else:
             X = X_new = newdata_matrix(d, newdata)
             index = newdata.index if hasattr(newdata, "index") else pd.RangeIndex(len(X_new))
             off = newdata_offset(d, newdata, offset, len(X_new))
             if self.rank < len(self.names):
-                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=2)
+                warnings.warn("prediction from a rank-deficient fit may be misleading", stacklevel=3)
             fit = X_new[:, est] @ beta
             if off is not None:
                 fit = fit + off
         if not se_fit and interval is None:
             return pd.Series(fit, index=index, name="fit")
-        res_var = self.sigma**2
         if vcov is None:
             # X R^{-1}: rows' standard errors without forming (X^T X)^{-1} or the hat matrix
             R = self._qr.R.cpu().double()
-            ip = res_var * row_quadratic(X, est, lambda B: torch.linalg.solve_triangular(
+            ip = self.sigma**2 * row_quadratic(X, est, lambda B: torch.linalg.solve_triangular(
                 R, B, upper=True, left=False).square().sum(dim=1))
         else:
             V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
@@ -364,25 +402,15 @@ class LinearModelResult(ModelResult, InfluenceMethods):
         if se_fit:
             out["se_fit"] = np.sqrt(ip)
         if interval is not None:
-            if interval == "prediction":
-                pw: float | np.ndarray = 1.0
-                if newdata is None:
-                    warnings.warn("predictions on current data refer to _future_ responses", stacklevel=2)
-                    if d.weights is not None:
-                        pw = d.weights
-                elif d.weights is not None:
-                    warnings.warn("assuming constant prediction variance even though model fit is weighted",
-                                  stacklevel=2)
-                width = np.sqrt(ip + res_var / pw)
-            else:
-                width = np.sqrt(ip)
+            width = np.sqrt(ip + pred_var) if interval == "prediction" else np.sqrt(ip)
             q = self._quantile(level)  # R's qt((1 - level)/2, df), level checked
             out["lwr"] = fit - q * width
             out["upr"] = fit + q * width
         return out
 
     # --- presentation ----------------------------------------------------------------------
-    def summary(self, vcov: Any = None, *, cluster: Any = None) -> LMSummary:
+    def summary(self, vcov: Any = None, *, cluster: Any = None, correlation: bool = False,
+                symbolic_cor: bool = False) -> LMSummary:
         """R-style summary (print it, or read .coefficients).
 
         Parameters
@@ -392,12 +420,16 @@ class LinearModelResult(ModelResult, InfluenceMethods):
             as vcov()'s arguments; or a (k, k) matrix over the estimable terms. A robust choice gives
             lmtest::coeftest(fit, vcov = V) and the Wald F test lmtest::waldtest(fit, vcov = V).
         cluster : cluster variable(s), as in vcov().
+        correlation : R's correlation = TRUE: the estimates' correlations (``.correlation``, from the
+            covariance of the table), printed as R's "Correlation of Coefficients:" block.
+        symbolic_cor : R's symbolic.cor = TRUE: print them as symnum's symbols.
 
         Returns
         -------
         LMSummary
         """
-        return LMSummary(self, vcov=vcov, cluster=cluster)
+        return LMSummary(self._omitted(), vcov=vcov, cluster=cluster, correlation=correlation,
+                         symbolic_cor=symbolic_cor)
 
     def __str__(self) -> str:
         """What R's print(fit) shows: the call and the coefficients."""

@@ -1,0 +1,59 @@
+"""tl.options(): session-wide settings, as R's options() (today: ``contrasts``).
+
+``old = tl.options(contrasts=("contr.sum", "contr.poly"))`` sets them and returns the previous values,
+which ``tl.options(**old)`` restores, as R's ``op <- options(...); options(op)``; the returned value is
+also a context manager that restores them when its ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchlm.errors import OptionError
+from torchlm.frame.contrasts import session_contrasts, set_session_contrasts
+
+_SETTERS = {"contrasts": set_session_contrasts}
+_GETTERS = {"contrasts": session_contrasts}
+
+
+class Options(dict):
+    """Option values (a dict); as a context manager, the values it holds are restored when the block ends."""
+
+    def __enter__(self) -> Options:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name, value in self.items():
+            _SETTERS[name](value)
+
+
+def options(**settings: Any) -> Options:
+    """Set session-wide options, as R's options(), and return their previous values.
+
+    Parameters
+    ----------
+    contrasts : pair of str, optional
+        The default contrasts (unordered, ordered), as R's ``options(contrasts = c("contr.sum",
+        "contr.poly"))``; one of "contr.treatment", "contr.sum", "contr.helmert", "contr.poly",
+        "contr.SAS" each. None restores R's default ``("contr.treatment", "contr.poly")``. A fit keeps
+        the contrasts it was fitted with (predict codes new rows with them); update() and step() refit
+        with the session's contrasts then, as R's update() does.
+
+    Returns
+    -------
+    Options
+        The previous values of the options set (all options' current values when none is given), to
+        pass back to ``tl.options(**old)``; ``with tl.options(contrasts=...):`` restores them after the block.
+    """
+    if unknown := sorted(set(settings) - set(_SETTERS)):
+        raise OptionError(f"unknown option(s) {unknown}: tl.options() sets {sorted(_SETTERS)}")
+    if not settings:
+        return Options({name: get() for name, get in _GETTERS.items()})
+    old = Options({name: _GETTERS[name]() for name in settings})
+    try:
+        for name, value in settings.items():
+            _SETTERS[name](value)
+    except OptionError:
+        old.__exit__()  # none of the values is set when one is refused
+        raise
+    return old
