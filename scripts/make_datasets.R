@@ -9,8 +9,7 @@
 #     1..n: mtcars's car names, USArrests's states) they are the first field of each line and the header has
 #     one field fewer (write.table's layout: R's read.csv and pandas both take that field as the row names);
 #     datasets with automatic row names are written without them (torchlm gives a RangeIndex).
-#   * dots in column names become underscores (Sepal.Length -> Sepal_Length, Solar.R -> Solar_R), so that every
-#     column is a valid name in a formula;
+#   * column names are R's (Sepal.Length, Solar.R): torchlm's formulas read R's dotted names as R does;
 #   * doubles with the fewest digits that read back as the same double (15 significant, else 17), factors as
 #     their labels (quoted), logicals as TRUE/FALSE, missing values as NA (unquoted);
 #   * _datasets.csv: name, package, title (as data() lists it), rows, columns and whether row names are kept;
@@ -94,7 +93,7 @@ write_data <- function(name) {
       out[[col]] <- as.character(x)
     }
   }
-  names(out) <- gsub(".", "_", names(d), fixed = TRUE)
+  names(out) <- names(d)
   # indices of the columns to quote; the row and column names are quoted too (even where none is)
   quoted <- unname(which(types %in% c("factor", "ordered", "character")))
   rn <- keeps_row_names(d)
@@ -121,14 +120,14 @@ index <- do.call(rbind, lapply(all_names, function(name) {
 }))
 columns <- do.call(rbind, lapply(all_names, function(name) {
   d <- get_data(name)
-  data.frame(dataset = name, column = gsub(".", "_", names(d), fixed = TRUE), type = vapply(d, r_type, ""))
+  data.frame(dataset = name, column = names(d), type = vapply(d, r_type, ""))
 }))
 levels_of <- function(name) {
   d <- get_data(name)
   cols <- names(d)[vapply(d, is.factor, logical(1))]
   if (!length(cols)) return(NULL)
   do.call(rbind, lapply(cols, function(col) {
-    data.frame(dataset = name, column = gsub(".", "_", col, fixed = TRUE), level = levels(d[[col]]))
+    data.frame(dataset = name, column = col, level = levels(d[[col]]))
   }))
 }
 lev <- do.call(rbind, lapply(all_names, levels_of))

@@ -74,7 +74,7 @@ def test_dataset_matches_r(name):
     r = SETS[name]
     df = tl.datasets.load(name)
     assert df.shape == (r["nrow"], r["ncol"])
-    assert list(df.columns) == [c.replace(".", "_") for c in r["names"]]
+    assert list(df.columns) == list(r["names"])
     if r["row_names"] is None:
         assert isinstance(df.index, pd.RangeIndex) and df.index.equals(pd.RangeIndex(r["nrow"]))
     else:
@@ -82,7 +82,7 @@ def test_dataset_matches_r(name):
     for rname, col in zip(r["names"], df.columns):
         check_column(df[col], r["columns"][rname], f"{name}${rname}")
     levels = tl.datasets.factor_levels(name)
-    assert levels == {c.replace(".", "_"): s["levels"] for c, s in r["columns"].items() if "levels" in s}
+    assert levels == {c: s["levels"] for c, s in r["columns"].items() if "levels" in s}
 
 
 def test_row_names_and_factor_kinds_where_tutorials_meet_them():
@@ -94,7 +94,7 @@ def test_row_names_and_factor_kinds_where_tutorials_meet_them():
     assert tl.datasets.load("esoph")["agegp"].cat.ordered
     assert list(tl.datasets.load("npk")["N"].cat.categories) == ["0", "1"]  # R's labels, not numbers
     cars93 = tl.datasets.load("Cars93")
-    assert cars93["Rear_seat_room"].isna().sum() == 2 and cars93["Luggage_room"].dtype == np.float64
+    assert cars93["Rear.seat.room"].isna().sum() == 2 and cars93["Luggage.room"].dtype == np.float64
     titanic = tl.datasets.load("Titanic")
     assert titanic["Freq"].sum() == 2201 and list(titanic.columns) == ["Class", "Sex", "Age", "Survived", "Freq"]
 

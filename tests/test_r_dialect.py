@@ -46,7 +46,7 @@ def test_r_spelling_rewrites_outside_quotes_only():
     assert r_spelling("y ~ ISTRUE + x.FALSE") == "y ~ ISTRUE + x.FALSE"
 
 
-@pytest.mark.parametrize("formula, fragment", [("mpg ~ as.numeric(wt)", "is not Python"),
+@pytest.mark.parametrize("formula, fragment", [("mpg ~ as.character(wt)", "is not Python"),
                                                ("mpg ~ m$wt", "cannot parse formula")])
 def test_r_spellings_without_a_python_meaning_are_clear_errors(formula, fragment):
     with pytest.raises(tl.FormulaError, match=fragment.replace("(", r"\(")):

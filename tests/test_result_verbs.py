@@ -245,7 +245,7 @@ def test_na_exclude_lm_pads_as_r():
 
 def test_na_exclude_with_subset_pads_to_the_subset():
     case = R["exclude_lm_subset"]
-    fit = tl.lm("Ozone ~ Solar_R + Wind", AIRQUALITY, subset="Month != 5", na_action="na.exclude")
+    fit = tl.lm("Ozone ~ Solar.R + Wind", AIRQUALITY, subset="Month != 5", na_action="na.exclude")
     assert len(fit.fitted()) == case["n"]
     # R's row names are the data's 1-based row numbers
     assert list(fit.fitted().index + 1) == [int(r) for r in case["rows"]]

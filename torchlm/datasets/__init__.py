@@ -161,7 +161,7 @@ def load(name: str) -> pd.DataFrame:
     R's order, so the first level is the reference of treatment contrasts as in R (warpbreaks$tension: L,
     M, H; not alphabetical), and R's ordered factors are ordered Categoricals (esoph$agegp). R's integers
     and whole-valued doubles are int64, other doubles float64, logicals bool; R's NA is missing (NaN, so an
-    integer column with NA is float64). Dots in column names are underscores (Sepal.Length -> Sepal_Length).
+    integer column with NA is float64). Column names are R's (Sepal.Length, Solar.R: formulas take them as written).
 
     Parameters
     ----------

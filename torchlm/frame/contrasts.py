@@ -333,6 +333,28 @@ def _encoder_arguments(encoder: Any) -> dict[str, Any]:
     return dict(free) if "levels" in free else {}
 
 
+def factor_codes(values: Any) -> np.ndarray | None:
+    """R's integer codes (1, 2, ...; NaN for NA) of a factor: a Categorical, or factor()/C() of a column; else None.
+
+    Levels as R's factor() orders them: the given ``levels=``, a Categorical's categories, or sorted.
+
+    Returns
+    -------
+    numpy.ndarray or None
+    """
+    meta = getattr(values, "__formulaic_metadata__", None)
+    if meta is not None and getattr(meta.kind, "value", None) == "categorical":
+        levels = _encoder_arguments(meta.encoder).get("levels") if meta.encoder is not None else None
+        raw = pd.Series(np.asarray(values.__wrapped__ if hasattr(values, "__wrapped__") else values))
+        cat = pd.Categorical(raw, categories=levels) if levels is not None else pd.Categorical(raw)
+    elif isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        cat = pd.Categorical(values)
+    else:
+        return None
+    codes = np.asarray(cat.codes, dtype=float) + 1
+    return np.where(codes == 0, np.nan, codes)
+
+
 def _encoder(contrast: Contrasts, levels: Any) -> Any:
     """formulaic's C() encoder with another contrast (the same levels, rows and state)."""
 

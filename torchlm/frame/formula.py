@@ -45,6 +45,9 @@ _QUOTED = re.compile(r"(`[^`]*`|'[^']*'|\"[^\"]*\")")
 # R's words that are other words in Python; outside quotes and backticks
 _R_WORDS = [(re.compile(r"(?<![\w.])TRUE(?![\w.])"), "True"), (re.compile(r"(?<![\w.])FALSE(?![\w.])"), "False"),
             (re.compile(r"(?<![\w.])as\.factor\("), "factor("),
+            # R's dotted function names as the Python names frame.rfunctions gives them
+            (re.compile(r"(?<![\w.])as\.(numeric|integer|double)\("), "as_numeric("),
+            (re.compile(r"(?<![\w.])as\.logical\("), "as_logical("), (re.compile(r"(?<![\w.])is\.na\("), "is_na("),
             # splines::ns(x, Boundary.knots = c(1, 5)): R's argument name, and the package prefix
             (re.compile(r"(?<![\w.])Boundary\.knots(?=\s*=)"), "Boundary_knots"), (re.compile(r"\bsplines::"), ""),
             # R's nesting: b %in% a is the interaction a:b alone (formulaic would add a's main effect)
@@ -92,6 +95,7 @@ def expand_dot(formula: str, columns: Iterable[Any]) -> str:
     str
         The formula with each dot written out; the formula itself when it has none.
     """
+    formula = quote_dotted_columns(formula, columns)
     if not isinstance(formula, str) or "~" not in formula or "." not in formula.split("~", 1)[1]:
         return formula  # parse_formula reports what is not a formula
     lhs, rhs = formula.split("~", 1)
@@ -104,6 +108,37 @@ def expand_dot(formula: str, columns: Iterable[Any]) -> str:
         raise FormulaError(f"formula {formula!r}: '.' stands for the columns the response does not use, "
                            "and the data has none")
     return lhs + "~" + _replace_dots(rhs, "(" + " + ".join(names) + ")")
+
+
+def quote_dotted_columns(formula: Any, columns: Iterable[Any]) -> Any:
+    """R's dotted names of the data's columns (``Sepal.Length``) backquoted, so that Python reads them as names.
+
+    Only names that are columns of the data are quoted (``np.log(x)`` and ``x.mean`` stay as they
+    are), and only where they stand alone: not inside quotes or backticks, not as a call.
+
+    Parameters
+    ----------
+    formula : str
+        A formula as the user wrote it (anything else is returned as it is).
+    columns : iterable
+        The data's column names.
+
+    Returns
+    -------
+    str
+        The formula with those names in backticks.
+    """
+    dotted = sorted((c for c in map(str, columns) if "." in c and _R_NAME.fullmatch(c)), key=len, reverse=True)
+    if not isinstance(formula, str) or not dotted:
+        return formula
+    pattern = re.compile(r"(?<![\w.`])(" + "|".join(map(re.escape, dotted)) + r")(?![\w.`(])")
+    parts = _QUOTED.split(formula)
+    for k in range(0, len(parts), 2):
+        parts[k] = pattern.sub(r"`\1`", parts[k])
+    return "".join(parts)
+
+
+_R_NAME = re.compile(r"[A-Za-z.][\w.]*")
 
 
 def _replace_dots(text: str, replacement: str) -> str:

@@ -13,6 +13,7 @@ from formulaic.errors import DataMismatchWarning, FactorEncodingError, FactorEva
 from torchlm.errors import DataError, FormulaError, UnknownVariableError, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.design import Design, _categorical_factors, _level_codes, _listing, _raw_values, offset_values
+from torchlm.frame.formula import formula_columns
 from torchlm.frame.rfunctions import formula_context
 
 
@@ -34,7 +35,7 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
         (len(newdata), p) float64, NaN rows where a predictor is missing.
     """
     frame = as_frame(newdata)
-    needed = sorted(design.spec.required_variables)
+    needed = _needed_variables(design)
     missing = [v for v in needed if v not in frame.columns]
     if missing:
         raise UnknownVariableError(f"newdata has no column(s) {', '.join(map(repr, missing))} needed by the model")
@@ -66,6 +67,17 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
     full = np.full((len(frame), X.shape[1]), np.nan)
     full[complete] = X
     return full
+
+
+def _needed_variables(design: Design) -> list[str]:
+    """The data columns the model's right-hand side reads (formulaic's required_variables misreads dotted names)."""
+    needed = set(design.spec.required_variables)
+    if design.data is not None:
+        used = formula_columns(design.spec.formula, design.data.columns)
+        dotted = {str(c) for c in used if "." in str(c)}
+        # formulaic reads `Sepal.Width` as Sepal's attribute: its prefixes are not variables
+        needed = {v for v in needed if not any(d.startswith(v + ".") for d in dotted)} | {str(c) for c in used}
+    return sorted(needed)
 
 
 def newdata_offset(design: Design, newdata: Any, offset: Any, n: int) -> np.ndarray | None:

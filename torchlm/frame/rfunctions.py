@@ -7,6 +7,7 @@ formulaic evaluates a term's Python expression among the data's columns and its 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from formulaic.transforms import poly as formulaic_poly
 from formulaic.utils.stateful_transforms import stateful_transform
 
 from torchlm.errors import DataError
-from torchlm.frame.contrasts import ordered
+from torchlm.frame.contrasts import factor_codes, ordered
 from torchlm.frame.splines import as_float, bs, ns
 
 
@@ -90,6 +91,80 @@ def c(*values: Any) -> np.ndarray:
     return np.concatenate([np.atleast_1d(np.asarray(v)).reshape(-1) for v in values]) if values else np.zeros(0)
 
 
+def r_log(x: Any, base: float = math.e) -> Any:
+    """R's log(x, base): the natural logarithm, or the logarithm to ``base``.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    values = np.log(as_float(x))
+    return values if base == math.e else values / np.log(float(base))
+
+
+def as_numeric(x: Any) -> np.ndarray:
+    """R's as.numeric(x): numbers as doubles; a factor's codes 1, 2, ... (R's integer codes, not its labels).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    codes = factor_codes(x)
+    return as_float(x) if codes is None else codes
+
+
+def as_logical(x: Any) -> np.ndarray:
+    """R's as.logical(x) for numbers: 0 is FALSE, others TRUE (a factor of FALSE/TRUE in a model).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return as_float(x) != 0
+
+
+def is_na(x: Any) -> np.ndarray:
+    """R's is.na(x).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return np.asarray(pd.isna(pd.Series(np.asarray(x))))
+
+
+def ifelse(test: Any, yes: Any, no: Any) -> np.ndarray:
+    """R's ifelse(test, yes, no), elementwise; NA where the test is NA.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    t = pd.Series(np.asarray(test, dtype=object))
+    out = np.where(t.fillna(False).astype(bool), np.broadcast_to(yes, t.shape), np.broadcast_to(no, t.shape))
+    return np.where(t.isna(), np.nan, out.astype(float))
+
+
+def pmin(*values: Any) -> np.ndarray:
+    """R's pmin(): the elementwise minimum (NA where any is NA, as R's default na.rm = FALSE).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return np.minimum.reduce(np.broadcast_arrays(*[as_float(v) for v in values]))
+
+
+def pmax(*values: Any) -> np.ndarray:
+    """R's pmax(): the elementwise maximum (NA where any is NA).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return np.maximum.reduce(np.broadcast_arrays(*[as_float(v) for v in values]))
+
+
 # R's names; factor(x) is formulaic's C(x) (treatment contrasts, levels sorted), named factor(x)[T.b]
 R_FUNCTIONS: dict[str, Any] = {
     "relevel": relevel,
@@ -98,6 +173,8 @@ R_FUNCTIONS: dict[str, Any] = {
     "factor": C, "ordered": ordered,
     # R's splines::ns and splines::bs (formulaic's bs() spellings still reach formulaic's), poly() numbered as R's
     "ns": ns, "bs": bs, "poly": poly, "c": c,
+    "log": r_log, "sign": np.sign, "pmin": pmin, "pmax": pmax, "ifelse": ifelse,
+    "as_numeric": as_numeric, "as_logical": as_logical, "is_na": is_na,
 }
 
 
