@@ -48,3 +48,10 @@ def test_dotted_names_are_quoted_only_where_they_are_columns():
 def test_dotted_name_that_is_not_a_column_names_the_problem():
     with pytest.raises(tl.FormulaError, match="Petal.Wide"):
         tl.lm("Sepal.Length ~ Petal.Wide", tl.datasets.load("iris"))
+
+
+@pytest.mark.parametrize("formula, fragment", [("breaks ~ C(tension, poly, 1)", "how.many"),
+                                               ("breaks ~ C(tension, max)", "not a contrast")])
+def test_c_spellings_that_cannot_work_name_the_working_one(formula, fragment):
+    with pytest.raises(tl.OptionError, match=fragment):
+        tl.lm(formula, tl.datasets.load("warpbreaks"))

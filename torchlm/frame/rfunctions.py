@@ -7,6 +7,7 @@ formulaic evaluates a term's Python expression among the data's columns and its 
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -15,10 +16,12 @@ import pandas as pd
 from formulaic.materializers.types import FactorValues
 from formulaic.transforms import C
 from formulaic.transforms import poly as formulaic_poly
+from formulaic.transforms.contrasts import Contrasts
 from formulaic.utils.stateful_transforms import stateful_transform
+from scipy import special
 
-from torchlm.errors import DataError
-from torchlm.frame.contrasts import factor_codes, ordered
+from torchlm.errors import DataError, OptionError
+from torchlm.frame.contrasts import as_contrast, factor_codes, ordered
 from torchlm.frame.splines import as_float, bs, ns
 
 
@@ -165,6 +168,45 @@ def pmax(*values: Any) -> np.ndarray:
     return np.maximum.reduce(np.broadcast_arrays(*[as_float(v) for v in values]))
 
 
+# R's C(f, sum): C() takes a contrast by its short name (a function or a bare name) as R's C() does
+_SHORT_CONTRASTS = {"sum": "contr.sum", "poly": "contr.poly", "helmert": "contr.helmert",
+                    "treatment": "contr.treatment", "SAS": "contr.SAS"}
+
+
+def r_C(data: Any, contr: Any = None, how_many: Any = None, *, levels: Any = None,
+        spans_intercept: bool = True) -> Any:
+    """R's C(object, contr): a factor with the contrast ``contr`` (formulaic's C, taking R's short names too).
+
+    Parameters
+    ----------
+    data : array-like
+        The factor's values.
+    contr : formulaic contrast, R name ("contr.sum", "sum"), R's bare short names (sum, poly, helmert,
+        treatment, SAS) or a matrix with a row per level.
+    how_many : not supported (R's how.many): a clear error naming the working spelling.
+    levels, spans_intercept : formulaic's C arguments.
+
+    Returns
+    -------
+    formulaic FactorValues
+    """
+    if how_many is not None:
+        raise OptionError("C(x, contr, how.many) is not supported: give a matrix of the contrast columns to keep "
+                          "(contrasts={'x': M}) or C(x, M)")
+    if contr is builtins.sum or contr is poly:
+        contr = "sum" if contr is builtins.sum else "poly"
+    if isinstance(contr, str):
+        contr = as_contrast(_SHORT_CONTRASTS.get(contr, contr), "C()")
+    elif contr is not None and not isinstance(contr, (type, Contrasts, dict)) and not hasattr(contr, "shape"):
+        raise OptionError(f"C(): {contr!r} is not a contrast: use contr.treatment, contr.sum, contr.helmert, "
+                          "contr.poly, contr.SAS (or R's sum, helmert, poly, treatment, SAS), or a matrix")
+    return C(data, contr, levels=levels, spans_intercept=spans_intercept)
+
+
+def _special(fn: Any) -> Any:
+    return lambda *args: fn(*[as_float(a) if np.ndim(a) else a for a in args])
+
+
 # R's names; factor(x) is formulaic's C(x) (treatment contrasts, levels sorted), named factor(x)[T.b]
 R_FUNCTIONS: dict[str, Any] = {
     "relevel": relevel,
@@ -175,6 +217,10 @@ R_FUNCTIONS: dict[str, Any] = {
     "ns": ns, "bs": bs, "poly": poly, "c": c,
     "log": r_log, "sign": np.sign, "pmin": pmin, "pmax": pmax, "ifelse": ifelse,
     "as_numeric": as_numeric, "as_logical": as_logical, "is_na": is_na,
+    "C": r_C, **{k: k for k in ("helmert", "treatment", "SAS")},
+    "gamma": _special(special.gamma), "lgamma": _special(special.gammaln), "digamma": _special(special.digamma),
+    "beta": _special(special.beta), "lbeta": _special(special.betaln), "choose": _special(special.binom),
+    "factorial": _special(lambda x: special.gamma(np.asarray(x, dtype=float) + 1)),
 }
 
 
