@@ -216,10 +216,10 @@ def model_frame(spec: Spec, data: pd.DataFrame, kinds: dict, weights, subset) ->
         if x.op == "poly":
             full = expr_values(data, kinds, Expr("v", x.col))[0][:, 0]
             if np.any(np.isnan(full)):
-                # R: "missing values are not allowed in 'poly'"; torchlm documents that it learns the
-                # basis on the complete rows instead, so the reference says nothing
-                ref.checkable = False
-            elif len(np.unique(full)) <= 2:
+                # R evaluates poly() on every row of data, before subset and na.omit (torchlm too)
+                ref.error = "missing values are not allowed in 'poly'"
+                return ref
+            if len(np.unique(full)) <= 2:
                 ref.error = "'degree' must be less than number of unique points"
                 return ref
             if not spec.intercept:

@@ -18,6 +18,7 @@ from _support import FIXTURES
 
 import torchlm as tl
 from torchlm.frame.contrasts import CONTRASTS
+from torchlm.inference import sandwich
 
 DIR = FIXTURES / "contrasts"
 R = json.loads((DIR / "contrasts.json").read_text())
@@ -89,8 +90,7 @@ def check_against_r(fit, case: str, data: pd.DataFrame, *, rtol: float = 1e-9) -
     np.testing.assert_allclose(V.to_numpy(), rv, rtol=rtol, atol=1e-12 * np.abs(rv).max())
     assert list(fit.confint().index) == r["confint_rows"]
     np.testing.assert_allclose(fit.predict(data.iloc[ROWS]).to_numpy(), r["predict"], rtol=rtol)
-    if case != "names_package":  # anova's term labels (inference/rterms.py) do not read pkg::fn yet
-        assert list(tl.anova(fit).index) == r["anova_rows"]
+    assert list(tl.anova(fit).index) == r["anova_rows"]
     ours = str(fit.summary()).split("\n")
     assert after_call(ours) == after_call((DIR / f"{case}.summary.txt").read_text().split("\n")[:-1])
 
@@ -252,3 +252,56 @@ def test_bad_options_are_clear_errors_and_change_nothing(settings, fragment):
     with pytest.raises(tl.OptionError, match=fragment):
         tl.options(**settings)
     assert tl.options() == {"contrasts": ("contr.treatment", "contr.poly")}
+
+
+SPLINES_R = json.loads((FIXTURES / "splines" / "splines.json").read_text())  # make_splines.R's logical cases
+ND_CYL = pd.DataFrame({"cyl": [4, 8, 8], "wt": [2.2, 3.1, 4.4], "am": [1, 0, 1], "hp": [90, 250, 130]})
+
+
+@pytest.mark.parametrize("case", ["lm_logical", "lm_logical_no_intercept", "lm_logical_interaction",
+                                  "lm_logical_crossed"])
+def test_logical_expressions_are_rs_factors_false_true(case):
+    r = SPLINES_R[case]
+    fit = tl.lm(r["formula"], MTCARS, names="R")
+    # R's model.matrix codes a logical as a factor: I(am == 1)TRUE, and both levels without an intercept
+    assert fit.names == r["names"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), r["coef"], rtol=1e-9)
+    np.testing.assert_allclose(fit.predict(ND_CYL).to_numpy(), r["predict"], rtol=1e-9)
+    assert list(tl.anova(fit).index) == r["anova_rows"]
+    # formulaic's names for the same columns, as for a logical column
+    plain = tl.lm(r["formula"], MTCARS)
+    assert [n.replace("[T.True]", "TRUE").replace("[True]", "TRUE").replace("[False]", "FALSE")
+            .replace("Intercept", "(Intercept)") for n in plain.names] == r["names"]
+    np.testing.assert_allclose(plain.coef().to_numpy(), r["coef"], rtol=1e-9)
+
+
+def test_a_logical_expression_keeps_both_levels_when_one_is_unused():
+    r = SPLINES_R["lm_logical_one_value"]
+    fit = tl.lm("mpg ~ I(am == 1) + I(hp > 100)", MTCARS, subset="am == 1", names="R")
+    assert fit.names == r["names"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), r_values(r["coef"]), rtol=1e-9)  # TRUE only: aliased, NA
+    with pytest.warns(UserWarning, match="rank-deficient"):
+        np.testing.assert_allclose(fit.predict(ND_CYL).to_numpy(), r["predict"], rtol=1e-9)
+
+
+def test_a_logical_response_expression_is_numeric():
+    # R's model.response keeps a logical response as 0 and 1 (the glm of r_functions' glm_dotted, and lm)
+    fit = tl.lm("I(am == 1) ~ wt", MTCARS)
+    ref = tl.lm("am ~ wt", MTCARS)
+    np.testing.assert_allclose(fit.coef().to_numpy(), ref.coef().to_numpy(), rtol=1e-12)
+    assert fit.design.response == "I(am == 1)"
+
+
+def r_values(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def test_hac_finds_the_intercept_by_the_design_under_either_names(monkeypatch):
+    fit_r = tl.lm("mpg ~ wt + hp", MTCARS, names="R")
+    fit_f = tl.lm("mpg ~ wt + hp", MTCARS)
+    assert (sandwich.intercept_name(fit_r), sandwich.intercept_name(fit_f)) == ("(Intercept)", "Intercept")
+    assert sandwich.intercept_name(tl.lm("mpg ~ 0 + wt + hp", MTCARS, names="R")) is None
+    expected = fit_f.vcov("HAC").to_numpy()
+    # R's bwNeweyWest knows "(Intercept)" by its name: the fast pass over the scores, not the n x k matrix
+    monkeypatch.setattr(sandwich, "observation_scores", lambda *a, **k: pytest.fail("HAC took the general path"))
+    np.testing.assert_allclose(fit_r.vcov("HAC").to_numpy(), expected, rtol=1e-12)

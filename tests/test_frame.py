@@ -120,11 +120,11 @@ def _same_design(a: Design, b: Design) -> None:
 
 CASES = [
     ("y ~ x + C(g)", {}),
-    ("y ~ poly(x, 2)", {}),
+    ("y ~ poly(x, 2, raw=True)", {}),
     ("y ~ x", {"offset": "o"}),
     ("y ~ x + g", {"weights": "w"}),
     ("y ~ I(x^2)", {"subset": SUBSET}),
-    ("y ~ poly(x, 2) + C(g)", {"weights": "w", "offset": "o", "subset": SUBSET}),
+    ("y ~ poly(x, 2, raw=True) + C(g)", {"weights": "w", "offset": "o", "subset": SUBSET}),
 ]
 
 
@@ -149,15 +149,18 @@ def test_design_on_the_frame_is_the_design(df, formula, kw):
     assert df.equals(before)
 
 
-def test_poly_learned_on_complete_rows(df):
-    # R: lm(y ~ poly(x, 2)) learns the orthogonal polynomials on the rows it uses; a row with a
-    # missing response must not enter them
-    d = build_design("y ~ poly(x, 2)", df)
-    ref = build_design("y ~ poly(x, 2)", df.dropna(subset=["y", "x"]))
-    assert d.n_dropped == 3
-    np.testing.assert_allclose(d.X, ref.X, rtol=1e-12, atol=1e-14)
-    # orthonormal columns on the used rows: the state is from these rows, not all 12
-    P = d.X[:, 1:]
+def test_poly_learned_on_every_row(df):
+    # R: model.frame evaluates poly(x, 2) on every row of data before na.omit, so a row with a missing
+    # response enters the orthogonal polynomials; a missing x is R's error
+    with pytest.raises(tl.DataError, match="missing values are not allowed in 'poly'"):
+        build_design("y ~ poly(x, 2)", df)
+    full = df.assign(x=np.linspace(0.5, 6.0, len(df)))
+    d = build_design("y ~ poly(x, 2)", full)
+    assert d.n_dropped == 1
+    every = build_design("z ~ poly(x, 2)", full.assign(z=1.0))
+    np.testing.assert_allclose(d.X, every.X[full["y"].notna().to_numpy()], rtol=1e-12, atol=1e-14)
+    # orthonormal columns on all 12 rows: the state is from every row, not the 11 used
+    P = every.X[:, 1:]
     np.testing.assert_allclose(P.T @ P, np.eye(2), atol=1e-12)
 
 
@@ -219,5 +222,5 @@ def test_user_data_never_modified(df):
     mf = model_frame(df, ["y", "log(x)"], weights="w", offset="o", subset=mask)
     mask[:] = False  # the frame kept its own copy of the subset
     assert mf.subset.all()
-    build_design("y ~ poly(x, 2) + C(g)", df, weights="w", offset="o", subset=SUBSET)
+    build_design("y ~ scale(x) + C(g)", df, weights="w", offset="o", subset=SUBSET)
     assert df.equals(before) and df.index.equals(before.index) and list(df.columns) == list(before.columns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -15,8 +16,11 @@ import pytest
 from _support import FIXTURES, read_exact_csv
 
 import torchlm as tl
+from torchlm.frame import design as design_module
+from torchlm.frame import model_frame, model_matrix
 from torchlm.frame.rexpr import evaluate_r
 from torchlm.frame.splines import bs_basis, ns_basis, spline_design
+from torchlm.present.deparse import r_text
 
 HERE = FIXTURES / "splines"
 R = json.loads((HERE / "splines.json").read_text())
@@ -101,6 +105,89 @@ def test_ns_learns_its_knots_without_the_missing_values():
     # the knots travel with the fit
     again = pickle.loads(pickle.dumps(fit))
     np.testing.assert_allclose(again.predict(NEWDATA).to_numpy(), R[case]["predict"], rtol=1e-9)
+
+
+MT_NA2 = MTCARS.assign(hp=MTCARS["hp"].where(~MTCARS.index.isin([4, 19])))  # R's mt_na2: hp[c(5, 20)] <- NA
+# R's model.frame evaluates the transforms on every row of data, before subset= and na.omit
+EVERY_ROW = {
+    "lm_ns_missing_other": ("mpg ~ ns(wt, df=3) + hp", MT_NA2, {}),
+    "lm_ns_subset": ("mpg ~ ns(wt, df=3)", MTCARS, {"subset": "cyl != 4"}),
+    "lm_poly_subset": ("mpg ~ poly(wt, 2)", MTCARS, {"subset": "cyl != 4"}),
+    "lm_scale_subset": ("mpg ~ scale(wt) + hp", MTCARS, {"subset": "cyl != 4"}),
+    "lm_scale_missing_other": ("mpg ~ scale(wt) + hp", MT_NA2, {}),
+    "lm_bs_subset": ("mpg ~ bs(wt, df = 4) + scale(hp)", MT_NA2, {"subset": "am == 0"}),
+}
+
+
+@pytest.mark.filterwarnings("ignore:some 'x' values beyond boundary knots")  # bs on NEWDATA: R warns too
+@pytest.mark.parametrize("case", list(EVERY_ROW))
+def test_transforms_learn_on_every_row_before_subset_and_missing_values(case):
+    formula, data, kw = EVERY_ROW[case]
+    before = data.copy()
+    r = R[case]
+    fit = tl.lm(formula, data, names="R", **kw)
+    np.testing.assert_allclose(fit.coef().to_numpy(), r["coef"], rtol=1e-9)
+    # predict(newdata) codes new rows with the state learnt on every row, as R's makepredictcall
+    np.testing.assert_allclose(fit.predict(NEWDATA).to_numpy(), r["predict"], rtol=1e-9)
+    again = pickle.loads(pickle.dumps(fit))
+    np.testing.assert_allclose(again.predict(NEWDATA).to_numpy(), r["predict"], rtol=1e-9)
+    if "fitted" in r:
+        np.testing.assert_allclose(fit.fitted().to_numpy(), r["fitted"], rtol=1e-9)
+        assert fit.names == r["names"]
+    state = {r_text(k): v for k, v in fit.design.spec.transform_state.items()}
+    for variable, values in r.get("state", {}).items():
+        ours = state[r_text(variable)]
+        for arg, value in values.items():
+            if arg != "degree":
+                np.testing.assert_allclose(np.ravel(ours[arg.replace(".", "_")]), value, rtol=1e-12)
+    # the subset as a mask, and the design on a frame already cleared of missing rows: the same state
+    if "subset" in kw:
+        mask = evaluate_r(kw["subset"], data).v == 1
+        np.testing.assert_allclose(tl.lm(formula, data, subset=mask).coef().to_numpy(), r["coef"], rtol=1e-9)
+    frame = model_frame(data, ["mpg", "wt", "hp"], **kw)
+    np.testing.assert_allclose(model_matrix(formula, frame).X, fit.design.X, rtol=1e-12)
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_r_poly_refuses_missing_values_anywhere_in_its_variable():
+    data = MTCARS.copy()
+    data.loc[[2, 9], "wt"] = np.nan
+    # R evaluates poly() before subset= and na.omit: the rows left out do not help
+    for kw in ({}, {"subset": "!is.na(wt)"}, {"subset": "cyl != 4"}):
+        with pytest.raises(tl.DataError, match=re.escape(R["poly_missing_error"]["message"]) + ".*'wt' has 2 missing"):
+            tl.lm("mpg ~ poly(wt, 2)", data, **kw)
+    # raw powers learn nothing: their missing rows are dropped, as R's
+    fit = tl.lm("mpg ~ poly(wt, 2, raw = TRUE)", data)
+    np.testing.assert_allclose(fit.coef().to_numpy(), R["lm_poly_raw_missing"]["coef"], rtol=1e-9)
+    np.testing.assert_allclose(fit.predict(NEWDATA).to_numpy(), R["lm_poly_raw_missing"]["predict"], rtol=1e-9)
+
+
+def test_state_is_learnt_apart_only_when_rows_are_left_out(monkeypatch):
+    calls = []
+    learn = design_module.learned_state
+    monkeypatch.setattr(design_module, "learned_state", lambda *a: calls.append(a[0]) or learn(*a))
+    tl.lm("mpg ~ ns(wt, df=3) + hp", MTCARS)
+    tl.lm("mpg ~ wt + hp", MTCARS, subset="cyl != 4")
+    # every row used, or no stateful transform: formulaic's one pass learns R's state
+    assert calls == []
+    tl.lm("mpg ~ ns(wt, df=3) + hp", MTCARS, subset="cyl != 4")
+    assert calls == [["ns(wt, df=3)"]]
+
+
+def test_subset_that_removes_a_level_is_rs_drop_unused_levels():
+    r = R["lm_factor_subset"]
+    fit = tl.lm("mpg ~ factor(cyl) + wt", MTCARS, subset="cyl != 6", names="R")
+    assert fit.names == r["names"]
+    np.testing.assert_allclose(fit.coef().to_numpy(), r["coef"], rtol=1e-9)
+    np.testing.assert_allclose(fit.fitted().to_numpy(), r["fitted"], rtol=1e-9)
+    new = pd.DataFrame({"cyl": [4, 8, 8], "wt": [2.2, 3.1, 4.4]})
+    np.testing.assert_allclose(fit.predict(new).to_numpy(), r["predict"], rtol=1e-9)
+    levels = [str(lv) for lv in next(iter(fit.design.spec.encoder_state.values()))[1]["categories"]]
+    assert levels == r["xlevels"]
+    # R: "factor factor(cyl) has new level 6"
+    with pytest.raises(tl.DataError, match=r"factor 'factor\(cyl\)' has new level\(s\) 6"):
+        fit.predict(pd.DataFrame({"cyl": [6], "wt": [3.0]}))
+    assert r["new_level"] == "factor factor(cyl) has new level 6"
 
 
 def test_r_warnings_of_bs_and_ns():

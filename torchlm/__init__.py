@@ -17,6 +17,7 @@ from torchlm.errors import (
 from torchlm.inference.alias import Alias, alias
 from torchlm.inference.anova import AnovaTable, anova
 from torchlm.inference.car_anova import Anova
+from torchlm.inference.mle_anova import AICtab, ICTable
 from torchlm.inference.sandwich import sandwich_cov
 from torchlm.inference.single_term import add1, drop1
 from torchlm.inference.stepwise import step
@@ -24,10 +25,13 @@ from torchlm.inference.terms import DummyCoef, TermsPrediction, dummy_coef
 from torchlm.models import families
 from torchlm.models.aov import TukeyHSD, aov
 from torchlm.models.glm import glm
+from torchlm.models.glm_nb import glm_nb
 from torchlm.models.infer import infer
 from torchlm.models.lm import lm
 from torchlm.models.mle import mle
-from torchlm.models.update import update
+from torchlm.models.mle_bounds import BoundaryWarning
+from torchlm.models.negbin_family import NegativeBinomial, negative_binomial
+from torchlm.models.update import update, update_formula
 from torchlm.options import options
 from torchlm.results.estimates import Estimates
 from torchlm.results.generalized import GeneralizedLinearModelResult
@@ -37,7 +41,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
-    "lm", "glm", "update", "anova", "drop1", "Anova", "AnovaTable", "datasets", "families", "LinearModelResult",
+    "AICtab", "ICTable", "BoundaryWarning",
+    "glm_nb", "negative_binomial", "NegativeBinomial",
+    "lm", "glm", "update", "update_formula", "anova", "drop1", "Anova", "AnovaTable", "datasets", "families",
+    "LinearModelResult",
     "GeneralizedLinearModelResult", "FStatistic", "add1", "step",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
     "TorchlmWarning", "sandwich_cov", "__version__", "aov", "TukeyHSD", "options",

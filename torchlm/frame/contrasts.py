@@ -392,6 +392,8 @@ class RMaterializer(PandasMaterializer):
     def _evaluate_factor(self, factor: Factor, spec: Any, drop_rows: set[int]) -> EvaluatedFactor:
         known = factor.expr in self.factor_cache
         evaluated = super()._evaluate_factor(factor, spec, drop_rows)
+        if not known and factor.eval_method is not Factor.EvalMethod.LOOKUP:
+            evaluated = self.factor_cache[factor.expr] = _logical_factor(evaluated, self.data.index)
         if known or evaluated.values.__formulaic_metadata__.kind is not Factor.Kind.CATEGORICAL:
             return evaluated
         coding: Coding = self.params.get("coding") or Coding()
@@ -412,6 +414,21 @@ class RMaterializer(PandasMaterializer):
         evaluated = EvaluatedFactor(factor=evaluated.factor, values=values, variables=evaluated.variables)
         self.factor_cache[factor.expr] = evaluated
         return evaluated
+
+
+def _logical_factor(evaluated: EvaluatedFactor, index: pd.Index) -> EvaluatedFactor:
+    """A term whose values are logical (``I(am == 1)``) as R's model.matrix codes a logical: a factor FALSE, TRUE."""
+    values = evaluated.values
+    raw = getattr(values, "__wrapped__", values)
+    meta = values.__formulaic_metadata__
+    if meta.kind is Factor.Kind.CATEGORICAL or not pd.api.types.is_bool_dtype(getattr(raw, "dtype", None)) \
+            or np.ndim(raw) != 1 or len(raw) != len(index):
+        return evaluated
+    logical = pd.Series(pd.Categorical(np.asarray(raw, dtype=object), categories=[False, True]),
+                        index=getattr(raw, "index", index))
+    meta = replace(meta, kind=Factor.Kind.CATEGORICAL, spans_intercept=True)
+    return EvaluatedFactor(factor=evaluated.factor, values=FactorValues(logical, metadata=meta),
+                           variables=evaluated.variables)
 
 
 def ordered(x: Any, levels: Any = None) -> pd.Series:

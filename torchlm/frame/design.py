@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +14,6 @@ from formulaic import Formula, ModelSpec
 from formulaic.errors import DataMismatchWarning
 from formulaic.model_matrix import ModelMatrices
 from formulaic.parser.types import Factor
-from formulaic.transforms import TRANSFORMS
-from formulaic.utils.variables import get_expression_variables
 
 from torchlm.errors import DataError, TorchlmError, TorchlmWarning, warnings_guard
 from torchlm.frame.contrasts import Coding
@@ -38,6 +36,7 @@ from torchlm.frame.model_frame import (
 )
 from torchlm.frame.response import binomial_matrix_response, offset_values
 from torchlm.frame.rnames import r_names
+from torchlm.frame.stateful import STATEFUL_CALL, check_poly, expression_variables, learned_state, stateful_expressions
 
 
 @dataclass
@@ -245,8 +244,6 @@ def model_matrix(formula: str, frame: ModelFrame, *, allow_factor_response: bool
 DESIGN_MEMORY_FRACTION = 0.25
 #: designs wider than this get a warning: the QR's time grows as n p^2
 WIDE_DESIGN_COLUMNS = 5000
-_STATEFUL = re.compile(r"\b(" + "|".join(k for k, f in TRANSFORMS.items() if k != "Q"
-                                         and getattr(f, "__is_stateful_transform__", False)) + r")\s*\(")
 
 
 def available_memory() -> int:
@@ -281,12 +278,13 @@ def _design_on_frame(formula: str, frame: ModelFrame, allow_factor_response: boo
         raise DataError(f"non-finite values (Inf) in the response {response!r}")
     spec = mm.model_spec.rhs
     coding.check(spec.encoder_state, work.columns)
+    assign = _term_assign(spec)
     return Design(
-        columns=columns, y=y, formula=formula, has_intercept="Intercept" in names,
+        columns=columns, y=y, formula=formula, has_intercept="1" in assign,
         names=r_names(spec, names, coding.formula) if coding.names == "R" else names,
         formulaic_names=names, response=response, weights=frame.weights, offset=frame.offset,
         index=frame.index, n_dropped=frame.n_dropped, spec=spec,
-        assign=_term_assign(spec), offset_column=frame.offset_column, weights_column=frame.weights_column,
+        assign=assign, offset_column=frame.offset_column, weights_column=frame.weights_column,
         data=frame.data, rows=frame.rows, frame=frame,
     )
 
@@ -295,10 +293,11 @@ def _materialized_rows(formula: str, frame: ModelFrame,
                        coding: Coding) -> tuple[ModelMatrices, ModelFrame, pd.DataFrame]:
     """formulaic's matrices at the rows R's model.frame keeps, the frame narrowed to them, and those rows.
 
-    Rows where a stateful transform's variable is missing go first (scale() must not learn from them), then,
-    as R, rows where an evaluated term is missing (``log(x)``, x < 0) or a factor's value is outside its
-    ``levels=`` (R's factor() makes it NA); stateful transforms are learned again on the rows left, and
-    unused categories are dropped (R's drop.unused.levels)."""
+    As R's model.frame, stateful transforms (ns, bs, poly, scale) learn on every row of the data, before
+    subset= and the removal of rows with missing values (:mod:`torchlm.frame.stateful`). Then rows where a
+    variable is missing go, and, as R, rows where an evaluated term is missing (``log(x)``, x < 0) or a
+    factor's value is outside its ``levels=`` (R's factor() makes it NA); unused categories are dropped
+    (R's drop.unused.levels)."""
     work = frame.data if frame.n == len(frame.data) else frame.data.iloc[frame.rows]
     work = work.reset_index(drop=True)  # positions, so formulaic's kept index maps back
     try:
@@ -306,15 +305,21 @@ def _materialized_rows(formula: str, frame: ModelFrame,
     except Exception:  # materialize reports a formula it cannot read
         parsed = None
     variables, stateful = _formula_variables(parsed, work)
+    exprs = stateful_expressions(parsed)
+    check_poly(exprs, frame.data)
     # R's types first (as materialize gives them), so that the levels below are compared as formulaic sees them
     work = prepare_columns(logical_factors(work, _logical_terms(parsed, work)), variables)
     keep = ~_missing_rows(work, stateful, frame.na_action)
+    # learnt apart only when rows are left out before formulaic sees them (else formulaic learns on every row)
+    state = learned_state(exprs, frame.data) if exprs and (frame.n < len(frame.data) or not keep.all()) else None
     if not keep.all():
         _check_rows_left(keep, work, variables)
         work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
     _check_design_size(formula, parsed, work)
     fa = "drop" if frame.na_action == "omit" else "raise"
-    mm = _materialize_quietly(formula, work, fa, coding)
+    mm = _materialize_quietly(formula, work, fa, coding, state)
+    if exprs and state is None:  # learnt on every row, before formulaic dropped any: R's
+        state = copy.deepcopy(mm.model_spec.rhs.transform_state)
     for _ in range(3):
         keep = np.zeros(len(work), dtype=bool)
         keep[np.asarray(mm.rhs.index, dtype=np.int64)] = True
@@ -327,14 +332,13 @@ def _materialized_rows(formula: str, frame: ModelFrame,
             break
         _check_rows_left(keep, work, variables)
         work, frame = work.loc[keep].reset_index(drop=True), frame.restrict(keep)
-        if not (outside.any() or mm.model_spec.rhs.transform_state):
-            # formulaic dropped exactly these rows and its encoding of the others holds: no second pass
-            break
-        mm = _materialize_quietly(formula, work, fa, coding)
+        if not outside.any():
+            break  # formulaic dropped exactly these rows and its encoding of the others holds: no second pass
+        mm = _materialize_quietly(formula, work, fa, coding, state)
     trimmed = _drop_unused_categories(work, variables)
     if trimmed is not work:
         work = trimmed
-        mm = _materialize_quietly(formula, work, fa, coding)
+        mm = _materialize_quietly(formula, work, fa, coding, state)
     _check_levels(mm, work)
     return mm, frame.restrict(np.arange(len(work)), variables=sorted(mm.model_spec.required_variables)), work
 
@@ -349,7 +353,7 @@ def _logical_terms(f: Formula | None, work: pd.DataFrame) -> list[str]:
             if fa.eval_method == Factor.EvalMethod.LOOKUP:
                 lookups.add(fa.expr)
             else:
-                inside |= _expression_variables(fa.expr)
+                inside |= expression_variables(fa.expr)
     return [c for c in work.columns if c in lookups and c not in inside and is_logical(work[c])]
 
 
@@ -359,20 +363,8 @@ def _formula_variables(f: Formula | None, work: pd.DataFrame) -> tuple[list, lis
         return [], []
     exprs = [fa.expr for side in (f.lhs, f.rhs) for term in side for fa in term.factors]
     every = formula_columns(f, work.columns)
-    for expr in exprs:  # R's poly(): the orthogonal basis needs degree + 1 distinct points
-        m = re.fullmatch(r"poly\((\w+), (?:degree=)?(\d+)\)", expr)
-        if m and m.group(1) in work.columns and (k := work[m.group(1)].nunique()) <= int(m.group(2)):
-            raise DataError(f"{expr}: 'degree' must be less than number of unique points (R's poly; {m.group(1)!r} "
-                            f"has {k}): lower the degree")
-    names = set().union(*(_expression_variables(e) for e in exprs if _STATEFUL.search(e)))
+    names = set().union(*(expression_variables(e) for e in exprs if STATEFUL_CALL.search(e)))
     return every, [c for c in every if c in names]
-
-
-def _expression_variables(expr: str) -> set[str]:
-    try:
-        return {str(v) for v in get_expression_variables(expr, {})}
-    except Exception:  # not Python: a name formulaic looks up as it stands
-        return {expr}
 
 
 def _missing_rows(work: pd.DataFrame, variables: list[str], na_action: str) -> np.ndarray:
@@ -402,12 +394,17 @@ def _check_rows_left(keep: np.ndarray, work: pd.DataFrame, variables: list[str])
         raise DataError(f"no observations left after removing rows with missing values{hint}")
 
 
-def _materialize_quietly(formula: str, work: pd.DataFrame, na_action: str, coding: Coding) -> ModelMatrices:
-    """materialize(), without formulaic's warnings about values outside the levels (the rows are dropped)."""
+def _materialize_quietly(formula: str, work: pd.DataFrame, na_action: str, coding: Coding,
+                         state: dict[str, Any] | None = None) -> ModelMatrices:
+    """materialize(), without formulaic's warnings about values outside the levels (the rows are dropped);
+    with ``state``, the stateful transforms' state learnt on every row of the data (not on these rows)."""
+    options = coding.spec_options()
+    if state:
+        options["transform_state"] = copy.deepcopy(state)
     with warnings_guard():
         warnings.simplefilter("ignore", DataMismatchWarning)
         warnings.filterwarnings("ignore", message="Constructing a Categorical with a dtype and values")
-        return materialize(formula, work, na_action, coding.spec_options())
+        return materialize(formula, work, na_action, options)
 
 
 def _categorical_factors(spec: ModelSpec) -> dict[str, list]:
@@ -464,6 +461,8 @@ def _check_levels(mm: ModelMatrices, work: pd.DataFrame) -> None:
         if levels == LOGICAL_LEVELS and expr in work.columns and is_logical(work[expr]):
             continue  # R's logicals keep both levels, used or not
         values = _raw_values(expr, work)
+        if levels == LOGICAL_LEVELS and values is not None and values.dtype == bool:
+            continue  # a logical expression (I(am == 1)): both levels too
         if values is not None:
             used = set(_level_codes(values, levels).tolist())
             if unused := [lv for k, lv in enumerate(levels) if k not in used]:
@@ -510,7 +509,7 @@ def _factor_width(expr: str, work: pd.DataFrame, widths: dict[str, int]) -> int:
     if expr in work.columns:
         names, categorical = [expr], not pd.api.types.is_numeric_dtype(work[expr])
     else:
-        names = sorted(v for v in _expression_variables(expr) if v in work.columns)
+        names = sorted(v for v in expression_variables(expr) if v in work.columns)
         categorical = expr.startswith("C(")
     k = 1
     for v in (v for v in names if categorical or not pd.api.types.is_numeric_dtype(work[v])):
@@ -525,6 +524,9 @@ def _numeric_response(mm: ModelMatrices, work: pd.DataFrame, allow_factor: bool,
     names = [str(c) for c in lhs.columns]
     if factors:
         base = next(iter(factors))
+        if factors[base] == LOGICAL_LEVELS and base not in work.columns and lhs.shape[1] == 2:
+            # a logical expression (I(am == 1)), which R's model.response keeps as 0 and 1 for any model
+            return np.asarray(lhs.iloc[:, 1], dtype=np.float64), base
         if allow_factor:
             # R's binomial glm: the first level (of those used) is failure, every other level success
             used = [j for j in range(lhs.shape[1]) if np.asarray(lhs.iloc[:, j]).any()]

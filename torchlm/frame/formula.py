@@ -194,44 +194,6 @@ def split_offsets(formula: str) -> tuple[str, list[str]]:
     return f"{lhs.rstrip()} ~ {body if body and not body.startswith('-') else '1 ' + body}".rstrip(), offsets
 
 
-def update_formula(old: str, new: str) -> str:
-    """R's update.formula: ``.`` in ``new`` stands for the old side; the result simplified as R's terms.
-
-    ``update_formula("mpg ~ wt", ". ~ . + hp")`` is ``"mpg ~ wt + hp"``; ``". ~ . - wt"`` drops wt,
-    ``"log(.) ~ ."`` transforms the response, ``"~ . + hp"`` (no left side) keeps the response, and a
-    model without an intercept ends in ``- 1``, as R writes it.
-
-    Parameters
-    ----------
-    old : str
-        The fitted model's formula.
-    new : str
-        The change, e.g. ``". ~ . + hp"``.
-
-    Returns
-    -------
-    str
-        The updated formula.
-    """
-    if not isinstance(new, str) or "~" not in new:
-        raise FormulaError(f"update's formula must be a string like '. ~ . + x' ('.' is the old side), not {new!r}")
-    old_lhs, old_rhs = (part.strip() for part in old.split("~", 1))
-    new_lhs, new_rhs = (part.strip() for part in new.split("~", 1))
-    simple = re.fullmatch(r"[\w.`]+|[\w.]+\(.*\)", old_lhs) is not None
-    # on the left a dot inside a call is the old response too (log(.) ~ .)
-    old_side = old_lhs if simple else f"({old_lhs})"
-    lhs = _DOT.sub(lambda _: old_side, new_lhs) if new_lhs else old_lhs
-    if not lhs:
-        raise FormulaError(f"update({old!r}, {new!r}) leaves the model without a response")
-    f = _parse(_replace_dots(new_rhs, f"({old_rhs})") if new_rhs else "1", new)
-    terms = [str(t) for t in f]
-    body = " + ".join(t for t in terms if t != "1")
-    if "1" not in terms:
-        body = f"{body} - 1" if body else "0"
-    return f"{lhs} ~ {body or '1'}"
-
-
-# a standalone dot: not part of a name (x.y), a number (0.5, 5.) or an operator's neighbour's name
 _DOT = re.compile(r"(?<![\w.])\.(?![\w.])")
 
 

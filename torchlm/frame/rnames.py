@@ -21,7 +21,6 @@ from torchlm.present.deparse import Node, deparse, parse, r_text
 from torchlm.present.rformat import format_scalar
 
 R_INTERCEPT = "(Intercept)"
-_COLONS = ".__."
 
 
 def r_names(spec: Any, names: list[str], formula: str = "") -> list[str]:
@@ -148,8 +147,8 @@ def _numeric_parts(col: str, pos: int, expr: str, label: str) -> list[tuple[str,
 
 def _r_spellings(formula: str) -> dict[str, str]:
     """{R's deparse of a call after torchlm's rewriting: the user's spelling} for calls that differ."""
-    try:  # pkg::fn as a name the reader knows (splines::ns)
-        root = parse(formula.replace("::", _COLONS))
+    try:
+        root = parse(formula)
     except FormulaError:
         return {}
     out: dict[str, str] = {}
@@ -157,7 +156,7 @@ def _r_spellings(formula: str) -> dict[str, str]:
     while stack:
         node = stack.pop()
         if node.kind == "call":
-            own = deparse(node).replace(_COLONS, "::")
+            own = deparse(node)
             rewritten = r_text(r_spelling(own))
             if rewritten != own:
                 out[rewritten] = own

@@ -51,6 +51,12 @@ def anova(*fits: DiagnosticFit, test: str | None = DEFAULT, type: str | int | No
     """
     if not fits:
         raise OptionError("anova() needs at least one fitted model")
+    if all(hasattr(f, "loglik_at") for f in fits):  # tl.mle / tl.infer Estimates: bbmle's likelihood-ratio table
+        from torchlm.inference.mle_anova import lr_anova
+        return lr_anova(*fits, test="Chisq" if test == DEFAULT else test)
+    own = getattr(fits[0], "_own_anova", None)  # a model with an anova method of its own (MASS's anova.negbin)
+    if type is None and own is not None:
+        return own(*fits[1:], test=test)
     if type is not None and str(type) not in ("I", "1"):
         if len(fits) != 1:
             raise OptionError(f"anova(type={type!r}) tests the terms of one fit (car's Anova); "

@@ -46,7 +46,8 @@ class RTerms:
         str
             ``response ~ rhs`` (one-sided ``~ rhs`` without a response).
         """
-        parts = self.labels + list(self.offsets)
+        # R's fixFormulaObject: a label with | is written in parentheses (PR#8462)
+        parts = [f"({lab})" if "|" in lab else lab for lab in self.labels] + list(self.offsets)
         rhs = " + ".join(parts) if parts else "1"
         if not self.intercept:
             rhs += " - 1"
@@ -136,13 +137,16 @@ def _unique(terms: list[frozenset[int]]) -> list[frozenset[int]]:
     return list(dict.fromkeys(t for t in terms if t))
 
 
-def r_terms(node: Node) -> RTerms:
+def r_terms(node: Node, keep_response: bool = False) -> RTerms:
     """R's terms.formula of a formula tree (dots written out): labels in R's order and spelling.
 
     Parameters
     ----------
     node : Node
         A formula, two-sided or one-sided, from :func:`torchlm.present.deparse.parse`.
+    keep_response : bool
+        Keep a right-hand term that is the response, as R's terms do (``y ~ y + x``); by default it is
+        dropped, as R's model.matrix drops it.
 
     Returns
     -------
@@ -159,8 +163,8 @@ def r_terms(node: Node) -> RTerms:
     else:
         raise FormulaError(f"{deparse(node)!r} is not a formula: write it with '~'")
     found = enc.encode(rhs)
-    if response is not None:
-        found = [t for t in found if t != frozenset([0])]  # R drops a term that is the response
+    if response is not None and not keep_response:
+        found = [t for t in found if t != frozenset([0])]  # R's model.matrix drops a term that is the response
     found.sort(key=len)  # stable: by degree, then as written
     terms = tuple(Term(":".join(enc.variables[i] for i in sorted(t)),
                        frozenset(variable_key(enc.variables[i]) for i in t)) for t in found)

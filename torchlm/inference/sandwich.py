@@ -51,6 +51,35 @@ ROBUST_TYPES = HC_TYPES + ("HAC",)
 CLUSTER_TYPES = ("HC0", "HC1")
 NEEDS_HAT = ("HC2", "HC3", "HC4", "HC4m", "HC5")
 INTERCEPT = "Intercept"  # formulaic's name for R's "(Intercept)"
+R_INTERCEPT = "(Intercept)"
+
+
+def intercept_name(fit: Any) -> str | None:
+    """The name of a fit's intercept among its estimable coefficients, None when it has none (or it is aliased).
+
+    A fit with a design finds it by the design's terms (the column of the term "1"), whatever the names
+    (formulaic's ``Intercept`` or R's ``(Intercept)``); a fit without one (tl.infer, tl.mle) by those names.
+
+    Parameters
+    ----------
+    fit : ModelResult
+        A fitted model.
+
+    Returns
+    -------
+    str or None
+        The coefficient's name.
+    """
+    estimable = list(fit.estimable)
+    design = getattr(fit, "design", None)
+    assign = getattr(design, "assign", None)
+    if design is not None and assign:
+        if "1" not in assign:
+            return None
+        name = str(design.names[assign.index("1")])
+    else:
+        name = next((n for n in estimable if n in (INTERCEPT, R_INTERCEPT)), "")
+    return name if name in estimable else None
 
 
 def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0", hat: torch.Tensor | None = None,
@@ -423,7 +452,7 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
             yield pos[s:s + Sc.shape[0]], (Sc if d is None else Sc * d)
 
     lag = None
-    if type == "HAC" and rows.all() and INTERCEPT in fit.estimable:
+    if type == "HAC" and rows.all() and intercept_name(fit) is not None:
         # two passes over the data in time order: the bandwidth, then the autocovariances; memory is
         # one chunk of scores plus the last lag + 1 rows
         bw = _bandwidth_vector(k, hac_bandwidth_weights(fit, None))
@@ -468,7 +497,8 @@ def _pad(t: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
 def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     """bwNeweyWest's coefficient weights: 0 for the intercept, 1 otherwise.
 
-    Without a coefficient named (Intercept), R zeroes the columns whose scores equal the residuals
+    R's bwNeweyWest finds the intercept by its name "(Intercept)" (here: by the design's terms, under
+    either names=); without one, R zeroes the columns whose scores equal the residuals
     rowMeans(estfun / X): columns of ones under another name.
 
     Parameters
@@ -476,7 +506,7 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     fit : ModelResult
         A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult).
     S : torch.Tensor or None
-        (n, k) scores of all design rows; read only when no coefficient is named (Intercept).
+        (n, k) scores of all design rows; read only when the fit has no intercept.
 
     Returns
     -------
@@ -485,8 +515,8 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     """
     names = list(fit.estimable)
     w = np.ones(len(names))
-    if INTERCEPT in names:
-        w[names.index(INTERCEPT)] = 0
+    if (intercept := intercept_name(fit)) is not None:
+        w[names.index(intercept)] = 0
         return w
     if S is None:
         raise RuntimeError("hac_bandwidth_weights needs the scores without an intercept name")  # internal

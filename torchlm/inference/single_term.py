@@ -55,6 +55,9 @@ def extract_aic(fit: Fit, k: float = 2) -> tuple[float, float]:
         ``edf`` (rows, zero weights included, minus the residual df) and ``n log(RSS / n) + k edf``
         (lm) or ``AIC + (k - 2) edf`` (glm; NaN for the quasi families).
     """
+    own = getattr(fit, "extract_aic", None)  # a model with an extractAIC of its own (MASS's glm.nb)
+    if own is not None:
+        return own(k)
     n = fit.design.shape[0]
     edf = n - fit.df_residual
     if is_glm(fit):

@@ -505,5 +505,5 @@ def as_family(family: Family | type[Family] | str) -> Family:
         return FAMILIES[family]()
     raise ModelInputError(
         f"unknown family {family!r}; use one of {sorted(set(FAMILIES))} or a tl.families object "
-        "such as tl.families.Binomial(link='probit')"
+        "such as tl.families.Binomial(link='probit'); MASS's negative.binomial(theta) is tl.negative_binomial(theta)"
     )

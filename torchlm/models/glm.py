@@ -65,16 +65,7 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
                           allow_factor_response=fam.factor_response,
                           fitter=None if fam.factor_response else f"glm with family {fam.name!r}",
                           contrasts=contrasts, names=names)
-    n, p = design.shape
-
-    def as_t(a):
-        # read-only pandas buffers: torch's warning about them is spent at import (sources.row_blocks)
-        return torch.as_tensor(a, dtype=dt, device=dev)
-
-    y = as_t(design.y)
-    w = as_t(design.weights) if design.weights is not None else torch.ones(n, dtype=dt, device=dev)
-    off = as_t(design.offset) if design.offset is not None else torch.zeros(n, dtype=dt, device=dev)
-    b0 = None if start is None else as_t(start_values(start, design.names))
+    y, w, off, b0 = glm_tensors(design, start, dev, dt)
     tol = min(1e-7, ctl["epsilon"] / 1000)
     y, _, mu0 = fam.initialize(y, w)
     source = DesignSource(design)
@@ -95,6 +86,26 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
                                              contrasts=refit_contrasts(contrasts), names=names, device=device,
                                              dtype=dtype))
     return result
+
+
+def glm_tensors(design: Any, start: Any, device: Any, dtype: Any) -> tuple[torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor, torch.Tensor | None]:
+    """The response, prior weights (1 by default), offset (0) and start= coefficients of a design, on the device.
+
+    Returns
+    -------
+    (y, weights, offset, start or None) as torch tensors.
+    """
+    n = design.shape[0]
+
+    def as_t(a):
+        # read-only pandas buffers: torch's warning about them is spent at import (sources.row_blocks)
+        return torch.as_tensor(a, dtype=dtype, device=device)
+
+    y = as_t(design.y)
+    w = as_t(design.weights) if design.weights is not None else torch.ones(n, dtype=dtype, device=device)
+    off = as_t(design.offset) if design.offset is not None else torch.zeros(n, dtype=dtype, device=device)
+    return y, w, off, None if start is None else as_t(start_values(start, design.names))
 
 
 def start_values(start: Any, names: list[str]) -> np.ndarray:

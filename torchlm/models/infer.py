@@ -15,8 +15,7 @@ import threading
 import warnings
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,121 +23,18 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from torchlm.errors import ModelInputError, TorchlmError
-from torchlm.results.estimates import (
-    Estimates,
-    analyse_curvature,
-    element_names,
-    name_list,
-    positive_number,
-    summed_hessian,
-    user_stacklevel,
-)
+from torchlm.models.infer_losses import ELEMENTWISE, M_ESTIMATORS, LossSpec, loss_spec, scaling
+from torchlm.results.curvature import analyse_curvature, summed_hessian
+from torchlm.results.estimates import Estimates, element_names, name_list, positive_number, user_stacklevel
+from torchlm.results.likelihood import Likelihood
 from torchlm.solvers.autograd import func_jacobian, quiet
 
 MAX_PARAMS = 5000
+# rows per reverse-mode Jacobian where vmap cannot trace the loss
+SCORE_ROWS = 64
 # rows x parameter tangents pushed through the model at once when building the Hessian
 ROW_TANGENT_BUDGET = 2**18
 PARAM_BLOCK = 64
-
-
-@dataclass
-class LossSpec:
-    """How a loss relates to a likelihood, and how to get per-observation values from it."""
-
-    label: str
-    family: str | None            # gaussian, binomial, poisson, multinomial; None for an unknown loss
-    chunk_sum: Callable           # (output, *target) -> sum over the rows of the per-observation losses
-    per_obs: Callable             # (output, *target) -> (m,) per-observation losses
-    one: Callable                 # (output of one row, *target of one row) -> that row's loss
-    mean: Callable | None = None  # output -> fitted mean (for Pearson residuals)
-    variance: Callable | None = None
-
-
-_ELEMENTWISE = {nn.MSELoss: "gaussian", nn.BCEWithLogitsLoss: "binomial", nn.BCELoss: "binomial",
-                nn.PoissonNLLLoss: "poisson"}
-_CLASSIFICATION = (nn.CrossEntropyLoss, nn.NLLLoss)
-# robust regression losses: M-estimators whose inverse Hessian alone has no likelihood scale
-_M_ESTIMATORS = (nn.HuberLoss, nn.SmoothL1Loss)
-
-
-def _row_sum(v: torch.Tensor) -> torch.Tensor:
-    return v.reshape(v.shape[0], -1).sum(dim=1) if v.ndim > 1 else v
-
-
-def _torch_loss_spec(loss: nn.Module, device) -> LossSpec:
-    if isinstance(loss, nn.GaussianNLLLoss):
-        raise ModelInputError(
-            "GaussianNLLLoss takes (input, target, var): write its per-observation value as the loss, e.g. for a "
-            "model whose output columns are the mean and log-variance: loss=lambda out, y: 0.5 * (math.log(2 * "
-            "math.pi) + out[:, 1] + (y - out[:, 0]) ** 2 / out[:, 1].exp()), with dispersion=1")
-    given = loss.reduction
-    lz = copy.deepcopy(loss).to(device=device, dtype=torch.float64)
-    # torch types Module.__setattr__ for tensors and submodules only; a loss's reduction is a plain str attribute
-    lz.reduction = "none"  # type: ignore[assignment]
-    family = next((f for cls, f in _ELEMENTWISE.items() if isinstance(loss, cls)), None)
-    if isinstance(loss, _CLASSIFICATION) and getattr(loss, "label_smoothing", 0.0) == 0.0:
-        family = "multinomial"
-    mean = variance = None
-    if family == "gaussian":
-        mean, variance = (lambda o: o), (lambda m: torch.ones_like(m))
-    elif family == "binomial":
-        mean = torch.sigmoid if isinstance(loss, nn.BCEWithLogitsLoss) else (lambda o: o)
-        variance = lambda m: m * (1 - m)  # noqa: E731
-    elif family == "poisson":
-        mean = torch.exp if loss.log_input else (lambda o: o)
-        variance = lambda m: m  # noqa: E731
-
-    def per_obs(out, *tgt):
-        if family in ("gaussian", "binomial", "poisson") and out.shape != tgt[0].shape:
-            raise ModelInputError(
-                f"the model's output has shape {tuple(out.shape)} and the target {tuple(tgt[0].shape)}: "
-                f"{type(loss).__name__} would broadcast them; reshape one to match the other")
-        return _row_sum(lz(out, *tgt))
-
-    label = f"{type(loss).__name__}(reduction={given!r})"
-    return LossSpec(label, family, lambda out, *t: per_obs(out, *t).sum(), per_obs,
-                    lambda out, *t: lz(out, *t).sum(), mean, variance)
-
-
-def _function_loss_spec(loss: Callable, out: torch.Tensor, tgt: tuple) -> LossSpec:
-    """Per-observation values of a user's loss function: its own vector, or it evaluated one row at a time."""
-    name = getattr(loss, "__name__", type(loss).__name__)
-    v = loss(out, *tgt)
-    if not isinstance(v, torch.Tensor):
-        raise ModelInputError(f"the loss returned {type(v).__name__}, not a tensor: use torch operations")
-    m = out.shape[0]
-    if v.ndim >= 1 and v.shape[0] == m and v.shape not in ((m,), out.shape, *(t.shape for t in tgt[:1])):
-        raise ModelInputError(f"the loss returned shape {tuple(v.shape)}: return a scalar (a sum or mean over "
-                              f"observations), one value per observation ({m}), or values shaped as the output "
-                              f"{tuple(out.shape)}")
-    if v.ndim >= 1 and v.shape[0] == m:
-        return LossSpec(f"{name} (per observation)", None, lambda o, *t: _row_sum(loss(o, *t)).sum(),
-                        lambda o, *t: _row_sum(loss(o, *t)), lambda o, *t: loss(o, *t).sum())
-    if v.ndim != 0:
-        raise ModelInputError(f"the loss returned shape {tuple(v.shape)}: return a scalar (a sum or mean over "
-                              f"observations) or one value per observation ({m})")
-
-    def per_obs(o, *t):
-        return vmap(lambda oi, *ti: loss(oi.unsqueeze(0), *(x.unsqueeze(0) for x in ti)))(o, *t)
-
-    try:
-        each = quiet(per_obs)(out, *tgt)
-    except Exception as e:
-        raise ModelInputError(
-            f"could not evaluate the loss one observation at a time with torch.func.vmap ({type(e).__name__}: "
-            f"{e}); have it return one value per observation instead (e.g. reduction='none')") from e
-    total, s, mu = float(v), float(each.sum()), float(each.mean())
-    close = lambda a, b: abs(a - b) <= 1e-8 * max(abs(a), abs(b), 1e-300)  # noqa: E731
-    if close(total, s):
-        reduction = "sum"
-    elif close(total, mu):
-        reduction = "mean"
-    else:
-        raise ModelInputError(
-            f"the loss ({total:.10g}) is neither the sum ({s:.10g}) nor the mean ({mu:.10g}) of its values on "
-            "single observations: standard errors need a loss that adds up over observations")
-    return LossSpec(f"{name} (reduction={reduction!r})", None, lambda o, *t: loss(o, *t) * (o.shape[0] if
-                    reduction == "mean" else 1.0), per_obs, lambda o, *t: loss(o, *t))
 
 
 @contextmanager
@@ -243,7 +139,7 @@ def _arguments(inputs: Any, target: Any, loss: Any, device: Any) -> tuple[tuple[
         args = (_as_data(inputs, device, "inputs"),)
     # these torch losses need a floating target of the output's dtype (an integer one raises deep in torch);
     # class labels (CrossEntropyLoss, NLLLoss) and a user's loss get the target as given
-    floating = isinstance(loss, (*_ELEMENTWISE, *_M_ESTIMATORS, nn.L1Loss))
+    floating = isinstance(loss, (*ELEMENTWISE, *M_ESTIMATORS, nn.L1Loss))
     tgt = () if target is None else (_as_data(target, device, "target", floating=floating, lists=True),)
     return args, tgt
 
@@ -344,8 +240,8 @@ def infer(model: nn.Module, loss: Any, inputs: Any = None, target: Any = None, *
             return functional_call(m64, ps, a)
 
         with _eval_mode(m64):
-            return _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k,
-                          optimum_tol, singular_tol, device)
+            return _infer(model, m64, loss, call, theta, labels, (names, shapes), args, tgt, dispersion,
+                          chunk_size, k, optimum_tol, singular_tol, device)
 
 
 def _check_output(out0: Any, args: tuple, tgt: tuple) -> tuple[int, bool]:
@@ -367,33 +263,6 @@ def _check_output(out0: Any, args: tuple, tgt: tuple) -> tuple[int, bool]:
     return n, bool(tensors)
 
 
-def _loss_spec(loss: Any, out: torch.Tensor, tgt: tuple, dispersion: Any, device: Any) -> LossSpec:
-    """The LossSpec of a torch loss module or a loss function, with the checks on what dispersion it allows."""
-    if isinstance(loss, nn.Module) and not _is_plain_function_module(loss):
-        spec = _torch_loss_spec(loss, device)
-        spec.per_obs(out, *tgt)  # shape check
-        if spec.family is None and dispersion == "estimate":
-            raise ModelInputError(
-                f"dispersion='estimate' treats the loss as a squared error, which {type(loss).__name__} is not: "
-                "pass dispersion=1 if it is a negative log-likelihood; for another M-estimator pass dispersion=1 "
-                "and use the sandwich, vcov('HC0')")
-    elif callable(loss):
-        spec = _function_loss_spec(loss, out, tgt)
-    else:
-        raise ModelInputError(f"loss must be a torch loss module or a function, not {type(loss).__name__}")
-    if spec.family is None and dispersion is None:
-        if isinstance(loss, _M_ESTIMATORS):
-            raise ModelInputError(
-                f"{spec.label} is neither a negative log-likelihood nor a squared error, so the inverse Hessian "
-                "of its sum is not a covariance: pass dispersion=1 and use the sandwich covariance, which holds "
-                "for any M-estimator: fit.vcov('HC0'), or vcov='HC0' in summary(), std_errors() and confint()")
-        raise ModelInputError(
-            f"say what {spec.label} is: dispersion=1 if it is a negative log-likelihood (vcov = inverse "
-            "Hessian), dispersion='estimate' if it is a squared error (vcov = 2 sigma^2-hat * inverse Hessian "
-            "of the summed squared error). Any loss can then also take vcov('HC0') (sandwich)")
-    return spec
-
-
 def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor,
                       spec: LossSpec) -> tuple[int, float, float]:
     """Per-observation quantities at the estimate: residual count, Pearson statistic, Poisson log-likelihood."""
@@ -412,7 +281,7 @@ def _observation_sums(chunks: Callable, call: Callable, theta: torch.Tensor,
     return n_resid, pearson, ll
 
 
-def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_size, k, optimum_tol,
+def _infer(model, m64, loss, call, theta, labels, params_of, args, tgt, dispersion, chunk_size, k, optimum_tol,
            singular_tol, device) -> Estimates:
     try:
         out0 = call(theta, args)
@@ -424,7 +293,7 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
             "dtypes (tl.infer passes floating tensors as float64, integer ones unchanged)") from e
     n, rows = _check_output(out0, args, tgt)
     try:
-        spec = _loss_spec(loss, out0.detach(), tgt, dispersion, device)
+        spec = loss_spec(loss, out0.detach(), tgt, dispersion, device)
     except TorchlmError:
         raise
     except Exception as e:
@@ -458,99 +327,71 @@ def _infer(model, m64, loss, call, theta, labels, args, tgt, dispersion, chunk_s
 
     # the residual df count identifiable directions only, as R's n - rank
     curv = analyse_curvature(H.cpu().numpy(), labels, singular_tol)
-    est = _scaling(spec, dispersion, S, pearson, ll, n_resid, curv.rank)
+    est = scaling(spec, dispersion, S, pearson, ll, n_resid, curv.rank)
+
+    def objective(th: torch.Tensor) -> torch.Tensor:
+        with _model_lock(model), _eval_mode(m64):
+            return torch.stack([f(th) for f in objectives()]).sum()
+
+    keys, shapes = params_of
+    lik = Likelihood(keys, shapes, labels, np.ones(len(labels), bool), theta.detach(), objective,
+                     loglik_of=est.pop("loglik_of"), no_loglik=est["loglik_note"] or "the loss is not a likelihood",
+                     name=spec.label)
+    return Estimates(
+        names=labels, estimate=theta.cpu().numpy(), hessian=H.cpu().numpy(), gradient=g.cpu().numpy(),
+        scores=_scores(model, m64, spec, call, theta, args, tgt, chunks if rows else None), method="",
+        converged=True, iterations=None, optimum_tol=optimum_tol, singular_tol=singular_tol, on_negative="raise",
+        nobs=n, curvature=curv, call=f"infer({type(model).__name__}, {spec.label})", likelihood=lik, **est)
+
+
+def _scores(model: nn.Module, m64: nn.Module, spec: LossSpec, call: Callable, theta: torch.Tensor, args: tuple,
+            tgt: tuple, chunks: Callable | None) -> Callable[[], torch.Tensor]:
+    """The per-observation gradients of the loss at theta (for sandwich and cluster covariances), computed when
+    asked: vmap(grad) over the rows of each chunk, or, where vmap cannot trace the loss (gaussian_nll_loss's
+    check that var >= 0 is a Python branch), reverse-mode Jacobians of the per-observation losses."""
+    def per_chunk(a: tuple, t: tuple) -> torch.Tensor:
+        batched = [(i, x) for i, x in enumerate(a) if isinstance(x, torch.Tensor)]
+
+        def one(th, *row):
+            aa = list(a)
+            for (i, _), r in zip(batched, row[:len(batched)]):
+                aa[i] = r.unsqueeze(0)
+            return spec.one(call(th, tuple(aa)), *(r.unsqueeze(0) for r in row[len(batched):]))
+
+        in_dims = (None,) + (0,) * (len(batched) + len(t))
+        try:
+            return quiet(vmap(grad(one), in_dims=in_dims))(theta, *[x for _, x in batched], *t)
+        except TorchlmError:
+            raise
+        except Exception:  # data-dependent control flow under vmap: plain reverse mode, a few rows at a time
+            return torch.cat([_jacobian_rows(spec, call, theta, a, t, lo, lo + SCORE_ROWS)
+                              for lo in range(0, t[0].shape[0] if t else a[batched[0][0]].shape[0], SCORE_ROWS)])
 
     def scores() -> torch.Tensor:
         with _model_lock(model), _eval_mode(m64):
-            if not rows:
-                return func_jacobian(lambda th: spec.per_obs(call(th, args), *tgt), theta)
-            parts = []
-            for a, t in chunks():
-                batched = [(i, x) for i, x in enumerate(a) if isinstance(x, torch.Tensor)]
-
-                def one(th, *row, a=a, batched=batched):
-                    aa = list(a)
-                    for (i, _), r in zip(batched, row[:len(batched)]):
-                        aa[i] = r.unsqueeze(0)
-                    return spec.one(call(th, tuple(aa)), *(r.unsqueeze(0) for r in row[len(batched):]))
-
-                in_dims = (None,) + (0,) * (len(batched) + len(t))
+            if chunks is None:
                 try:
-                    parts.append(quiet(vmap(grad(one), in_dims=in_dims))(theta, *[x for _, x in batched], *t))
+                    return func_jacobian(lambda th: spec.per_obs(call(th, args), *tgt), theta)
                 except TorchlmError:
                     raise
-                except Exception as e:  # e.g. a loss with data-dependent checks (gaussian_nll_loss's var < 0)
-                    raise ModelInputError(
-                        f"the per-observation gradients that robust covariances need could not be computed with "
-                        f"torch.func.vmap ({type(e).__name__}: {str(e)[:200]}): write the loss with tensor "
-                        "operations only (no Python branches on tensor values, no .item())") from e
-            return torch.cat(parts)
+                except Exception:
+                    return torch.autograd.functional.jacobian(lambda th: spec.per_obs(call(th, args), *tgt), theta)
+            return torch.cat([per_chunk(a, t) for a, t in chunks()])
 
-    return Estimates(
-        names=labels, estimate=theta.cpu().numpy(), hessian=H.cpu().numpy(), gradient=g.cpu().numpy(),
-        scores=scores, method="", converged=True, iterations=None, optimum_tol=optimum_tol,
-        singular_tol=singular_tol, on_negative="raise", nobs=n, curvature=curv,
-        call=f"infer({type(model).__name__}, {spec.label})", **est)
+    return scores
 
 
-def _is_plain_function_module(loss) -> bool:
-    # an nn.Module that is not a loss (no reduction) but is callable like one: treat as a function
-    return not hasattr(loss, "reduction") and not isinstance(loss, nn.GaussianNLLLoss)
+def _jacobian_rows(spec: LossSpec, call: Callable, theta: torch.Tensor, a: tuple, t: tuple, lo: int,
+                   hi: int) -> torch.Tensor:
+    """The Jacobian of the per-observation losses of rows lo:hi by plain autograd (no vmap)."""
+    aa = tuple(x[lo:hi] if isinstance(x, torch.Tensor) else x for x in a)
+    tt = tuple(x[lo:hi] for x in t)
+    try:
+        return torch.autograd.functional.jacobian(lambda th: spec.per_obs(call(th, aa), *tt), theta)
+    except TorchlmError:
+        raise
+    except Exception as e:
+        raise ModelInputError(
+            f"the per-observation gradients that robust covariances need could not be computed ({type(e).__name__}: "
+            f"{str(e)[:200]}): write the loss with torch operations on the output") from e
 
-
-def _scaling(spec: LossSpec, dispersion, S: float, pearson: float, ll_poisson: float, n_resid: int,
-             k: int) -> dict[str, Any]:
-    """scale (vcov = scale * inverse Hessian of the summed loss), test statistic, dispersion and likelihood."""
-    fam = spec.family
-    default = "estimate" if fam == "gaussian" else (1.0 if fam is not None else None)
-    disp = default if dispersion is None else dispersion
-    # the negative log-likelihood at unit dispersion as a multiple of the summed loss: 1/2 RSS for a squared error
-    half = fam == "gaussian" or (fam is None and disp == "estimate")
-    factor = 0.5 if half else 1.0
-    out: dict[str, Any] = dict(df_residual=n_resid - k, sigma=None, loglik=None, df_loglik=k, loglik_note=None,
-               dispersion_note=None)
-    if disp == "estimate":
-        if fam == "multinomial":
-            raise ModelInputError("dispersion='estimate' is not available for a multinomial loss")
-        if n_resid <= k:
-            raise ModelInputError(f"{n_resid} observations for {k} parameters: no degrees of freedom left to "
-                                  "estimate the dispersion")
-        phi = (pearson if fam is not None else S) / (n_resid - k)
-        out.update(scale=phi / factor, statistic="t", dispersion=phi)
-        if half:
-            out["sigma"] = math.sqrt(phi)
-            if fam is None:
-                out["dispersion_note"] = ("(sigma = sqrt(sum of the loss / df): the residual standard error if the "
-                                          "loss is the squared error)")
-            else:
-                N = n_resid
-                out.update(loglik=0.5 * -N * (math.log(2 * math.pi) + 1 - math.log(N) + math.log(S)),
-                           df_loglik=k + 1)
-        else:
-            # not half under "estimate": fam is neither gaussian nor None, and multinomial was refused above
-            quasi = {"binomial": "quasibinomial", "poisson": "quasipoisson"}[cast(str, fam)]
-            out["dispersion_note"] = f"(Dispersion parameter for {quasi} family taken to be {phi:.7g})"
-            out["loglik_note"] = "a quasi-likelihood has none (as R's AIC for quasi families)"
-        if fam is None:
-            out["loglik_note"] = "the loss was declared a squared error of unknown scale"
-        return out
-    # disp is None only for an unknown loss given no dispersion, which _loss_spec has refused
-    phi = float(cast(float, disp))
-    out.update(scale=phi / factor, statistic="z", dispersion=phi)
-    if fam == "gaussian":
-        N = n_resid
-        out["loglik"] = -0.5 * N * math.log(2 * math.pi * phi) - S / (2 * phi)
-        out["dispersion_note"] = f"(Dispersion parameter taken to be {phi:g})"
-    elif phi != 1.0:
-        out["dispersion_note"] = f"(Dispersion parameter taken to be {phi:g})"
-        out["loglik_note"] = "the dispersion is not 1"
-    elif fam == "poisson":
-        out["loglik"] = ll_poisson
-    elif fam is None:
-        out["loglik"] = -S
-        out["dispersion_note"] = "(the loss is a negative log-likelihood: log-likelihood = -sum of the loss)"
-    else:
-        out["loglik"] = -S
-    if fam in ("binomial", "poisson", "multinomial") and phi == 1.0:
-        out["dispersion_note"] = f"(Dispersion parameter for {fam} family taken to be 1)"
-    return out

@@ -32,7 +32,7 @@ class Node:
 
 
 _TOKEN = re.compile(r"""\s*(?:
-    (?P<name>`[^`]*`|[A-Za-z_.][A-Za-z0-9_.]*)
+    (?P<name>`[^`]*`|(?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*)
   | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?L?)
   | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<op>%[^%]*%|\*\*|<=|>=|==|!=|&&|\|\||<-|::|[-+*/:^~()\[\],=<>!&|$@])
@@ -45,7 +45,7 @@ _BINARY = {"~": (10, 11), "||": (20, 21), "|": (20, 21), "&&": (30, 31), "&": (3
            "^": (111, 110), "$": (120, 121), "@": (120, 121)}
 _UNARY = {"~": 10, "!": 40, "-": 100, "+": 100}
 # R's PP_BINARY2 operators: written without spaces, no line break after them
-_TIGHT = {"/", ":", "^", "$", "@"}
+_TIGHT = {"/", ":", "^", "$", "@", "::"}
 QUOTES = "\"'"
 _WORDS = {"True": "TRUE", "False": "FALSE", "None": "NULL"}
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL", "Inf",
@@ -98,6 +98,13 @@ class _Parser:
             op = nxt[1]
             if op in ("(", "["):
                 left = self.call(left, op)
+                continue
+            if op == "::" and left.kind == "name":  # pkg::fn binds tightest, as R's
+                self.i += 1
+                kind, tok = self.take()
+                if kind != "name":
+                    raise FormulaError(f"cannot read formula {self.text!r}: a name must follow '::'")
+                left = Node("binary", op, (left, Node(kind, tok)))
                 continue
             lbp, rbp = _BINARY.get("%%" if op.startswith("%") else op, (-1, -1))
             if lbp < bp or lbp < 0:

@@ -15,6 +15,7 @@ and the same ``vcov=`` (plus ``cluster=``) in ``vcov``, ``std_errors``, ``confin
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import OptionError
-from torchlm.frame.formula import update_formula
-from torchlm.inference.sandwich import CLUSTER_TYPES, INTERCEPT, ROBUST_TYPES
+from torchlm.inference.sandwich import CLUSTER_TYPES, ROBUST_TYPES, intercept_name
+from torchlm.models.update import model_formula, refit_formula
 
 VCOV_TYPES = ("const",) + ROBUST_TYPES
 
@@ -70,13 +71,62 @@ class CovarianceChoice:
     matrix: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Refit:
-    """How a result was fitted, for update(): the fitter, the formula and the other arguments as given."""
+    """How a result was fitted, for update(): the fitter, the formula and the other arguments as given.
+
+    ``update(fit, ..., evaluate=False)`` returns the new one (R's unevaluated call); ``evaluate()`` fits it.
+    """
 
     fitter: Callable[..., Any]
     formula: str
     arguments: dict[str, Any] = field(default_factory=dict)
+
+    def evaluate(self) -> Any:
+        """Fit the model: R's ``eval(update(fit, ..., evaluate = FALSE))``.
+
+        Returns
+        -------
+        LinearModelResult or GeneralizedLinearModelResult
+            The fitter's result.
+        """
+        return self.fitter(self.formula, **self.arguments)
+
+    @property
+    def call(self) -> str:
+        """The call as R prints it: the fitter, the formula and the arguments not at their defaults.
+
+        Returns
+        -------
+        str
+            E.g. ``lm(formula = mpg ~ wt + hp, data = <DataFrame 32 x 11>, subset = cyl != 4)``.
+        """
+        defaults = {k: p.default for k, p in inspect.signature(self.fitter).parameters.items()}
+        parts = [f"formula = {self.formula}"]
+        for k, v in self.arguments.items():
+            if v is None or (isinstance(v, (str, int, float, bool)) and type(v) is type(defaults.get(k))
+                             and v == defaults.get(k)):
+                continue
+            parts.append(f"{k} = {_argument_text(v)}")
+        return f"{self.fitter.__name__}({', '.join(parts)})"
+
+    def __repr__(self) -> str:
+        return self.call
+
+
+def _argument_text(v: Any) -> str:
+    """An argument of a call as the call prints it: expressions as written, data by their shape."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, pd.DataFrame):
+        return f"<DataFrame {v.shape[0]} x {v.shape[1]}>"
+    if callable(getattr(v, "r_call", None)):
+        return str(v.r_call())
+    if isinstance(v, dict):
+        return "list(" + ", ".join(f"{k} = {_argument_text(x)}" for k, x in v.items()) + ")"
+    if isinstance(v, (bool, int, float)):
+        return repr(v)
+    return f"<{type(v).__name__}>"
 
 
 class ModelResult:
@@ -334,21 +384,34 @@ class ModelResult:
         return pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
                             index=list(self.names))
 
-    def update(self, formula: str | None = None, **changes: Any) -> ModelResult:
+    @property
+    def formula(self) -> str | None:
+        """R's formula(fit): the fitted formula in R's spelling, its dot written out as the data's columns
+        (a fit of ``mpg ~ .`` has ``mpg ~ cyl + disp + ...``); None for a model fitted without one."""
+        if getattr(self, "design", None) is None:
+            return None
+        return model_formula(self)
+
+    def update(self, formula: str | None = None, *, evaluate: bool = True, **changes: Any) -> Any:
         """R's update(): the same model fitted again with a changed formula or arguments.
 
         Parameters
         ----------
         formula : str, optional
             The change in R's update.formula spelling: ``". ~ . + hp"``, ``". ~ . - wt"``,
-            ``"log(.) ~ ."``; ``.`` is the old side. None keeps the formula.
+            ``"log(.) ~ ."``; ``.`` is the old side (R's formula(fit): a dot of the fit's formula is
+            the data's columns). None keeps the formula as the fit was called with it.
+        evaluate : bool
+            False: return the new call (a :class:`Refit`; its ``evaluate()`` fits it), as R's
+            ``evaluate = FALSE``.
         **changes
-            Arguments of the fitter to change (``data=``, ``subset=``, ``weights=``, ``family=`` ...).
+            Arguments of the fitter to change (``data=``, ``subset=``, ``weights=``, ``family=`` ...);
+            the others are kept as the fit was called.
 
         Returns
         -------
-        ModelResult
-            The new fit, from the same fitter (tl.lm or tl.glm).
+        ModelResult or Refit
+            The new fit, from the same fitter (tl.lm, tl.glm or tl.aov); the new call with ``evaluate=False``.
         """
         refit = self._refit
         if refit is None:
@@ -357,8 +420,9 @@ class ModelResult:
         if unknown := sorted(set(changes) - set(refit.arguments)):
             raise OptionError(f"update() got argument(s) {unknown} that {refit.fitter.__name__}() does not take; "
                               f"it takes {sorted(refit.arguments)}")
-        new = refit.formula if formula is None else update_formula(refit.formula, formula)
-        return refit.fitter(new, **{**refit.arguments, **changes})
+        new = refit.formula if formula is None else refit_formula(self, formula)
+        call = Refit(refit.fitter, new, {**refit.arguments, **changes})
+        return call.evaluate() if evaluate else call
 
     def wald_test(self, parm: Any = None, vcov: Any = None, *, cluster: Any = None) -> WaldTest | None:
         """Joint Wald test that the coefficients ``parm`` are all 0 (lmtest::waldtest against the smaller model).
@@ -377,7 +441,8 @@ class ModelResult:
         return self._wald(V, parm)
 
     def _wald(self, V: pd.DataFrame, parm: Any = None) -> WaldTest | None:
-        names = [n for n in self.estimable if n not in (INTERCEPT, "(Intercept)")] if parm is None else self._parm(parm)
+        skip = intercept_name(self)
+        names = [n for n in self.estimable if n != skip] if parm is None else self._parm(parm)
         names = [n for n in names if n in V.index]
         if not names:
             return None

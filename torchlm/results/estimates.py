@@ -7,15 +7,12 @@ import math
 import numbers
 import os
 import sys
-import warnings
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.func import grad, grad_and_value, jvp, vjp, vmap
 
 from torchlm.errors import (
     DataError,
@@ -24,10 +21,16 @@ from torchlm.errors import (
     OptimumWarning,
     OptionError,
     SingularHessianWarning,
+    warn,
 )
 from torchlm.present import rformat as rf
 from torchlm.results.base import ModelResult
-from torchlm.solvers.autograd import quiet
+from torchlm.results.curvature import Curvature, _combination, analyse_curvature, summed_hessian
+from torchlm.results.likelihood import Likelihood
+
+__all__ = ["Estimates", "EstimatesSummary", "Curvature", "analyse_curvature", "summed_hessian", "element_names",
+           "name_list", "positive_number", "user_stacklevel", "NotAtMinimumError", "OptimumWarning",
+           "SingularHessianWarning"]
 
 DIGITS = 4  # R: max(3, getOption("digits") - 3)
 
@@ -39,7 +42,7 @@ def user_stacklevel() -> int:
     -------
     int
     """
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the torchlm package
     frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
@@ -62,8 +65,9 @@ def positive_number(name: str, value: Any, whole: bool = False) -> None:
 
 
 # --- parameter names ------------------------------------------------------------------------
-def element_names(name: str, shape: tuple[int, ...] | torch.Size) -> list[str]:
-    """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order.
+def element_names(name: str, shape: tuple[int, ...] | torch.Size, labels: list[str] | None = None) -> list[str]:
+    """Names of a parameter's elements: the name itself for one element, else name[i,j] in row-major order
+    (0-based, as the tensor is indexed), or name[label] with the labels of a vector (a pandas Series' index).
 
     Returns
     -------
@@ -73,6 +77,8 @@ def element_names(name: str, shape: tuple[int, ...] | torch.Size) -> list[str]:
     n = math.prod(shape)
     if n == 1:
         return [name]
+    if labels is not None and len(labels) == n:
+        return [f"{name}[{lab}]" for lab in labels]
     return [f"{name}[{','.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
 
 
@@ -85,113 +91,6 @@ def name_list(names: list[str], most: int = 8) -> str:
     """
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-# --- autograd ---------------------------------------------------------------------------------
-def summed_hessian(objectives: Callable, theta: torch.Tensor,
-                   block: int | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Value, gradient and Hessian of sum_c f_c(theta) over the objectives yielded by ``objectives()``.
-
-    Each Hessian is built from Hessian-vector products (forward-over-reverse: jvp of grad), vmapped over
-    ``block`` unit tangents at a time, so memory is one chunk of rows times one block of parameters. An
-    objective using an operation without a forward-mode derivative in torch (HuberLoss, SoftMarginLoss)
-    gets reverse-over-reverse products (vjp of grad) instead: the same Hessian to rounding, at more cost.
-
-    Returns
-    -------
-    (value, gradient, Hessian) of the sum at theta.
-    """
-    k = theta.numel()
-    H = torch.zeros(k, k, dtype=theta.dtype, device=theta.device)
-    g = torch.zeros_like(theta)
-    value = 0.0
-    eye = torch.eye(k, dtype=theta.dtype, device=theta.device)
-    forward = True
-    for f in objectives():
-        gk, v = quiet(grad_and_value(f))(theta)
-        g += gk.detach()
-        value += float(v.detach())
-        df = grad(f)
-
-        def hvp(t, df=df):
-            return jvp(df, (theta,), (t,))[1]
-
-        if forward:
-            try:
-                H += quiet(vmap(hvp, chunk_size=block))(eye).detach()
-                continue
-            except NotImplementedError:  # "Trying to use forward AD with ... that does not support it"
-                forward = False
-        pullback = quiet(vjp)(df, theta)[1]
-
-        def hvp_reverse(t: torch.Tensor, pullback: Callable = pullback) -> torch.Tensor:
-            return pullback(t)[0]
-
-        H += quiet(vmap(hvp_reverse, chunk_size=block))(eye).detach()
-    # symmetric in exact arithmetic; average away the rounding so eigh/cholesky see one matrix
-    return value, g, (H + H.T) / 2
-
-
-# --- curvature ------------------------------------------------------------------------------
-@dataclass
-class Curvature:
-    """What the Hessian says about the estimates: pseudo-inverse, identifiable set, bad directions."""
-
-    pinv: np.ndarray            # Moore-Penrose inverse over the positive-curvature space
-    identifiable: np.ndarray    # bool per parameter
-    flat: list[str]             # combinations along which the objective does not change
-    negative: list[str]         # parameters involved in negative-curvature directions
-    min_eigen: float            # smallest eigenvalue of the unit-diagonal Hessian (1 when Cholesky sufficed)
-    rank: int                   # number of positive-curvature directions
-    flat_basis: np.ndarray | None = None  # (p, f) orthonormal flat directions of the unit-diagonal Hessian
-    unit: np.ndarray | None = None        # the unit-diagonal scaling s (H_unit = s H s)
-
-
-def _combination(v: np.ndarray, names: list[str]) -> str:
-    v = v / np.abs(v).max()
-    # sign: the first parameter involved enters positively
-    if v[np.argmax(np.abs(v) > 1e-3)] < 0:
-        v = -v
-    terms = [(c, n) for c, n in zip(v, names) if abs(c) > 1e-3]
-    out = ""
-    for c, n in terms[:6]:
-        sign = "-" if c < 0 else "+"
-        mag = "" if abs(abs(c) - 1) < 1e-6 else f"{abs(c):.3g}*"
-        out += f" {sign} {mag}{n}" if out else ("-" if c < 0 else "") + f"{mag}{n}"
-    return out + (" + ..." if len(terms) > 6 else "")
-
-
-def analyse_curvature(H: np.ndarray, names: list[str], tol: float) -> Curvature:
-    """Invert H after scaling it to unit diagonal; eigen-analyse it when that is not clearly positive definite.
-
-    A direction counts as flat when its eigenvalue in the unit-diagonal scaling is within ``tol`` of 0
-    (a parameter's variance inflation of 1/tol); a parameter is not identifiable when its unit vector has
-    a component above 1e-5 along a flat direction.
-
-    Returns
-    -------
-    Curvature
-    """
-    k = H.shape[0]
-    d = np.diag(H).copy()
-    s = 1 / np.sqrt(np.where(d != 0, np.abs(d), 1.0))
-    Hs = s[:, None] * H * s[None, :]
-    if np.all(d > 0):
-        L, info = torch.linalg.cholesky_ex(torch.from_numpy(Hs))
-        piv2 = float(L.diagonal().min()) ** 2 if info == 0 else 0.0
-        if info == 0 and piv2 > tol:
-            inv = torch.cholesky_inverse(L).numpy()
-            return Curvature(s[:, None] * inv * s[None, :], np.ones(k, bool), [], [], 1.0, k)
-    w, V = np.linalg.eigh(Hs)
-    pos, flat, neg = w > tol, np.abs(w) <= tol, w < -tol
-    inv = (V[:, pos] / w[pos]) @ V[:, pos].T
-    in_flat = np.sqrt((V[:, flat] ** 2).sum(axis=1)) > 1e-5
-    in_neg = np.sqrt((V[:, neg] ** 2).sum(axis=1)) > 1e-5
-    combos = [_combination(s * V[:, j], names) for j in np.flatnonzero(flat)[:3]]
-    return Curvature(
-        s[:, None] * inv * s[None, :], ~(in_flat | in_neg), combos,
-        [n for n, b in zip(names, in_neg) if b], float(w.min()), int(pos.sum()), V[:, flat], s,
-    )
 
 
 # --- the result -----------------------------------------------------------------------------
@@ -218,7 +117,8 @@ class Estimates(ModelResult):
                  scores: Callable[[], torch.Tensor] | None = None, method: str = "",
                  converged: bool = True, iterations: int | None = None, optimum_tol: float = 1e-3,
                  singular_tol: float = 1e-10, on_negative: str = "raise", header: str | None = None,
-                 curvature: Curvature | None = None,
+                 curvature: Curvature | None = None, likelihood: Likelihood | None = None,
+                 active: np.ndarray | None = None,
                  advice: str = "train further (torch.optim.LBFGS converges fast on these objectives) and call again"):
         self._names = tuple(names)
         self._est = np.asarray(estimate, dtype=float)
@@ -237,6 +137,9 @@ class Estimates(ModelResult):
         self._scores_fn = scores
         self._scores: torch.Tensor | None = None
         self.method, self.converged, self.iterations = method, converged, iterations
+        self._likelihood = likelihood
+        # parameters held at a bound with the gradient pushing outwards: their gradient is no distance to the optimum
+        self._active = np.zeros(len(self._names), bool) if active is None else np.asarray(active, dtype=bool)
         self.curvature = curvature or analyse_curvature(self._H, self.names, singular_tol)
         self._check(optimum_tol, on_negative, advice)
 
@@ -248,19 +151,19 @@ class Estimates(ModelResult):
                    "point or maximum, not a minimum, and have no standard errors there")
             if on_negative == "raise":
                 raise NotAtMinimumError(msg + "; train further (or from another start) and check the loss")
-            warnings.warn(msg, OptimumWarning, stacklevel=user_stacklevel())
+            warn(msg, OptimumWarning, stacklevel=user_stacklevel())
             self.converged = False
         slope = self._flat_slope(optimum_tol)
         if c.flat:
             bad = [n for n, ok in zip(self.names, c.identifiable) if not ok and n not in c.negative]
-            warnings.warn(
+            warn(
                 f"the Hessian is singular: {name_list(bad)} {'is' if len(bad) == 1 else 'are'} not identifiable "
                 f"(the objective is flat along {'; '.join(c.flat)}); their standard errors are NaN",
                 SingularHessianWarning, stacklevel=user_stacklevel())
         ok = self.curvature.identifiable
         step = np.full(len(self.names), np.nan)
         if ok.any():
-            delta = c.pinv @ self.gradient.to_numpy()
+            delta = c.pinv @ self._free_gradient()
             se = np.sqrt(self._scale * np.diag(c.pinv))
             with np.errstate(invalid="ignore", divide="ignore"):
                 step[ok] = np.abs(delta[ok]) / se[ok]
@@ -268,13 +171,13 @@ class Estimates(ModelResult):
         worst = float(np.nanmax(step)) if ok.any() else 0.0
         self.at_optimum = bool(worst <= optimum_tol) and not c.negative and slope is None
         if slope is not None:
-            warnings.warn(
+            warn(
                 f"the objective has no curvature but a slope ({slope[1]:.3g} per unit on the unit-diagonal scale) "
                 f"along {slope[0]}: it has no minimum there, it keeps decreasing in that direction, so the "
                 "estimates are not at an optimum", OptimumWarning, stacklevel=user_stacklevel())
         if not c.negative and worst > optimum_tol:
             top = self.newton_step.idxmax()
-            warnings.warn(
+            warn(
                 f"the estimates are not at an optimum: the gradient is not ~0 ({top} is {worst:.3g} standard errors "
                 f"from where one Newton step puts it; tolerance {optimum_tol:g}), so the standard errors are for a "
                 f"point that is not the optimum: {advice}",
@@ -294,11 +197,15 @@ class Estimates(ModelResult):
         if c.flat_basis is None or c.unit is None or not c.flat_basis.shape[1]:
             return None
         # the steepest slope within the flat directions: the gradient projected onto them
-        u = c.flat_basis.T @ (c.unit * self.gradient.to_numpy())
+        u = c.flat_basis.T @ (c.unit * self._free_gradient())
         size = float(np.linalg.norm(u)) / self._scale
         if not size > optimum_tol:
             return None
         return _combination(-c.unit * (c.flat_basis @ u), self.names), size
+
+    def _free_gradient(self) -> np.ndarray:
+        # the gradient of the parameters held at a bound points out of the box: not a distance to the optimum
+        return np.where(self._active, 0.0, self.gradient.to_numpy())
 
     # --- ModelResult hooks ---------------------------------------------------------------------
     def _coef_values(self) -> np.ndarray:
@@ -356,6 +263,139 @@ class Estimates(ModelResult):
         pandas.DataFrame (p, p) over every parameter.
         """
         return pd.DataFrame(self._H, index=self.names, columns=self.names)
+
+    # --- fixed parameters; the objective at other points ------------------------------------------
+    @property
+    def fixed(self) -> pd.Series:
+        """The parameters held fixed (tl.mle's ``fixed=``) by element label: empty when none."""
+        lik = self._likelihood
+        if lik is None or lik.free.all():
+            return pd.Series([], dtype=float, name="fixed")
+        th = lik.theta.detach().cpu().numpy()
+        return pd.Series(th[~lik.free], index=[n for n, f in zip(lik.labels, lik.free) if not f], name="fixed")
+
+    @property
+    def at_bound(self) -> pd.Series:
+        """Whether each estimate lies on a bound given to tl.mle (lower= / upper=); all False without bounds."""
+        lik = self._likelihood
+        at = np.zeros(len(self._names), bool)
+        if lik is not None and lik.lower is not None and lik.upper is not None:
+            at = (self._est <= lik.lower[lik.free]) | (self._est >= lik.upper[lik.free])
+        return pd.Series(at, index=self.names, name="at_bound")
+
+    def full_coef(self) -> pd.Series:
+        """Every parameter's value, the fixed ones included (R's ``fullcoef`` of stats4::mle).
+
+        Returns
+        -------
+        pandas.Series by element label.
+        """
+        lik = self._likelihood
+        if lik is None:
+            return self.coef()
+        return pd.Series(lik.theta.detach().cpu().numpy().copy(), index=list(lik.labels), name="Estimate")
+
+    def _objective(self) -> Likelihood:
+        if self._likelihood is None:
+            raise OptionError("this Estimates keeps no objective to evaluate again (tl.mle and tl.infer results do)")
+        return self._likelihood
+
+    def loglik_at(self, params: Any) -> float:
+        """The log-likelihood at another point, without fitting or checking anything (no warnings).
+
+        Parameters
+        ----------
+        params : a dict parameter name (or element label) -> value, the others at the estimate (fixed
+            ones at their values); a Series by element label; or an array over ``names``.
+
+        Returns
+        -------
+        float
+        """
+        return self._objective().loglik_at(params)
+
+    def score_at(self, params: Any) -> pd.Series:
+        """The score (gradient of the log-likelihood, by autograd) at another point, over ``names``; no warnings.
+
+        Parameters
+        ----------
+        params : as in :meth:`loglik_at`.
+
+        Returns
+        -------
+        pandas.Series named "score".
+        """
+        return pd.Series(self._objective().score_at(params), index=self.names, name="score")
+
+    def delta(self, fn: Callable, level: float = 0.95, vcov: Any = None, *, cluster: Any = None,
+              names: Any = None) -> pd.DataFrame:
+        """The delta method: estimate, standard error, test and interval of fn(parameters), gradient by autograd.
+
+        Parameters
+        ----------
+        fn : function of the parameter dict (name -> torch tensor shaped as the parameter; tl.infer: the
+            model's parameter names) returning a scalar, a vector, or a dict name -> scalar or vector.
+        level : coverage of the intervals.
+        vcov, cluster : the covariance of the estimates, as in vcov() (a robust one gives robust SEs).
+        names : names for the outputs (default: a dict's keys; fn's name, or "value", with [i] for a vector).
+
+        Returns
+        -------
+        pandas.DataFrame: Estimate, Std. Error, z (or t) value, its p-value and the interval's two columns;
+        SE = sqrt(G V G') with G the Jacobian of fn at the estimate.
+        """
+        from torchlm.inference.delta import delta_method
+
+        return delta_method(self, fn, level, vcov, cluster, names)
+
+    def profile(self, parm: Any = None, alpha: float = 0.01, maxsteps: int = 100,
+                step: float | None = None) -> dict[str, pd.DataFrame]:
+        """Profile the log-likelihood of each parameter (R's stats4 profile of an mle): the signed root of the
+        likelihood ratio on a grid around the estimate, the other parameters refitted at each point.
+
+        Parameters
+        ----------
+        parm : names (default every estimable parameter).
+        alpha : the grid reaches a signed root of sqrt(qchisq(1 - alpha, 1)) (R's zmax) on either side.
+        maxsteps : most grid points on each side.
+        step : grid spacing in standard errors (default zmax / 5, R's del).
+
+        Returns
+        -------
+        dict name -> DataFrame with columns "z" and every parameter's value at the grid points (R's par.vals).
+        """
+        from torchlm.inference.mle_profile import profile_mle
+
+        return profile_mle(self, None if parm is None else self._parm(parm), alpha, maxsteps, step)
+
+    def confint(self, level: float = 0.95, parm: Any = None, vcov: Any = None, *, cluster: Any = None,
+                method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals: Wald (estimate -/+ quantile * SE, R's confint.default) or profile likelihood.
+
+        Parameters
+        ----------
+        level : coverage, in (0, 1).
+        parm : parameter names or positions (default all).
+        vcov, cluster : the covariance behind the Wald intervals, as in vcov().
+        method : "wald", or "profile" (tl.mle): R's confint of a stats4::mle fit, the spline through the
+            profile's signed roots (profiled to alpha = 0.01 as stats4 does; beyond level 0.99 to
+            (1 - level) / 4, where stats4's profile stops short) where it crosses the normal quantiles.
+
+        Returns
+        -------
+        pandas.DataFrame with R's columns ("2.5 %", "97.5 %"); NaN where an interval is not defined.
+        """
+        if method == "profile":
+            if vcov is not None or cluster is not None:
+                raise OptionError("profile intervals come from the likelihood: vcov= and cluster= apply to "
+                                  "method='wald' only")
+            from torchlm.inference.mle_profile import confint_profile_mle
+
+            self._quantile(level)
+            return confint_profile_mle(self, level, self._parm(parm))
+        if method != "wald":
+            raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
+        return super().confint(level, parm, vcov, cluster=cluster)
 
     # --- likelihood ----------------------------------------------------------------------------
     def loglik(self) -> float:
@@ -464,6 +504,12 @@ class EstimatesSummary:
             out.append(f"Number of observations: {est.nobs}")
         if self.vcov_description is not None:
             out.append(f"Standard errors: {self.vcov_description}")
+        fixed = est.fixed
+        if len(fixed):
+            out.append("Fixed: " + ", ".join(f"{n} = {rf.format_scalar(v, DIGITS + 3)}" for n, v in fixed.items()))
+        at = est.at_bound
+        if at.any():
+            out.append(f"On a bound (their standard errors are not valid): {', '.join(at.index[at])}")
         if est.iterations is not None:
             state = "converged" if est.converged else "did NOT converge"
             out.append(f"{est.method}: {state} in {est.iterations} iterations")
