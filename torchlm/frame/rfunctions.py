@@ -216,7 +216,7 @@ R_FUNCTIONS: dict[str, Any] = {
     # R's splines::ns and splines::bs (formulaic's bs() spellings still reach formulaic's), poly() numbered as R's
     "ns": ns, "bs": bs, "poly": poly, "c": c,
     "log": r_log, "sign": np.sign, "pmin": pmin, "pmax": pmax, "ifelse": ifelse,
-    "as_numeric": as_numeric, "as_logical": as_logical, "is_na": is_na,
+    "as_numeric": as_numeric, "unclass": as_numeric, "as_logical": as_logical, "is_na": is_na,
     "C": r_C, **{k: k for k in ("helmert", "treatment", "SAS")},
     "gamma": _special(special.gamma), "lgamma": _special(special.gammaln), "digamma": _special(special.digamma),
     "beta": _special(special.beta), "lbeta": _special(special.betaln), "choose": _special(special.binom),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 _EPS = float(np.finfo(float).eps)
 
@@ -221,6 +223,23 @@ def zapsmall(x: Sequence[float] | np.ndarray, digits: int) -> np.ndarray:
     # Python's round() rounds the exact binary value (0.15 -> 0.1), as R >= 4.0 does; np.round does not
     nd = int(math.floor(nd + 0.5))
     return np.array([v if not math.isfinite(v) else round(float(v), nd) for v in x.ravel()]).reshape(x.shape)
+
+
+def row_labels(rows: Any, data_index: Any = None) -> list[str]:
+    """R's row names of the rows used: a data frame's automatic row names are 1, 2, ... where pandas counts from 0.
+
+    Parameters
+    ----------
+    rows : the labels of the rows (a subset of the data's index).
+    data_index : the data's whole index; a default RangeIndex (0, 1, ...) means R's automatic row names.
+
+    Returns
+    -------
+    list of str
+    """
+    whole = rows if data_index is None else data_index
+    automatic = isinstance(whole, pd.RangeIndex) and whole.start == 0 and whole.step == 1
+    return [str(int(r) + 1) if automatic else str(r) for r in rows]
 
 
 def print_named(values: Sequence[float] | np.ndarray, names: Sequence[str], digits: int, gap: int = 1,

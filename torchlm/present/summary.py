@@ -191,7 +191,7 @@ class LMSummary:
             q = rf.zapsmall(np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), DIGITS + 1)
             lines += rf.print_named(q, ["Min", "1Q", "Median", "3Q", "Max"], DIGITS).split("\n")
         elif fit.df_residual > 0:
-            names = [str(i) for i in fit.design.index]
+            names = rf.row_labels(fit.design.index, getattr(fit.design.data, "index", None))
             lines += rf.print_named(r, names, DIGITS).split("\n")
         else:
             lines.append(f"ALL {fit.rank} residuals are 0: no residual degrees of freedom!")
@@ -287,7 +287,7 @@ class GLMSummary:
         if self.df_residual > 5:
             vals, names = np.quantile(r.to_numpy(), [0, 0.25, 0.5, 0.75, 1]), ["Min", "1Q", "Median", "3Q", "Max"]
         else:
-            vals, names = r.to_numpy(), [str(i) for i in r.index]
+            vals, names = r.to_numpy(), rf.row_labels(r.index, getattr(self.fit.design.data, "index", None))
         lines += rf.print_named(rf.zapsmall(vals, DIGITS + 1), names, DIGITS, gap=2).split("\n")
         return lines
 
