@@ -31,16 +31,19 @@ from torchlm.models.lm import lm
 from torchlm.models.mle import mle
 from torchlm.models.mle_bounds import BoundaryWarning
 from torchlm.models.negbin_family import NegativeBinomial, negative_binomial
+from torchlm.models.nls import nls
 from torchlm.models.update import update, update_formula
 from torchlm.options import options
 from torchlm.results.estimates import Estimates
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
+from torchlm.results.nls import NonlinearModelResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "infer", "mle", "Estimates", "OptimumWarning", "SingularHessianWarning", "NotAtMinimumError",
+    "infer", "mle", "nls", "NonlinearModelResult", "Estimates", "OptimumWarning", "SingularHessianWarning",
+    "NotAtMinimumError",
     "AICtab", "ICTable", "BoundaryWarning",
     "glm_nb", "negative_binomial", "NegativeBinomial",
     "lm", "glm", "update", "update_formula", "anova", "drop1", "Anova", "AnovaTable", "datasets", "families",
