@@ -217,7 +217,7 @@ def test_all_zero_weights(df):
 
 @pytest.mark.parametrize("bad", [[1, 2, 3], np.zeros((4, 2)), "y,x\n1,2", 3.0])
 def test_data_not_a_dataframe(bad):
-    with raises(DataError, "DataFrame", type(bad).__name__):
+    with raises(DataError, "data frame", type(bad).__name__):
         tl.lm("y ~ x", data=bad)
 
 

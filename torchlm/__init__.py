@@ -17,6 +17,7 @@ from torchlm.errors import (
 from torchlm.inference.alias import Alias, alias
 from torchlm.inference.anova import AnovaTable, anova
 from torchlm.inference.car_anova import Anova
+from torchlm.inference.emmeans import EMMGrid, EmmList, EmmSummary, emmeans
 from torchlm.inference.mle_anova import AICtab, ICTable
 from torchlm.inference.sandwich import sandwich_cov
 from torchlm.inference.single_term import add1, drop1
@@ -34,6 +35,7 @@ from torchlm.models.negbin_family import NegativeBinomial, negative_binomial
 from torchlm.models.nls import nls
 from torchlm.models.update import update, update_formula
 from torchlm.options import options
+from torchlm.present.etable import etable
 from torchlm.results.estimates import Estimates
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
@@ -52,4 +54,6 @@ __all__ = [
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
     "TorchlmWarning", "sandwich_cov", "__version__", "aov", "TukeyHSD", "options",
     "alias", "Alias", "dummy_coef", "DummyCoef", "TermsPrediction",
+    "emmeans", "EMMGrid", "EmmList", "EmmSummary",
+    "etable",
 ]

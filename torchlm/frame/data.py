@@ -9,32 +9,40 @@ import numpy as np
 import pandas as pd
 
 from torchlm.errors import DataError
+from torchlm.frame.dataframes import pandas_frame
 
 
 def as_frame(data: Any) -> pd.DataFrame:
-    """The user's data as a DataFrame (never modified; dicts of arrays accepted; no repeated column names).
+    """The user's data as a pandas DataFrame (never modified; no repeated column names).
+
+    Any data frame narwhals reads is accepted: pandas, polars (a LazyFrame is collected), pyarrow Tables,
+    and pandas' nullable and Arrow-backed columns, each column converted once into the numpy-backed column
+    of the same R vector (:func:`torchlm.frame.dataframes.pandas_frame`); a dict of arrays becomes a table.
 
     Parameters
     ----------
-    data : pandas.DataFrame or dict of arrays
-        A DataFrame is returned as it is (the same object); a dict becomes a new DataFrame.
+    data : data frame (pandas, polars, pyarrow, ...) or dict of arrays
+        A pandas DataFrame with numpy-backed columns is returned as it is (the same object).
 
     Returns
     -------
     pandas.DataFrame
-        The data as a table.
+        The data as a table: the pandas frame's index, or a RangeIndex (R's automatic row names) for any
+        other kind of table.
     """
-    if isinstance(data, pd.DataFrame):
-        # pandas allows repeated column names; formulaic, the NA checks and R's model frame would each
-        # pick one of them (or fail deep inside pandas), so a repeated name is an error up front
-        check_unique_columns(data, data.columns)
-        return data
     if isinstance(data, dict):
         try:
             return pd.DataFrame(data)
         except ValueError as e:
             raise DataError(f"cannot turn data (a dict) into a table: {e}") from None
-    raise DataError(f"data must be a pandas DataFrame or a dict of arrays, not {type(data).__name__}")
+    frame = pandas_frame(data)
+    if frame is None:
+        raise DataError(f"data must be a data frame (pandas, polars, a pyarrow Table, or another kind narwhals "
+                        f"reads) or a dict of arrays, not {type(data).__name__}")
+    # pandas allows repeated column names; formulaic, the NA checks and R's model frame would each
+    # pick one of them (or fail deep inside pandas), so a repeated name is an error up front
+    check_unique_columns(frame, frame.columns)
+    return frame
 
 
 def columns_text(frame: pd.DataFrame, k: int = 12) -> str:

@@ -114,10 +114,11 @@ def newdata_offset(design: Design, newdata: Any, offset: Any, n: int) -> np.ndar
         return off
     if design.offset is None:
         return None
-    if design.offset_column is not None and design.offset_column in getattr(newdata, "columns", []):
-        return np.asarray(newdata[design.offset_column], dtype=float)
+    frame = as_frame(newdata)
+    if design.offset_column is not None and design.offset_column in frame.columns:
+        return np.asarray(frame[design.offset_column], dtype=float)
     if design.offset_column is not None and not design.offset_column.isidentifier():
-        return offset_values(as_frame(newdata), (), design.offset_column)  # offset="log(t)": R evaluates it anew
+        return offset_values(frame, (), design.offset_column)  # offset="log(t)": R evaluates it anew
     raise DataError("the model has an offset: pass offset= (one value per row of newdata)")
 
 

@@ -32,6 +32,7 @@ class RTerms:
     terms: tuple[Term, ...]
     intercept: bool
     offsets: tuple[str, ...]
+    variables: tuple[str, ...] = ()  # R's attr(terms, "variables"): the response, then each as first written
 
     @property
     def labels(self) -> list[str]:
@@ -168,7 +169,7 @@ def r_terms(node: Node, keep_response: bool = False) -> RTerms:
     found.sort(key=len)  # stable: by degree, then as written
     terms = tuple(Term(":".join(enc.variables[i] for i in sorted(t)),
                        frozenset(variable_key(enc.variables[i]) for i in t)) for t in found)
-    return RTerms(response, terms, enc.intercept, tuple(enc.offsets))
+    return RTerms(response, terms, enc.intercept, tuple(enc.offsets), tuple(enc.variables))
 
 
 def fit_formula(fit: Any) -> Node:

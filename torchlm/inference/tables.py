@@ -30,6 +30,24 @@ class AnovaTable(pd.DataFrame):
 
     __str__ = __repr__
 
+    def _repr_html_(self) -> str:
+        """The printout for notebooks: R's text (heading, legend) with the table as an HTML table of R's cells."""
+        from torchlm.present.html import frame_html
+
+        return frame_html(self)
+
+    def tidy(self) -> pd.DataFrame:
+        """broom's tidy.anova: the table with broom's column names (df, sumsq, meansq, statistic, p.value ...).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``term`` (the row names, or the models of a comparison) and the renamed columns.
+        """
+        from torchlm.present.broom import tidy_anova
+
+        return tidy_anova(self, self.attrs.get("heading", ""))
+
 
 def anova_table(tab: pd.DataFrame, heading: str) -> AnovaTable:
     """``tab`` as an AnovaTable with R's heading.

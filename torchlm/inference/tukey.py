@@ -132,7 +132,7 @@ def ptukey(q: float | np.ndarray, nmeans: float, df: float, nranges: float = 1.0
         Probabilities, the shape of q; NaN where df < 2 or nmeans < 2 (R's NaN).
     """
     q = np.atleast_1d(np.asarray(q, dtype=float))
-    if df < 2 or nranges < 1 or nmeans < 2 or not np.isfinite([nmeans, df, nranges]).all():
+    if df < 2 or nranges < 1 or nmeans < 2 or not np.isfinite([nmeans, nranges]).all() or np.isnan(df):
         return np.full(q.shape, np.nan)
     body = (q > 0) & np.isfinite(q)
     value = np.where(q > 0, 1.0, 0.0)  # 0 at q <= 0, 1 at q = Inf

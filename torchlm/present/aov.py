@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from torchlm.present import rformat as rf
+from torchlm.present.html import Matrix, text_html
 from torchlm.present.summary import anova_text
 
 SUMMARY_DIGITS = 4  # print.summary.aov: max(3, getOption("digits") - 3)
@@ -45,6 +46,24 @@ def summary_aov_text(tables: Sequence[tuple[str | None, pd.DataFrame]], na_line:
         if name is None and na_line:
             lines.append(na_line)
     return "\n".join(lines)
+
+
+def summary_aov_html(tables: Sequence[tuple[str | None, pd.DataFrame]], na_line: str | None = None) -> str:
+    """Notebook HTML of R's print(summary(aov(...))): its text, each stratum's table as an HTML table.
+
+    Parameters
+    ----------
+    tables, na_line
+        As :func:`summary_aov_text`.
+
+    Returns
+    -------
+    str
+        One ``<div class='torchlm-anova'>`` element: the "Error: <stratum>" headings, the tables, the legends.
+    """
+    matrices = [Matrix([str(r).ljust(tab.attrs.get("row_width", 0)) for r in tab.index], [str(c) for c in tab.columns])
+                for _, tab in tables]
+    return text_html(summary_aov_text(tables, na_line), matrices, "torchlm-anova")
 
 
 def terms_lines(names: Sequence[str], df: Sequence[int], ss: Sequence[float], rdf: int, rss: float, *,

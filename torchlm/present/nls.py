@@ -9,6 +9,7 @@ import numpy as np
 
 from torchlm.present import rformat as rf
 from torchlm.present.deparse import deparse_lines
+from torchlm.present.html import Matrix, text_html
 from torchlm.present.verbs import correlation_lines, correlation_matrix
 
 # a tl.nls fit (torchlm.results.nls.NonlinearModelResult, which imports this module)
@@ -120,6 +121,11 @@ class NLSSummary:
         return "\n".join(self.lines())
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        """The printout for notebooks: the text, line for line, with the parameter table as an HTML table."""
+        table = self.coefficients
+        return text_html(str(self), [Matrix([str(n) for n in table.index], list(table.columns))], "torchlm-summary")
 
 
 def _coefmat(table: Any) -> list[str]:

@@ -1,8 +1,7 @@
-"""R-style text: print(fit) and print(summary(fit)) as R prints lm and glm fits, and HTML tables for notebooks."""
+"""R-style text: print(fit) and print(summary(fit)) as R prints lm and glm fits, and their HTML for notebooks."""
 
 from __future__ import annotations
 
-import html
 import math
 import re
 import warnings
@@ -14,6 +13,7 @@ from scipy import stats
 
 from torchlm.errors import TorchlmWarning
 from torchlm.present import rformat as rf
+from torchlm.present.html import Matrix, text_html
 from torchlm.present.verbs import correlation_lines, correlation_matrix, given_dispersion_cov
 
 if TYPE_CHECKING:
@@ -99,40 +99,6 @@ def print_glm(fit: GeneralizedFit) -> str:
     out.append(f"Null Deviance:\t    {sig(fit.null_deviance)} ")
     out.append(f"Residual Deviance: {sig(fit.deviance)} \tAIC: {sig(fit.aic())}")
     return "\n".join(out)
-
-
-def summary_html(fit: DesignFit, columns: list[str], table: np.ndarray, tail: list[str]) -> str:
-    """HTML of a summary for notebooks: the call, the coefficient table as printCoefmat formats it, then ``tail`` lines.
-
-    Parameters
-    ----------
-    fit : ModelResult
-        A fitted lm or glm (LinearModelResult or GeneralizedLinearModelResult): its call and coefficient names.
-    columns : list of str
-        The coefficient table's column headings.
-    table : numpy.ndarray
-        (len(fit.names), 4) estimates, standard errors, statistics and p-values, NaN rows for aliased ones.
-    tail : list of str
-        Lines shown after the table, one paragraph each.
-
-    Returns
-    -------
-    str
-        One ``<div class='torchlm-summary'>`` element, the text HTML-escaped.
-    """
-    cells, stars = rf.coef_table_cells(table, DIGITS)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in [""] + columns + [""])
-    rows = []
-    for i, name in enumerate(fit.names):
-        tds = "".join(f"<td>{html.escape(c.strip())}</td>" for c in cells[i])
-        st = html.escape(stars[i].strip()) if stars else ""
-        rows.append(f"<tr><th>{html.escape(name)}</th>{tds}<td>{st}</td></tr>")
-    return (
-        f"<div class='torchlm-summary'><p><code>{html.escape(fit.call)}</code></p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        + "".join(f"<p>{html.escape(t.strip())}</p>" for t in tail)
-        + "</div>"
-    )
 
 
 class LMSummary:
@@ -235,9 +201,8 @@ class LMSummary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        tail = [l for l in str(self).split("\n")
-                if l.startswith(("Standard errors", "Residual standard", "Multiple", "F-stat", "Wald F-stat", "  ("))]
-        return summary_html(self.fit, list(self.coefficients.columns), self._full_table(), tail)
+        """The printout for notebooks: the text, line for line, with the coefficient table as an HTML table."""
+        return text_html(str(self), [Matrix(self.fit.names, list(self.coefficients.columns))], "torchlm-summary")
 
 
 class GLMSummary:
@@ -340,12 +305,8 @@ class GLMSummary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        fit = self.fit
-        tail = [f"Standard errors: {self.vcov_description}"] if self.vcov_description is not None else []
-        tail += [f"Dispersion parameter for {fit.family.name} family taken to be "
-                 f"{rf.format_scalar(self.dispersion, 7)}"]
-        tail += [l.strip() for l in self.deviance_lines()] + [f"AIC: {rf.format_scalar(self.aic, 5)}"]
-        return summary_html(fit, list(self.coefficients.columns), self._full_table(), tail)
+        """The printout for notebooks: the text, line for line, with the coefficient table as an HTML table."""
+        return text_html(str(self), [Matrix(self.fit.names, list(self.coefficients.columns))], "torchlm-summary")
 
 
 def anova_text(tab: pd.DataFrame, digits: int = ANOVA_DIGITS) -> str:

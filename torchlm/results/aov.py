@@ -12,8 +12,16 @@ from scipy import stats
 
 from torchlm.errors import ModelInputError, OptionError
 from torchlm.inference.tukey import tukey_hsd
-from torchlm.present.aov import print_aov_text, print_aovlist_text, summary_aov_text, terms_lines, tukey_text
+from torchlm.present.aov import (
+    print_aov_text,
+    print_aovlist_text,
+    summary_aov_html,
+    summary_aov_text,
+    terms_lines,
+    tukey_text,
+)
 from torchlm.present.summary import LMSummary
+from torchlm.results.broom import AovBroom, StrataTidy, TukeyTidy
 from torchlm.results.linear import LinearModelResult
 
 INTERCEPT_TERM = "(Intercept)"
@@ -149,8 +157,12 @@ class AovSummary:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        named = [(k if self._strata else None, t) for k, t in self.tables.items()]
+        return summary_aov_html(named, None if self._strata else self._na)
 
-class TukeyHSDResult(dict):
+
+class TukeyHSDResult(TukeyTidy, dict):
     """R's TukeyHSD: {term: DataFrame of diff, lwr, upr, p adj}, printed as R's print.TukeyHSD.
 
     Attributes: conf_level, ordered, call (the aov fit's).
@@ -166,7 +178,7 @@ class TukeyHSDResult(dict):
     __repr__ = __str__
 
 
-class AovResult(LinearModelResult):
+class AovResult(AovBroom, LinearModelResult):
     """An aov fit (tl.aov without Error()): a LinearModelResult, with R's summary.aov, print.aov and TukeyHSD.
 
     ``summary()`` is R's summary.aov (``summary_lm()`` gives summary.lm's); every other lm method is
@@ -249,7 +261,7 @@ class AovResult(LinearModelResult):
     __repr__ = __str__
 
 
-class AovListResult:
+class AovListResult(StrataTidy):
     """A multistratum aov (tl.aov with Error()): R's aovlist, one least-squares fit per error stratum.
 
     Attributes

@@ -25,6 +25,7 @@ from torchlm.errors import (
 )
 from torchlm.present import rformat as rf
 from torchlm.results.base import ModelResult
+from torchlm.results.broom import EstimatesBroom
 from torchlm.results.curvature import Curvature, _combination, analyse_curvature, summed_hessian
 from torchlm.results.likelihood import Likelihood
 
@@ -94,7 +95,7 @@ def name_list(names: list[str], most: int = 8) -> str:
 
 
 # --- the result -----------------------------------------------------------------------------
-class Estimates(ModelResult):
+class Estimates(ModelResult, EstimatesBroom):
     """Parameter estimates with covariance from the Hessian of a summed objective (tl.infer, tl.mle).
 
     vcov = scale * H^-1, H the Hessian of the summed objective at the estimate: scale is 1 for a negative

@@ -20,6 +20,7 @@ from torchlm.models.families import Family
 from torchlm.present.summary import GLMSummary, print_glm
 from torchlm.present.verbs import given_dispersion_cov
 from torchlm.results.base import ModelResult
+from torchlm.results.broom import GeneralizedBroom
 from torchlm.results.design_methods import DesignMethods
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import cov_scale, factor_cov, log10_variances, r_inverse_cov
@@ -28,7 +29,7 @@ from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods):
+class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, GeneralizedBroom):
     """A fitted GLM (what R's glm() returns), from tl.glm().
 
     Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,

@@ -18,6 +18,7 @@ from torchlm.inference.stepwise import StepwiseMethods
 from torchlm.inference.terms import predict_terms
 from torchlm.present.summary import LMSummary, print_lm
 from torchlm.results.base import ModelResult
+from torchlm.results.broom import LinearBroom
 from torchlm.results.design_methods import DesignMethods
 from torchlm.solvers.autograd import objective_hessian
 from torchlm.solvers.least_squares import QRFit, linear_chunks, log10_variances, scaled_cov, unscaled_cov
@@ -38,7 +39,7 @@ def _exp10(log10_value: float) -> str:
 
 
 
-class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods):
+class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
     Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,

@@ -15,10 +15,11 @@ from torchlm.models.nls_model import NonlinearModel, new_columns, substitute_dot
 from torchlm.present.deparse import deparse
 from torchlm.present.nls import NLSSummary, print_nls
 from torchlm.results.base import ModelResult, Refit, confint_labels
+from torchlm.results.broom import NonlinearBroom
 from torchlm.solvers.nonlinear_ls import NlsControl, Outcome
 
 
-class NonlinearModelResult(ModelResult):
+class NonlinearModelResult(ModelResult, NonlinearBroom):
     """A nonlinear least-squares fit (R's class "nls").
 
     Attributes
