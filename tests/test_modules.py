@@ -344,7 +344,7 @@ def test_parameter_subset_and_size_limit():
     model, Xt, yt = train(Logistic(3), nn.BCEWithLogitsLoss(), X, y[:, None])
     with pytest.raises(ModelInputError, match=r"4 free parameters.*params=\[\.\.\.\]"):
         tl.infer(model, nn.BCEWithLogitsLoss(), Xt, yt, max_params=3)
-    sub = tl.infer(model, nn.BCEWithLogitsLoss(), Xt, yt, params=["linear.bias"])
+    sub = tl.infer(model, nn.BCEWithLogitsLoss(), Xt, yt, params=["linear.bias"], others="fixed")
     assert sub.names == ["linear.bias"]
     # conditional on the weights: a binomial GLM of y on a constant with the weights' part as offset
     offset = X @ model.linear.weight.detach().numpy()[0]

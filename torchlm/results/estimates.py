@@ -3,6 +3,8 @@ and the curvature checks behind it (named singular directions, negative curvatur
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import numbers
 import os
@@ -119,7 +121,8 @@ class Estimates(ModelResult, EstimatesBroom):
                  converged: bool = True, iterations: int | None = None, optimum_tol: float = 1e-3,
                  singular_tol: float = 1e-10, on_negative: str = "raise", header: str | None = None,
                  curvature: Curvature | None = None, likelihood: Likelihood | None = None,
-                 active: np.ndarray | None = None,
+                 active: np.ndarray | None = None, newton_step: np.ndarray | None = None,
+                 projected_scores: bool = False, n_estimated: int | None = None, covariance_note: str | None = None,
                  advice: str = "train further (torch.optim.LBFGS converges fast on these objectives) and call again"):
         self._names = tuple(names)
         self._est = np.asarray(estimate, dtype=float)
@@ -141,6 +144,11 @@ class Estimates(ModelResult, EstimatesBroom):
         self._likelihood = likelihood
         # parameters held at a bound with the gradient pushing outwards: their gradient is no distance to the optimum
         self._active = np.zeros(len(self._names), bool) if active is None else np.asarray(active, dtype=bool)
+        # a subset reported with the other parameters estimated too (tl.infer): the Newton step of the whole fit,
+        # scores already multiplied by the inverse Hessian's columns, the count of all estimated parameters
+        self._newton, self._projected, self._n_estimated = newton_step, projected_scores, n_estimated
+        self.covariance_note = covariance_note
+        self.matrix_free: Any = None  # tl.infer(hessian="matrix_free"): the MatrixFreeCovariance of all parameters
         self.curvature = curvature or analyse_curvature(self._H, self.names, singular_tol)
         self._check(optimum_tol, on_negative, advice)
 
@@ -164,7 +172,7 @@ class Estimates(ModelResult, EstimatesBroom):
         ok = self.curvature.identifiable
         step = np.full(len(self.names), np.nan)
         if ok.any():
-            delta = c.pinv @ self._free_gradient()
+            delta = c.pinv @ self._free_gradient() if self._newton is None else np.asarray(self._newton)
             se = np.sqrt(self._scale * np.diag(c.pinv))
             with np.errstate(invalid="ignore", divide="ignore"):
                 step[ok] = np.abs(delta[ok]) / se[ok]
@@ -249,8 +257,10 @@ class Estimates(ModelResult, EstimatesBroom):
             c = c[:, None] if c.ndim == 1 else c
             counts = " x ".join(str(len(pd.unique(c[:, j]))) for j in range(c.shape[1]))
             description = f"clustered ({type}, {counts} clusters)"
-        bread = torch.from_numpy(self.curvature.pinv)
-        df = n - len(self.estimable)
+        # projected scores are s_i' H^-1[:, names] (see __init__): the sandwich's bread is already in them
+        bread = torch.eye(len(self.names), dtype=torch.float64) if self._projected else torch.from_numpy(
+            self.curvature.pinv)
+        df = n - (len(self.estimable) if self._n_estimated is None else self._n_estimated)
         V = sandwich_cov(bread, self._scores, type=type, cluster=cluster, df_residual=df if df > 0 else None)
         ok = self._identified()
         names = self.estimable
@@ -261,16 +271,39 @@ class Estimates(ModelResult, EstimatesBroom):
 
         Returns
         -------
-        pandas.DataFrame (p, p) over every parameter.
+        pandas.DataFrame (p, p) over every parameter: for a subset reported with the others estimated
+        (tl.infer's ``params=``), the block of the whole Hessian, whose inverse is not ``vcov()``.
         """
         return pd.DataFrame(self._H, index=self.names, columns=self.names)
+
+    def _block(self, keep: np.ndarray) -> Estimates:
+        """These estimates reported for the parameters ``keep`` only, the others still estimated: the
+        covariance is the block of the whole inverse Hessian, the checks those of the whole fit."""
+        ix = np.flatnonzero(keep)
+        c, out = self.curvature, copy.copy(self)
+        out._names = tuple(self._names[i] for i in ix)
+        out._est, out._H, out._active = self._est[ix], self._H[np.ix_(ix, ix)], self._active[ix]
+        out.gradient, out.newton_step = self.gradient.iloc[ix], self.newton_step.iloc[ix]
+        out.curvature = Curvature(c.pinv[np.ix_(ix, ix)], c.identifiable[ix], c.flat, c.negative, c.min_eigen, c.rank)
+        out._newton, out._n_estimated, out._projected = None, len(self.estimable), True
+        full = self._scores_fn
+        cols = torch.from_numpy(c.pinv[:, ix].copy())
+        out._scores_fn = None if full is None else (lambda: full().detach().to(torch.float64).cpu() @ cols)
+        out._scores = None
+        lik = self._likelihood
+        if lik is not None:
+            free = lik.free.copy()
+            free[np.flatnonzero(lik.free)[~keep]] = False
+            out._likelihood = dataclasses.replace(lik, free=free)
+        return out
 
     # --- fixed parameters; the objective at other points ------------------------------------------
     @property
     def fixed(self) -> pd.Series:
         """The parameters held fixed (tl.mle's ``fixed=``) by element label: empty when none."""
         lik = self._likelihood
-        if lik is None or lik.free.all():
+        # a subset reported with the others estimated (tl.infer's params=) holds none fixed
+        if lik is None or lik.free.all() or self._n_estimated is not None:
             return pd.Series([], dtype=float, name="fixed")
         th = lik.theta.detach().cpu().numpy()
         return pd.Series(th[~lik.free], index=[n for n, f in zip(lik.labels, lik.free) if not f], name="fixed")
@@ -505,6 +538,8 @@ class EstimatesSummary:
             out.append(f"Number of observations: {est.nobs}")
         if self.vcov_description is not None:
             out.append(f"Standard errors: {self.vcov_description}")
+        if est.covariance_note:
+            out.append(est.covariance_note)
         fixed = est.fixed
         if len(fixed):
             out.append("Fixed: " + ", ".join(f"{n} = {rf.format_scalar(v, DIGITS + 3)}" for n, v in fixed.items()))
