@@ -17,8 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from torchlm.errors import FitError, OptionError, TorchlmError, silenced
-from torchlm.inference.profile import r_approx, r_spline
-from torchlm.results.base import confint_labels
+from torchlm.inference.profile import spline_intervals
 
 if TYPE_CHECKING:
     from torchlm.results.likelihood import Likelihood
@@ -146,16 +145,6 @@ def confint_profile_mle(est: Any, level: float, parm: list[str]) -> pd.DataFrame
     # stats4 always profiles to alpha = 0.01 (confint's alpha does not reach profile), which covers level <= 0.99
     alpha = 0.01 if level <= 0.99 else (1 - level) / 4
     prof = profile_mle(est, [p for p in parm if p in est.estimable], alpha=alpha)
-    a = (1 - level) / 2
-    cutoff = stats.norm.ppf([a, 1 - a])
-    ci = np.full((len(parm), 2), np.nan)
-    for k, name in enumerate(parm):
-        if name not in prof:
-            continue
-        tab = prof[name]
-        if len(tab) < 2:
-            continue
-        sx, sy = r_spline(tab[name].to_numpy(), tab["z"].to_numpy())
-        ci[k] = r_approx(sy, sx, cutoff)
-    return pd.DataFrame(ci, index=parm, columns=confint_labels(level))
+    return spline_intervals({name: (tab[name].to_numpy(), tab["z"].to_numpy()) for name, tab in prof.items()},
+                            parm, level)
 

@@ -116,14 +116,31 @@ def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | 
     parm = names if parm is None else list(parm)
     fit._quantile(level)  # the level checked before any refit
     prof = profile(fit, [p for p in parm if p in fit.estimable], alpha=(1 - level) / 4)
+    curves = {name: (pro["value"].to_numpy(), pro.iloc[:, 0].to_numpy()) for name, pro in prof.items()}
+    return spline_intervals(curves, parm, level)
+
+
+def spline_intervals(curves: dict[str, tuple[np.ndarray, np.ndarray]], parm: list[str], level: float) -> pd.DataFrame:
+    """Where the spline through each profile (value, signed root) crosses qnorm((1 -/+ level) / 2), as MASS and stats4.
+
+    Parameters
+    ----------
+    curves : {name: (parameter values, signed root statistics)} of the profiled parameters.
+    parm : the names to report, in order; those without a curve (or with fewer than 2 points) are NaN.
+    level : the coverage.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per name in ``parm``, R's column labels.
+    """
     a = (1 - level) / 2
     cutoff = stats.norm.ppf([a, 1 - a])
     ci = np.full((len(parm), 2), np.nan)
     for k, name in enumerate(parm):
-        if name not in prof:
+        if name not in curves or len(curves[name][0]) < 2:
             continue
-        pro = prof[name]
-        sx, sy = r_spline(pro["value"].to_numpy(), pro.iloc[:, 0].to_numpy())
+        sx, sy = r_spline(*curves[name])
         ci[k] = r_approx(sy, sx, cutoff)
     return pd.DataFrame(ci, index=parm, columns=confint_labels(level))
 
