@@ -25,6 +25,7 @@ from torchlm.inference.stepwise import step
 from torchlm.inference.terms import DummyCoef, TermsPrediction, dummy_coef
 from torchlm.models import families
 from torchlm.models.aov import TukeyHSD, aov
+from torchlm.models.feols import feglm, feols, fepois
 from torchlm.models.glm import glm
 from torchlm.models.glm_nb import glm_nb
 from torchlm.models.infer import infer
@@ -35,8 +36,10 @@ from torchlm.models.negbin_family import NegativeBinomial, negative_binomial
 from torchlm.models.nls import nls
 from torchlm.models.update import update, update_formula
 from torchlm.options import options
+from torchlm.present.coefplot import coefplot
 from torchlm.present.etable import etable
 from torchlm.results.estimates import Estimates
+from torchlm.results.fixest import FixestResult
 from torchlm.results.generalized import GeneralizedLinearModelResult
 from torchlm.results.linear import FStatistic, LinearModelResult
 from torchlm.results.nls import NonlinearModelResult
@@ -55,5 +58,6 @@ __all__ = [
     "TorchlmWarning", "sandwich_cov", "__version__", "aov", "TukeyHSD", "options",
     "alias", "Alias", "dummy_coef", "DummyCoef", "TermsPrediction",
     "emmeans", "EMMGrid", "EmmList", "EmmSummary",
-    "etable",
+    "etable", "feols", "fepois", "feglm", "FixestResult",
+    "coefplot",
 ]

@@ -30,8 +30,8 @@ class Options(dict):
 def options(**settings: Any) -> Options:
     """Set session-wide options, as R's options(), and return their previous values.
 
-    Parameters
-    ----------
+    Other Parameters
+    ----------------
     contrasts : pair of str, optional
         The default contrasts (unordered, ordered), as R's ``options(contrasts = c("contr.sum",
         "contr.poly"))``; one of "contr.treatment", "contr.sum", "contr.helmert", "contr.poly",
@@ -44,6 +44,16 @@ def options(**settings: Any) -> Options:
     Options
         The previous values of the options set (all options' current values when none is given), to
         pass back to ``tl.options(**old)``; ``with tl.options(contrasts=...):`` restores them after the block.
+
+    Examples
+    --------
+    >>> with tl.options(contrasts=("contr.sum", "contr.poly")):
+    ...     tl.lm("mpg ~ C(cyl)", tl.datasets.load("mtcars")).coef().round(4)
+    ...
+    Intercept      20.5022
+    C(cyl)[S.4]     6.1615
+    C(cyl)[S.6]    -0.7593
+    Name: Estimate, dtype: float64
     """
     if unknown := sorted(set(settings) - set(_SETTERS)):
         raise OptionError(f"unknown option(s) {unknown}: tl.options() sets {sorted(_SETTERS)}")

@@ -43,6 +43,11 @@ def names() -> list[str]:
     -------
     list of str
         The names ``load`` accepts, sorted.
+
+    Examples
+    --------
+    >>> tl.datasets.names()[:4]
+    ['Aids2', 'Animals', 'Boston', 'CO2']
     """
     return sorted(_table(INDEX_FILE)["name"])
 
@@ -54,6 +59,11 @@ def available() -> list[str]:
     -------
     list of str
         The names ``load`` accepts, sorted.
+
+    Examples
+    --------
+    >>> tl.datasets.available() == tl.datasets.names()
+    True
     """
     return names()
 
@@ -67,6 +77,16 @@ def catalog() -> pd.DataFrame:
         Indexed by name (in R's ``data()`` order: by package, then name ignoring case), with columns
         ``package``, ``title`` (R's one-line title), ``rows``, ``columns`` and ``row_names`` (True where R's
         row names are the index). A fresh copy.
+
+    Examples
+    --------
+    >>> tl.datasets.catalog().loc["mtcars"]
+    package                        datasets
+    title        Motor Trend Car Road Tests
+    rows                                 32
+    columns                              11
+    row_names                          True
+    Name: mtcars, dtype: object
     """
     tab = _index()
     out = pd.DataFrame({
@@ -106,6 +126,11 @@ def factor_levels(name: str) -> dict[str, list[str]]:
     dict of str to list of str
         Each factor column's levels in R's order (ordered factors included); empty for a dataset without
         factors.
+
+    Examples
+    --------
+    >>> tl.datasets.factor_levels("warpbreaks")
+    {'wool': ['A', 'B'], 'tension': ['L', 'M', 'H']}
     """
     name = _check_name(name)
     tab = _table(LEVELS_FILE)
@@ -172,5 +197,13 @@ def load(name: str) -> pd.DataFrame:
     -------
     pandas.DataFrame
         The dataset, as R's ``data(name)`` gives it.
+
+    Examples
+    --------
+    >>> tl.datasets.load("mtcars").head(3)
+                    mpg  cyl   disp   hp  drat     wt   qsec  vs  am  gear  carb
+    Mazda RX4      21.0    6  160.0  110  3.90  2.620  16.46   0   1     4     4
+    Mazda RX4 Wag  21.0    6  160.0  110  3.90  2.875  17.02   0   1     4     4
+    Datsun 710     22.8    4  108.0   93  3.85  2.320  18.61   1   1     4     1
     """
     return _parsed(_check_name(name)).copy(deep=True)

@@ -125,6 +125,18 @@ def alias(fit: DesignFit, partial: bool = False) -> Alias:
     -------
     Alias
         Print it for R's print(alias(fit)): "Model :", then "Complete :" (and "Partial :").
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"y": [1.0, 3, 2, 5], "a": [1.0, 2, 3, 4]}).assign(b=lambda d: 2 * d.a)
+    >>> print(tl.alias(tl.lm("y ~ a + b", d)))
+    Model :
+    y ~ a + b
+    <BLANKLINE>
+    Complete :
+      Intercept a
+    b 0         2
+    <BLANKLINE>
     """
     if not hasattr(fit, "design") or not hasattr(fit, "_qr"):
         raise OptionError(f"alias() takes a fit of tl.lm or tl.glm, not {type(fit).__name__}")

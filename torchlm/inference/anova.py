@@ -48,6 +48,20 @@ def anova(*fits: DiagnosticFit, test: str | None = DEFAULT, type: str | int | No
         Rao and Pr(>Chi) for "Rao", Cp for "Cp"). Several fits: a row per model (lm: Res.Df, RSS, Df,
         Sum of Sq, then the test's columns; glm: Resid. Df, Resid. Dev, Df, Deviance, then the test's
         columns). R's heading in ``attrs["heading"]``.
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.anova(tl.lm("mpg ~ wt", mtcars), tl.lm("mpg ~ wt + hp", mtcars)))
+    Analysis of Variance Table
+    <BLANKLINE>
+    Model 1: mpg ~ wt
+    Model 2: mpg ~ wt + hp
+      Res.Df    RSS Df Sum of Sq      F   Pr(>F)
+    1     30 278.32
+    2     29 195.05  1    83.274 12.381 0.001451 **
+    ---
+    Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
     if not fits:
         raise OptionError("anova() needs at least one fitted model")

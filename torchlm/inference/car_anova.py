@@ -107,6 +107,20 @@ def Anova(fit: Fit, type: str | int = "II", test_statistic: str | None = None, *
         car's table: lm "Sum Sq", "Df", "F value", "Pr(>F)" with a "Residuals" row (with a covariance:
         "Df", "F", "Pr(>F)"); glm LR "LR Chisq", "Df", "Pr(>Chisq)"; Wald "Df", "Chisq", "Pr(>Chisq)"; F as
         lm's. Type III tables of lm and Wald tests have an "(Intercept)" row. Printed as car prints it.
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.Anova(tl.lm("mpg ~ wt + hp", mtcars)))
+    Anova Table (Type II tests)
+    <BLANKLINE>
+    Response: mpg
+               Sum Sq Df F value   Pr(>F)
+    wt        252.627  1  37.561 1.12e-06 ***
+    hp         83.274  1  12.381 0.001451 **
+    Residuals 195.048 29
+    ---
+    Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
     return type_anova(fit, type, test_statistic, vcov=vcov, white_adjust=white_adjust,
                       error_estimate=error_estimate)

@@ -178,6 +178,12 @@ class GridCore:
         -------
         (numpy.ndarray, numpy.ndarray, numpy.ndarray)
             NaN for the rows that are not estimable (R's "nonEst").
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> [a.round(4) for a in em.estimates()]
+        [array([23.6775, 19.422 , 17.6067]), array([1.0428, 0.9694, 0.9025]), array([28., 28., 28.])]
         """
         b = self._basis
         active = ~np.isnan(b.bhat)

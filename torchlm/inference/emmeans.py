@@ -73,6 +73,17 @@ class EMMGrid(GridCore):
         Returns
         -------
         EmmSummary
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.summary(infer=True))
+         cyl emmean    SE df lower.CL upper.CL t.ratio p.value
+           4   23.7 1.043 28     21.5     25.8  22.705  <.0001
+           6   19.4 0.969 28     17.4     21.4  20.036  <.0001
+           8   17.6 0.903 28     15.8     19.5  19.509  <.0001
+        <BLANKLINE>
+        Confidence level used: 0.95
         """
         return summarize(self, infer=infer, level=level, adjust=adjust, by=by, type=prediction_type(type), null=null)
 
@@ -83,6 +94,17 @@ class EMMGrid(GridCore):
         Returns
         -------
         EmmSummary
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.confint(level=0.9))
+         cyl emmean    SE df lower.CL upper.CL
+           4   23.7 1.043 28     21.9     25.5
+           6   19.4 0.969 28     17.8     21.1
+           8   17.6 0.903 28     16.1     19.1
+        <BLANKLINE>
+        Confidence level used: 0.9
         """
         return self.summary(infer=(True, False), level=level, adjust=adjust, by=by, type=type)
 
@@ -93,6 +115,16 @@ class EMMGrid(GridCore):
         Returns
         -------
         EmmSummary
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.test(null=20))
+         cyl emmean    SE df null t.ratio p.value
+           4   23.7 1.043 28   20   3.526  0.0015
+           6   19.4 0.969 28   20  -0.596  0.5558
+           8   17.6 0.903 28   20  -2.652  0.0130
+        <BLANKLINE>
         """
         return self.summary(infer=(False, True), adjust=adjust, by=by, type=type, null=null)
 
@@ -124,6 +156,16 @@ class EMMGrid(GridCore):
         Returns
         -------
         EMMGrid
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.contrast("trt.vs.ctrl"))
+         contrast    estimate   SE df t.ratio p.value
+         cyl6 - cyl4    -4.26 1.39 28  -3.070  0.0091
+         cyl8 - cyl4    -6.07 1.65 28  -3.674  0.0020
+        <BLANKLINE>
+        P value adjustment: dunnettx method for 2 tests
         """
         grid, levels, linfct, misc = contrast_grid(
             self, method, by=self.misc.by_vars if by is _UNSET else as_list(by), adjust=adjust, name=name,
@@ -137,6 +179,17 @@ class EMMGrid(GridCore):
         Returns
         -------
         EMMGrid
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.pairs())
+         contrast    estimate   SE df t.ratio p.value
+         cyl4 - cyl6     4.26 1.39 28   3.070  0.0127
+         cyl4 - cyl8     6.07 1.65 28   3.674  0.0028
+         cyl6 - cyl8     1.82 1.36 28   1.337  0.3871
+        <BLANKLINE>
+        P value adjustment: tukey method for comparing a family of 3 estimates
         """
         return self.contrast("revpairwise" if reverse else "pairwise", by=by, adjust=adjust, type=type)
 
@@ -155,6 +208,17 @@ class EMMGrid(GridCore):
         Returns
         -------
         EMMGrid
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.glm("am ~ C(cyl)", tl.datasets.load("mtcars"), family="binomial"), "cyl")
+        >>> print(em.regrid())
+         cyl  prob     SE  df asymp.LCL asymp.UCL
+           4 0.727 0.1343 Inf    0.4641     0.990
+           6 0.429 0.1870 Inf    0.0620     0.795
+           8 0.143 0.0935 Inf   -0.0404     0.326
+        <BLANKLINE>
+        Confidence level used: 0.95
         """
         if transform not in ("response", "mu", "unlink", "none"):
             raise OptionError(f'regrid transform must be "response" or "none", not {transform!r}')
@@ -167,6 +231,17 @@ class EMMGrid(GridCore):
         Returns
         -------
         EMMGrid
+
+        Examples
+        --------
+        >>> em = tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")), "cyl")
+        >>> print(em.update(level=0.99))
+         cyl emmean    SE df lower.CL upper.CL
+           4   23.7 1.043 28     20.8     26.6
+           6   19.4 0.969 28     16.7     22.1
+           8   17.6 0.903 28     15.1     20.1
+        <BLANKLINE>
+        Confidence level used: 0.99
         """
         known = {f.name for f in fields(Misc)}
         if unknown := sorted(set(settings) - known):
@@ -262,6 +337,17 @@ def emmeans(fit: Any, specs: Any, by: Any = None, *, type: str | None = None, le
     -------
     EMMGrid or EmmList
         The means; with a contrast, an EmmList of "emmeans" and "contrasts".
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.emmeans(tl.lm("mpg ~ C(cyl) + wt", mtcars), "cyl"))
+     cyl emmean    SE df lower.CL upper.CL
+       4   23.7 1.043 28     21.5     25.8
+       6   19.4 0.969 28     17.4     21.4
+       8   17.6 0.903 28     15.8     19.5
+    <BLANKLINE>
+    Confidence level used: 0.95
     """
     names, by, formula_contr = parse_specs(specs, by)
     contr = formula_contr if contr is None else contr

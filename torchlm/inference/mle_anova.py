@@ -107,6 +107,17 @@ def AICtab(*fits: Any, type: str = "AIC", weights: bool = False, delta: bool = T
     Returns
     -------
     ICTable with bbmle's columns in bbmle's order (logLik, AIC, dLogLik, dAIC, df, weight).
+
+    Examples
+    --------
+    >>> cars = tl.datasets.load("cars")
+    >>> nll = lambda p, d: -torch.distributions.Normal(p["mu"], p["s"]).log_prob(d["dist"])
+    >>> free = tl.mle(nll, {"mu": 40.0, "s": 20.0}, cars, lower={"s": 1e-3})
+    >>> at50 = tl.mle(nll, {"mu": 40.0, "s": 20.0}, cars, lower={"s": 1e-3}, fixed={"mu": 50.0})
+    >>> print(tl.AICtab(free, at50, names=["free", "mu = 50"]))
+            dAIC df
+    free    0.0  2
+    mu = 50 1.6  1
     """
     if type not in ("AIC", "BIC", "AICc"):
         raise OptionError(f"type must be 'AIC', 'BIC' or 'AICc', not {type!r}")

@@ -120,7 +120,19 @@ def sandwich_cov(bread: torch.Tensor, scores: torch.Tensor, *, type: str = "HC0"
     cluster : (n,) or (n, 2) cluster labels (integer codes or any hashable values; no missing values).
     df_residual : residual degrees of freedom of the HC1, HAC and clustered-HC1 adjustments; default n - k.
 
-    Returns the (k, k) covariance, on the device of ``bread``.
+    Returns
+    -------
+    torch.Tensor
+        The (k, k) covariance, on the device of ``bread``.
+
+    Examples
+    --------
+    >>> X = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 3.0]])
+    >>> e = torch.tensor([0.5, -1.0, 1.0, -0.5])
+    >>> bread = torch.linalg.inv(X.T @ X)
+    >>> tl.sandwich_cov(bread, X * e[:, None], type="HC0")
+    tensor([[ 0.3025, -0.0975],
+            [-0.0975,  0.0650]], dtype=torch.float64)
     """
     B = _as_float64(bread, "bread")
     S = _as_float64(scores, "scores").to(B.device)

@@ -110,6 +110,21 @@ def drop1(fit: Fit, scope: str | list[str] | None = None, *, test: str | None = 
     AnovaTable
         Laid out like R's: rows "<none>" and the dropped terms; columns Df, Sum of Sq, RSS, AIC (lm) or
         Df, Deviance, AIC (glm; AIC left out where the family has none), plus the test.
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.drop1(tl.lm("mpg ~ wt + hp", mtcars), test="F"))
+    Single term deletions
+    <BLANKLINE>
+    Model:
+    mpg ~ wt + hp
+           Df Sum of Sq    RSS    AIC F value   Pr(>F)
+    <none>              195.05 63.840
+    wt      1   252.627 447.67 88.427  37.561 1.12e-06 ***
+    hp      1    83.274 278.32 73.217  12.381 0.001451 **
+    ---
+    Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
     test = _check(fit, test, k, "drop1")
     rt = _terms(fit, "drop1")
@@ -176,6 +191,21 @@ def add1(fit: Fit, scope: str | list[str], *, test: str | None = None, k: float 
         R's table: rows "<none>" and each term added; columns Df, Sum of Sq, RSS, AIC (lm) or Df,
         Deviance, AIC (glm), plus the test's columns (lm F: F value, Pr(>F); Chisq: Pr(>Chi); glm
         LRT / Rao score (scaled dev. / scaled Rao sc. for an estimated dispersion) and Pr(>Chi)).
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.add1(tl.lm("mpg ~ wt", mtcars), "~ wt + hp + qsec", test="F"))
+    Single term additions
+    <BLANKLINE>
+    Model:
+    mpg ~ wt
+           Df Sum of Sq    RSS    AIC F value   Pr(>F)
+    <none>              278.32 73.217
+    hp      1    83.274 195.05 63.840  12.381 0.001451 **
+    qsec    1    82.858 195.46 63.908  12.293 0.001500 **
+    ---
+    Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
     test = _check(fit, test, k, "add1")
     if scope is None:

@@ -136,6 +136,13 @@ def step(fit: Fit, scope: str | dict | None = None, *, direction: str | None = N
     LinearModelResult or GeneralizedFit
         The final model, refitted with the starting model's fitter and arguments; its ``anova``
         attribute is R's path table (:class:`StepPath`), its ``keep`` the keep() results (if given).
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> best = tl.step(tl.lm("mpg ~ wt + hp + qsec + drat", mtcars), trace=0)
+    >>> best.formula
+    'mpg ~ wt + qsec + drat'
     """
     _check_step(fit, direction, steps, k, keep)
     start: Any = fit
@@ -229,6 +236,15 @@ class StepwiseMethods:
         Returns
         -------
         AnovaTable
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.add1("~ wt + hp + qsec")["AIC"].round(4)
+        <none>    73.2174
+        hp        63.8403
+        qsec      63.9084
+        Name: AIC, dtype: float64
         """
         return add1(self, scope, test=test, k=k)  # type: ignore[arg-type]
 
@@ -238,6 +254,16 @@ class StepwiseMethods:
         Returns
         -------
         AnovaTable
+
+        Examples
+        --------
+        >>> mtcars = tl.datasets.load("mtcars")
+        >>> fit = tl.glm("am ~ wt + hp", mtcars, family="binomial")
+        >>> fit.drop1(test="Chisq").round(4)
+                 Df  Deviance      AIC      LRT  Pr(>Chi)
+        <none>  NaN   10.0591  16.0591      NaN       NaN
+        wt      1.0   41.2276  45.2276  31.1685    0.0000
+        hp      1.0   19.1761  23.1761   9.1170    0.0025
         """
         return drop1(self, scope, test=test, k=k)  # type: ignore[arg-type]
 
@@ -249,5 +275,11 @@ class StepwiseMethods:
         -------
         LinearModelResult or GeneralizedFit
             The final model.
+
+        Examples
+        --------
+        >>> mtcars = tl.datasets.load("mtcars")
+        >>> tl.lm("mpg ~ wt + hp + qsec + drat", mtcars).step(trace=0).formula
+        'mpg ~ wt + qsec + drat'
         """
         return step(self, scope, direction=direction, trace=trace, keep=keep, steps=steps, k=k)  # type: ignore[arg-type]

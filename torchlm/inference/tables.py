@@ -43,6 +43,15 @@ class AnovaTable(pd.DataFrame):
         -------
         pandas.DataFrame
             ``term`` (the row names, or the models of a comparison) and the renamed columns.
+
+        Examples
+        --------
+        >>> mtcars = tl.datasets.load("mtcars")
+        >>> tl.anova(tl.lm("mpg ~ wt + hp", mtcars)).tidy().round(4)
+                term  df     sumsq    meansq  statistic  p.value
+        0         wt   1  847.7252  847.7252   126.0411   0.0000
+        1         hp   1   83.2742   83.2742    12.3813   0.0015
+        2  Residuals  29  195.0478    6.7258        NaN      NaN
         """
         from torchlm.present.broom import tidy_anova
 

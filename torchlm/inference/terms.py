@@ -261,6 +261,16 @@ def dummy_coef(fit: DesignFit, use_na: bool = False) -> DummyCoef:
     -------
     DummyCoef
         Print it for R's print.dummy_coef ("Full coefficients are").
+
+    Examples
+    --------
+    >>> mtcars = tl.datasets.load("mtcars")
+    >>> print(tl.dummy_coef(tl.lm("mpg ~ C(cyl)", mtcars)))
+    Full coefficients are
+    <BLANKLINE>
+    (Intercept):      26.66364
+    C(cyl):                  4          6          8
+                      0.000000  -6.920779 -11.563636
     """
     if not hasattr(fit, "design") or not hasattr(fit, "_qr"):
         raise OptionError(f"dummy_coef() takes a fit of tl.lm or tl.glm, not {type(fit).__name__}")

@@ -91,6 +91,17 @@ def aov(formula: str, data: Any, *, weights: Any = None, subset: Any = None, na_
         Without Error(): an AovResult, a LinearModelResult (every lm method) whose ``summary()`` is
         R's summary.aov, printed as R's print.aov, with ``TukeyHSD()``. With Error(): an
         AovListResult with a fit per error stratum.
+
+    Examples
+    --------
+    >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+    >>> print(warp.summary())
+                Df Sum Sq Mean Sq F value  Pr(>F)
+    wool         1    451   450.7   3.339 0.07361 .
+    tension      2   2034  1017.1   7.537 0.00138 **
+    Residuals   50   6748   135.0
+    ---
+    Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
     main, error = split_error(formula)
     call = _call_string(formula, weights, None, subset, fn="aov")
@@ -170,6 +181,15 @@ def TukeyHSD(fit: Any, which: Any = None, ordered: bool = False, conf_level: flo
     -------
     TukeyHSDResult
         {term: DataFrame of diff, lwr, upr, p adj, rows "6-4"}, printed as R's print.TukeyHSD.
+
+    Examples
+    --------
+    >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+    >>> tl.TukeyHSD(warp, which="tension")["tension"].round(4)
+            diff      lwr     upr   p adj
+    M-L -10.0000 -19.3534 -0.6466  0.0336
+    H-L -14.7222 -24.0756 -5.3688  0.0011
+    H-M  -4.7222 -14.0756  4.6312  0.4474
     """
     if isinstance(fit, AovListResult):
         return fit.TukeyHSD()

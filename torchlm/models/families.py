@@ -128,6 +128,11 @@ class Family(ABC):
         bool
             True when some mean is within 10 eps of the edge (binomial: 0 or 1; poisson: 0); always
             False for a family without a ``boundary_message``.
+
+        Examples
+        --------
+        >>> tl.families.as_family("binomial").at_boundary(torch.tensor([0.5, 1e-17]))
+        True
         """
         return False
 
@@ -151,6 +156,12 @@ class Family(ABC):
         -------
         Family
             A new family with the re-estimated parameters, or self.
+
+        Examples
+        --------
+        >>> fam = tl.families.as_family("poisson")
+        >>> fam.update_parameters(torch.tensor([0.0, 2.0]), torch.ones(2), torch.ones(2)) is fam
+        True
         """
         return self
 
@@ -168,6 +179,11 @@ class Family(ABC):
         -------
         torch.Tensor
             The variance function at each mean.
+
+        Examples
+        --------
+        >>> tl.families.as_family("binomial").variance(torch.tensor([0.1, 0.5]))
+        tensor([0.0900, 0.2500])
         """
 
     @abstractmethod
@@ -183,6 +199,12 @@ class Family(ABC):
         -------
         torch.Tensor
             Each row's weighted contribution to the deviance (their sum is the deviance).
+
+        Examples
+        --------
+        >>> y, mu = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])
+        >>> tl.families.as_family("poisson").dev_resids(y, mu, torch.ones(2))
+        tensor([2.0000, 0.7726])
         """
 
     @abstractmethod
@@ -201,6 +223,13 @@ class Family(ABC):
         -------
         float
             The family's part of the AIC (glm's AIC adds 2 * rank); NaN for the quasi families.
+
+        Examples
+        --------
+        >>> y, mu = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])
+        >>> fam = tl.families.as_family("poisson")
+        >>> round(fam.aic(y, torch.ones(2), mu, torch.ones(2), float(fam.dev_resids(y, mu, torch.ones(2)).sum())), 4)
+        5.3863
         """
 
     def validmu(self, mu: torch.Tensor) -> bool:
@@ -215,6 +244,11 @@ class Family(ABC):
         -------
         bool
             True when every mean is finite and inside the range (always True where R has no check).
+
+        Examples
+        --------
+        >>> tl.families.as_family("binomial").validmu(torch.tensor([0.2, 1.5]))
+        False
         """
         return True
 
@@ -231,6 +265,11 @@ class Family(ABC):
         -------
         tuple of torch.Tensor
             The response (binomial: 0 where the weight is 0), R's n (1s) and the starting means.
+
+        Examples
+        --------
+        >>> tl.families.as_family("poisson").initialize(torch.tensor([0.0, 2.0]), torch.ones(2))
+        (tensor([0., 2.]), tensor([1., 1.]), tensor([0.1000, 2.1000]))
         """
 
     # --- presentation ----------------------------------------------------------------------
@@ -241,6 +280,11 @@ class Family(ABC):
         -------
         str
             The family's name, with its link when that is not the default.
+
+        Examples
+        --------
+        >>> tl.families.as_family("binomial").r_call()
+        'binomial'
         """
         if self.link.name == self.default_link:
             return self.name
@@ -350,6 +394,11 @@ class _Quasi:
         Returns
         -------
         bool
+
+        Examples
+        --------
+        >>> tl.families.as_family("quasipoisson").at_boundary(torch.tensor([1e-12, 2.0]))
+        False
         """
         return False
 
@@ -359,6 +408,12 @@ class _Quasi:
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> y, mu = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])
+        >>> tl.families.as_family("quasipoisson").aic(y, torch.ones(2), mu, torch.ones(2), 1.0)
+        nan
         """
         return float("nan")
 
@@ -496,6 +551,11 @@ def as_family(family: Family | type[Family] | str) -> Family:
     -------
     Family
         The family.
+
+    Examples
+    --------
+    >>> tl.families.as_family("poisson").r_call()
+    'poisson'
     """
     if isinstance(family, Family):
         return family

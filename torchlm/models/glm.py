@@ -54,6 +54,14 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     Returns
     -------
     GeneralizedLinearModelResult
+
+    Examples
+    --------
+    >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+    >>> fit.coef().round(4)
+    Intercept    12.0404
+    wt           -4.0240
+    Name: Estimate, dtype: float64
     """
     fam = as_family(family)
     if information not in ("expected", "observed"):

@@ -74,6 +74,12 @@ def glm_nb(formula: str, data: Any, *, weights: Any = None, subset: Any = None, 
         For a link MASS does not allow or an init_theta that is not a positive number.
     FitError
         When theta.ml's estimate is truncated at zero.
+
+    Examples
+    --------
+    >>> fit = tl.glm_nb("Days ~ Sex + Age", tl.datasets.load("quine"))
+    >>> round(fit.theta, 4)
+    1.1474
     """
     if not isinstance(link, str) or link not in NB_LINKS:
         raise ModelInputError(f"link {link!r} is not available for the negative binomial family; available links "

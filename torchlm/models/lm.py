@@ -70,6 +70,14 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     Returns
     -------
     LinearModelResult
+
+    Examples
+    --------
+    >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+    >>> fit.coef().round(4)
+    Intercept    37.2851
+    wt           -5.3445
+    Name: Estimate, dtype: float64
     """
     tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)

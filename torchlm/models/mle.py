@@ -65,6 +65,13 @@ def mle(nll: Callable, start: dict, data: pd.DataFrame | dict | tuple | list | t
     Returns
     -------
     Estimates, with ``converged`` False (and an OptimumWarning) when Newton did not reach an optimum.
+
+    Examples
+    --------
+    >>> d = tl.datasets.load("InsectSprays")
+    >>> est = tl.mle(lambda p, d: -torch.distributions.Poisson(p["rate"]).log_prob(d["count"]), {"rate": 5.0}, d)
+    >>> est.coef().round(4).to_dict()
+    {'rate': 9.5}
     """
     _check_options(nll, method, maxit, tol, singular_tol, nobs)
     keys, vals, labels, free = start_values(start, fixed)

@@ -64,6 +64,13 @@ class NegativeBinomial(Family):
         Returns
         -------
         NegativeBinomial
+
+        Examples
+        --------
+        >>> y, mu = torch.tensor([0.0, 3, 1, 8]), torch.full((4,), 3.0)
+        >>> fam = tl.negative_binomial(1.0).update_parameters(y, mu, torch.ones(4))
+        >>> round(fam.theta, 4)
+        1.0068
         """
         return NegativeBinomial(theta_ml(y, mu, float(weights.sum()), weights, limit=25).theta, self.link)
 
@@ -96,6 +103,11 @@ class NegativeBinomial(Family):
         Returns
         -------
         str
+
+        Examples
+        --------
+        >>> tl.negative_binomial(2).r_call()
+        'negative.binomial(2)'
         """
         link = "" if self.link.name == self.default_link else f', link = "{self.link.name}"'
         return f"negative.binomial({self.theta:.15g}{link})"
@@ -114,6 +126,17 @@ def negative_binomial(theta: float, link: str = "log") -> NegativeBinomial:
     Returns
     -------
     NegativeBinomial
+
+    Examples
+    --------
+    >>> fit = tl.glm("Days ~ Sex + Age", tl.datasets.load("quine"), family=tl.negative_binomial(1.5))
+    >>> fit.coef().round(4)
+    Intercept    2.6923
+    Sex[T.M]     0.0107
+    Age[T.F1]   -0.2829
+    Age[T.F2]    0.3484
+    Age[T.F3]    0.2774
+    Name: Estimate, dtype: float64
     """
     return NegativeBinomial(theta, link)
 

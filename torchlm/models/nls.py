@@ -68,6 +68,13 @@ def nls(formula: str, data: Any, start: Any, *, weights: Any = None, subset: Any
     Returns
     -------
     NonlinearModelResult
+
+    Examples
+    --------
+    >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+    >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+    >>> fit.coef().round(4).tolist()
+    [212.6836, 0.0641]
     """
     ctrl = nls_control(control)
     if algorithm not in ALGORITHMS:

@@ -179,6 +179,11 @@ def update_formula(old: str, new: str) -> str:
     -------
     str
         The updated formula as R's ``deparse(update.formula(old, new))`` writes it (on one line).
+
+    Examples
+    --------
+    >>> tl.update_formula("mpg ~ wt + hp", ". ~ . - hp")
+    'mpg ~ wt'
     """
     return _simplified(_deparse_parens(_update_form(_formula(old, "old"), _formula(new, "new"))))
 
@@ -265,6 +270,15 @@ def update(fit: Any, formula: str | None = None, *, evaluate: bool = True, **cha
     -------
     LinearModelResult, GeneralizedLinearModelResult, Refit or str
         The new fit (the new call with ``evaluate=False``; the new formula for a formula string).
+
+    Examples
+    --------
+    >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+    >>> tl.update(fit, ". ~ . + hp").coef().round(4)
+    Intercept    37.2273
+    wt           -3.8778
+    hp           -0.0318
+    Name: Estimate, dtype: float64
     """
     if isinstance(fit, str):
         if formula is None or changes:

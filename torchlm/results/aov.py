@@ -166,6 +166,15 @@ class TukeyHSDResult(TukeyTidy, dict):
     """R's TukeyHSD: {term: DataFrame of diff, lwr, upr, p adj}, printed as R's print.TukeyHSD.
 
     Attributes: conf_level, ordered, call (the aov fit's).
+
+    Examples
+    --------
+    >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+    >>> warp.TukeyHSD("tension").tidy().round(4)
+          term contrast  null.value  estimate  conf.low  conf.high  adj.p.value
+    0  tension      M-L         0.0  -10.0000  -19.3534    -0.6466       0.0336
+    1  tension      H-L         0.0  -14.7222  -24.0756    -5.3688       0.0011
+    2  tension      H-M         0.0   -4.7222  -14.0756     4.6312       0.4474
     """
 
     def __init__(self, tables: dict[str, pd.DataFrame], conf_level: float, ordered: bool, call: str):
@@ -183,6 +192,18 @@ class AovResult(AovBroom, LinearModelResult):
 
     ``summary()`` is R's summary.aov (``summary_lm()`` gives summary.lm's); every other lm method is
     the lm's.
+
+    Examples
+    --------
+    >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+    >>> warp.tidy().round(4)
+            term    df      sumsq     meansq  statistic  p.value
+    0       wool   1.0   450.6667   450.6667     3.3393   0.0736
+    1    tension   2.0  2034.2593  1017.1296     7.5367   0.0014
+    2  Residuals  50.0  6747.8889   134.9578        NaN      NaN
+    >>> warp.glance()[["r.squared", "AIC", "nobs"]].round(4)
+       r.squared       AIC  nobs
+    0     0.2691  423.9574    54
     """
 
     @classmethod
@@ -192,6 +213,14 @@ class AovResult(AovBroom, LinearModelResult):
         Returns
         -------
         AovResult
+
+        Examples
+        --------
+        >>> fit = tl.lm("breaks ~ wool", tl.datasets.load("warpbreaks"))
+        >>> print(tl.results.aov.AovResult.from_lm(fit, "aov(formula = breaks ~ wool)").summary())
+                    Df Sum Sq Mean Sq F value Pr(>F)
+        wool         1    451   450.7   2.668  0.108
+        Residuals   52   8782   168.9
         """
         out = cls.__new__(cls)
         out.__dict__.update(fit.__dict__)
@@ -204,6 +233,15 @@ class AovResult(AovBroom, LinearModelResult):
         Returns
         -------
         Stratum
+
+        Examples
+        --------
+        >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+        >>> warp.stratum().table().round(4)
+                     Df     Sum Sq    Mean Sq  F value  Pr(>F)
+        wool        1.0   450.6667   450.6667   3.3393  0.0736
+        tension     2.0  2034.2593  1017.1296   7.5367  0.0014
+        Residuals  50.0  6747.8889   134.9578      NaN     NaN
         """
         qr = self._qr
         est = list(qr.pivot[: self.rank])
@@ -223,6 +261,16 @@ class AovResult(AovBroom, LinearModelResult):
         -------
         AovSummary
             Print it for R's text; ``[0]`` is the table (Df, Sum Sq, Mean Sq, F value, Pr(>F)).
+
+        Examples
+        --------
+        >>> fit = tl.aov("breaks ~ wool * tension", tl.datasets.load("warpbreaks"))
+        >>> fit.summary()[0].round(4)
+                        Df     Sum Sq    Mean Sq  F value  Pr(>F)
+        wool           1.0   450.6667   450.6667   3.7653  0.0582
+        tension        2.0  2034.2593  1017.1296   8.4980  0.0007
+        wool:tension   2.0  1002.7778   501.3889   4.1891  0.0210
+        Residuals     48.0  5745.1111   119.6898      NaN     NaN
         """
         return AovSummary({"": self.stratum().table(intercept)}, self.n_dropped_na)
 
@@ -232,6 +280,16 @@ class AovResult(AovBroom, LinearModelResult):
         Returns
         -------
         LMSummary
+
+        Examples
+        --------
+        >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+        >>> warp.summary_lm().coefficients.round(4)
+                      Estimate  Std. Error  t value  Pr(>|t|)
+        Intercept      39.2778      3.1618  12.4227    0.0000
+        wool[T.B]      -5.7778      3.1618  -1.8274    0.0736
+        tension[T.M]  -10.0000      3.8724  -2.5824    0.0128
+        tension[T.H]  -14.7222      3.8724  -3.8019    0.0004
         """
         return LinearModelResult.summary(self, vcov, cluster=cluster)
 
@@ -251,6 +309,20 @@ class AovResult(AovBroom, LinearModelResult):
         -------
         TukeyHSDResult
             {term: DataFrame with columns diff, lwr, upr, p adj and rows "B-A"}; print it for R's text.
+
+        Examples
+        --------
+        >>> warp = tl.aov("breaks ~ wool + tension", tl.datasets.load("warpbreaks"))
+        >>> print(warp.TukeyHSD("wool"))
+          Tukey multiple comparisons of means
+            95% family-wise confidence level
+        <BLANKLINE>
+        Fit: aov(formula = breaks ~ wool + tension)
+        <BLANKLINE>
+        $wool
+                 diff       lwr       upr     p adj
+        B-A -5.777778 -12.12841 0.5728505 0.0736137
+        <BLANKLINE>
         """
         return TukeyHSDResult(tukey_hsd(self, which, ordered, conf_level), conf_level, bool(ordered), self.call)
 
@@ -271,6 +343,17 @@ class AovListResult(StrataTidy):
     call : str
     error : the Error() term's formula (R's Error model: response ~ it).
     nobs, n_dropped_na : rows used, and rows dropped for missing values.
+
+    Examples
+    --------
+    >>> fit = tl.aov("yield ~ N * P + Error(block)", tl.datasets.load("npk"))
+    >>> fit.tidy().round(4)
+      stratum       term    df     sumsq    meansq  statistic  p.value
+    0   block  Residuals   5.0  343.2950   68.6590        NaN      NaN
+    1  Within          N   1.0  189.2817  189.2817     9.0391   0.0089
+    2  Within          P   1.0    8.4017    8.4017     0.4012   0.5360
+    3  Within        N:P   1.0   21.2817   21.2817     1.0163   0.3294
+    4  Within  Residuals  15.0  314.1050   20.9403        NaN      NaN
     """
 
     def __init__(self, strata: dict[str, Stratum], call: str, error: str, nobs: int, n_dropped: int):
@@ -286,6 +369,15 @@ class AovListResult(StrataTidy):
         Returns
         -------
         dict of str to pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.aov("yield ~ N * P + Error(block)", tl.datasets.load("npk"))
+        >>> fit.coef()["Within"].round(4)
+        N[T.1]           7.5000
+        P[T.1]           0.7000
+        N[T.1]:P[T.1]   -3.7667
+        Name: Estimate, dtype: float64
         """
         return {k: pd.Series(s.coef, index=list(s.names), name="Estimate") for k, s in self.strata.items()}
 
@@ -296,6 +388,24 @@ class AovListResult(StrataTidy):
         -------
         AovSummary
             ``tables`` by stratum; print it for R's "Error: <stratum>" text.
+
+        Examples
+        --------
+        >>> fit = tl.aov("yield ~ N * P + Error(block)", tl.datasets.load("npk"))
+        >>> print(fit.summary())
+        <BLANKLINE>
+        Error: block
+                  Df Sum Sq Mean Sq F value Pr(>F)
+        Residuals  5  343.3   68.66
+        <BLANKLINE>
+        Error: Within
+                  Df Sum Sq Mean Sq F value  Pr(>F)
+        N          1 189.28  189.28   9.039 0.00885 **
+        P          1   8.40    8.40   0.401 0.53600
+        N:P        1  21.28   21.28   1.016 0.32938
+        Residuals 15 314.11   20.94
+        ---
+        Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
         """
         names = list(self.strata)
         if names and names[0] == INTERCEPT_TERM:
@@ -309,6 +419,14 @@ class AovListResult(StrataTidy):
         -------
         TukeyHSDResult
             Never: this raises ModelInputError.
+
+        Examples
+        --------
+        >>> fit = tl.aov("yield ~ N + Error(block)", tl.datasets.load("npk"))
+        >>> fit.TukeyHSD()
+        Traceback (most recent call last):
+            ...
+        torchlm.errors.ModelInputError: TukeyHSD needs a single-stratum aov (R's TukeyHSD has no method ...
         """
         raise ModelInputError("TukeyHSD needs a single-stratum aov (R's TukeyHSD has no method for Error() "
                               "models): fit the model without Error(), e.g. with the blocks as a term")

@@ -201,6 +201,15 @@ class ModelResult:
         Returns
         -------
         pandas.Series named "Estimate", indexed by the coefficient names.
+
+        Examples
+        --------
+        >>> d = pd.DataFrame({"y": [1.0, 3, 2, 5], "a": [1.0, 2, 3, 4]}).assign(b=lambda d: 2 * d.a)
+        >>> tl.lm("y ~ a + b", d).coef().round(4)
+        Intercept    0.0
+        a            1.1
+        b            NaN
+        Name: Estimate, dtype: float64
         """
         return pd.Series(np.array(self._coef_values(), dtype=float), index=list(self.names), name="Estimate")
 
@@ -293,6 +302,14 @@ class ModelResult:
         Returns
         -------
         pandas.DataFrame (k, k) labelled by the estimable coefficients.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.vcov().round(4)
+                   Intercept      wt
+        Intercept     3.5255 -1.0057
+        wt           -1.0057  0.3126
         """
         return self._covariance(type, cluster)[0]
 
@@ -302,6 +319,14 @@ class ModelResult:
         Returns
         -------
         pandas.Series named "Std. Error", indexed by the coefficient names.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.std_errors("HC3").round(4)
+        Intercept    2.4268
+        wt           0.7381
+        Name: Std. Error, dtype: float64
         """
         return self._se(self._covariance(vcov, cluster)[0])
 
@@ -348,6 +373,14 @@ class ModelResult:
         Returns
         -------
         pandas.DataFrame with R's columns ("2.5 %", "97.5 %"); NaN rows for non-estimable coefficients.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.confint().round(4)
+                     2.5 %   97.5 %
+        Intercept  33.4505  41.1198
+        wt         -6.4863  -4.2026
         """
         q = self._quantile(level)
         rows = self._parm(parm)
@@ -368,6 +401,14 @@ class ModelResult:
         -------
         pandas.DataFrame with columns Estimate, Std. Error, "t value"/"z value", "Pr(>|t|)"/"Pr(>|z|)",
         one row per coefficient (NaN rows for non-estimable ones).
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.coef_table().round(4)
+                   Estimate  Std. Error  t value  Pr(>|t|)
+        Intercept   37.2851      1.8776  19.8576       0.0
+        wt          -5.3445      0.5591  -9.5590       0.0
         """
         return self._table(self._covariance(vcov, cluster)[0])
 
@@ -412,6 +453,15 @@ class ModelResult:
         -------
         ModelResult or Refit
             The new fit, from the same fitter (tl.lm, tl.glm or tl.aov); the new call with ``evaluate=False``.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.update(". ~ . + hp").coef().round(4)
+        Intercept    37.2273
+        wt           -3.8778
+        hp           -0.0318
+        Name: Estimate, dtype: float64
         """
         refit = self._refit
         if refit is None:
@@ -436,6 +486,14 @@ class ModelResult:
         Returns
         -------
         WaldTest (F for t-based models, chi-squared for z-based ones), or None when nothing is tested.
+
+        Examples
+        --------
+        >>> mtcars = tl.datasets.load("mtcars")
+        >>> fit = tl.lm("mpg ~ wt + hp + qsec", mtcars)
+        >>> w = fit.wald_test(["hp", "qsec"])
+        >>> round(w.statistic, 4), w.df, w.df_residual, round(w.p_value, 6)
+        (6.9423, 2, 28, 0.00356)
         """
         V = self._covariance(vcov, cluster)[0]
         return self._wald(V, parm)

@@ -110,6 +110,14 @@ class BroomMethods:
         pandas.DataFrame
             term, estimate, std.error, statistic, p.value[, conf.low, conf.high]; NaN rows for aliased
             coefficients.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.tidy(conf_int=True).round(4)
+                term  estimate  std.error  statistic  p.value  conf.low  conf.high
+        0  Intercept   37.2851     1.8776    19.8576      0.0   33.4505    41.1198
+        1         wt   -5.3445     0.5591    -9.5590      0.0   -6.4863    -4.2026
         """
         level = check_level(conf_level)
         check_choice("conf_method", conf_method, CONF_METHODS)
@@ -184,6 +192,12 @@ class BroomMethods:
         Returns
         -------
         pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.augment().columns.tolist()
+        ['.rownames', 'mpg', 'wt', '.fitted', '.resid', '.hat', '.sigma', '.cooksd', '.std.resid']
         """
         raise OptionError(f"augment() is not available for a {type(self).__name__}")
 
@@ -256,6 +270,13 @@ class LinearBroom(DesignBroom):
         -------
         pandas.DataFrame
             One row.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.glance()[["r.squared", "sigma", "AIC", "nobs"]].round(4)
+           r.squared   sigma       AIC  nobs
+        0     0.7528  3.0459  166.0294    32
         """
         fit: Any = self
         fs = fit.fstatistic
@@ -276,6 +297,14 @@ class LinearBroom(DesignBroom):
         Returns
         -------
         pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.augment()[[".fitted", ".resid", ".hat", ".cooksd"]].head(2).round(4)
+           .fitted  .resid    .hat  .cooksd
+        0  23.2826 -2.2826  0.0433   0.0133
+        1  21.9198 -0.9198  0.0352   0.0017
         """
         hint = " (a linear model's predictions and residuals are on the response scale)"
         check_choice("type_predict", type_predict, (None, "response"), hint)
@@ -329,6 +358,13 @@ class GeneralizedBroom(DesignBroom):
         -------
         pandas.DataFrame
             One row (logLik, AIC and BIC NaN for the quasi families).
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.glance()[["null.deviance", "deviance", "AIC", "nobs"]].round(4)
+           null.deviance  deviance      AIC  nobs
+        0        43.2297   19.1761  23.1761    32
         """
         fit: Any = self
         return one_row({
@@ -347,6 +383,14 @@ class GeneralizedBroom(DesignBroom):
         Returns
         -------
         pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.augment(type_predict="response")[[".fitted", ".resid", ".hat"]].head(2).round(4)
+           .fitted  .resid    .hat
+        0   0.8172  0.6354  0.1258
+        1   0.6157  0.9848  0.1082
         """
         if type_predict == "terms":
             raise OptionError("type_predict='terms' gives one column per term: use fit.predict(type='terms')")
@@ -484,6 +528,14 @@ class EstimatesBroom(BroomMethods):
         -------
         pandas.DataFrame
             One row.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("InsectSprays")
+        >>> est = tl.mle(lambda p, d: -torch.distributions.Poisson(p["rate"]).log_prob(d["count"]), {"rate": 5.0}, d)
+        >>> est.glance().round(4)
+             logLik       AIC       BIC  nobs
+        0 -337.6509  677.3017  679.5784    72
         """
         fit: Any = self
         return one_row({"logLik": _or_nan(fit.loglik), "AIC": _or_nan(fit.aic), "BIC": _or_nan(fit.bic),

@@ -141,6 +141,13 @@ class DesignMethods(InfluenceMethods):
         -------
         Alias
             As ``tl.alias(fit, partial)``.
+
+        Examples
+        --------
+        >>> d = pd.DataFrame({"y": [1.0, 3, 2, 5], "a": [1.0, 2, 3, 4]}).assign(b=lambda d: 2 * d.a)
+        >>> tl.lm("y ~ a + b", d).alias().complete
+           Intercept    a
+        b        0.0  2.0
         """
         return alias(cast("DiagnosticFit", self), partial=partial)
 
@@ -156,6 +163,16 @@ class DesignMethods(InfluenceMethods):
         -------
         DummyCoef
             As ``tl.dummy_coef(fit, use_na)``.
+
+        Examples
+        --------
+        >>> print(tl.lm("mpg ~ C(cyl) + wt", tl.datasets.load("mtcars")).dummy_coef())
+        Full coefficients are
+        <BLANKLINE>
+        (Intercept):     33.99079
+        C(cyl):                 4         6         8
+                         0.000000 -4.255582 -6.070860
+        wt:             -3.205613
         """
         return dummy_coef(cast("DiagnosticFit", self), use_na=use_na)
 
@@ -167,6 +184,15 @@ class DesignMethods(InfluenceMethods):
         -------
         Influence
             Under na.exclude, a dropped row has leverage 0, the fit's sigma and NaN residuals.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.influence().sigma.head(3).round(4)
+        Mazda RX4        3.0675
+        Mazda RX4 Wag    3.0931
+        Datsun 710       3.0721
+        Name: sigma, dtype: float64
         """
         infl = super().influence()
         if not self.na_exclude:
@@ -182,6 +208,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.hatvalues().head(3).round(4)
+        Mazda RX4        0.0433
+        Mazda RX4 Wag    0.0352
+        Datsun 710       0.0584
+        Name: hat, dtype: float64
         """
         return self._pad(super().hatvalues(), 0.0)
 
@@ -196,6 +231,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.rstandard().head(3).round(4)
+        Mazda RX4       -0.7662
+        Mazda RX4 Wag   -0.3074
+        Datsun 710      -0.7058
+        Name: rstandard, dtype: float64
         """
         return self._pad(super().rstandard(type))
 
@@ -205,6 +249,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.rstudent().head(3).round(4)
+        Mazda RX4       -0.7608
+        Mazda RX4 Wag   -0.3027
+        Datsun 710      -0.6997
+        Name: rstudent, dtype: float64
         """
         return self._pad(super().rstudent())
 
@@ -214,6 +267,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.cooks_distance().nlargest(3).round(4)
+        Chrysler Imperial    0.5319
+        Toyota Corolla       0.2599
+        Fiat 128             0.1930
+        Name: cooks_distance, dtype: float64
         """
         return self._pad(super().cooks_distance())
 
@@ -223,6 +285,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.dfbeta().head(3).round(4)
+                       Intercept     wt
+        Mazda RX4        -0.2290  0.048
+        Mazda RX4 Wag    -0.0652  0.011
+        Datsun 710       -0.2847  0.067
         """
         return self._pad(super().dfbeta(), 0.0)
 
@@ -232,6 +303,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.dfbetas().head(3).round(4)
+                       Intercept      wt
+        Mazda RX4        -0.1211  0.0853
+        Mazda RX4 Wag    -0.0342  0.0194
+        Datsun 710       -0.1503  0.1188
         """
         return self._pad(super().dfbetas(), 0.0)
 
@@ -241,6 +321,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.dffits().head(3).round(4)
+        Mazda RX4       -0.1618
+        Mazda RX4 Wag   -0.0578
+        Datsun 710      -0.1742
+        Name: dffits, dtype: float64
         """
         return self._pad(super().dffits())
 
@@ -250,6 +339,15 @@ class DesignMethods(InfluenceMethods):
         Returns
         -------
         pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.covratio().head(3).round(4)
+        Mazda RX4        1.0752
+        Mazda RX4 Wag    1.1022
+        Datsun 710       1.0991
+        Name: covratio, dtype: float64
         """
         return self._pad(super().covratio())
 
@@ -260,6 +358,18 @@ class DesignMethods(InfluenceMethods):
         -------
         InfluenceMeasures
             At a dropped row: dfb.* 0, dffit NaN, cov.r 1, cook.d NaN, hat 0, and no flags (R's NA).
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.influence_measures().is_inf.sum()
+        dfb.Intercept    0
+        dfb.wt           1
+        dffit            2
+        cov.r            4
+        cook.d           0
+        hat              1
+        dtype: int64
         """
         im = super().influence_measures()
         if not self.na_exclude:

@@ -108,6 +108,29 @@ class Estimates(ModelResult, EstimatesBroom):
     at_optimum, newton_step (distance to the optimum in standard errors), gradient, call.
     coef/vcov/std_errors/confint/coef_table/wald_test come from ModelResult; the robust types are
     HC0 and HC1 (and clusters), from the per-observation gradients.
+
+    Examples
+    --------
+    >>> d = tl.datasets.load("InsectSprays")
+    >>> est = tl.mle(lambda p, d: -torch.distributions.Poisson(p["rate"]).log_prob(d["count"]), {"rate": 5.0}, d)
+    >>> est.summary().coefficients.round(4)
+          Estimate  Std. Error  z value  Pr(>|z|)
+    rate       9.5      0.3632  26.1534       0.0
+    >>> est.confint(method="profile").round(4)
+           2.5 %   97.5 %
+    rate  8.8057  10.2299
+    >>> [round(v, 4) for v in (est.loglik(), est.aic(), est.bic(), est.loglik_at({"rate": 9.0}))]
+    [-337.6509, 677.3017, 679.5784, -338.6328]
+    >>> pd.concat([est.full_coef(), est.score_at({"rate": 9.0}), est.hessian()["rate"]], axis=1).round(4)
+          Estimate  score    rate
+    rate       9.5    4.0  7.5789
+    >>> est.delta(lambda p: p["rate"] ** 2)[["Estimate", "Std. Error"]].round(4)
+           Estimate  Std. Error
+    value     90.25      6.9016
+    >>> est.profile()["rate"].head(2).round(4)
+            z    rate
+    0 -2.6656  8.5644
+    1 -2.1174  8.7515
     """
 
     robust_types = ("HC0", "HC1")

@@ -22,6 +22,7 @@ from torchlm.present.verbs import given_dispersion_cov
 from torchlm.results.base import ModelResult
 from torchlm.results.broom import GeneralizedBroom
 from torchlm.results.design_methods import DesignMethods
+from torchlm.results.plotting import PlotMethods
 from torchlm.solvers.autograd import quiet
 from torchlm.solvers.least_squares import cov_scale, factor_cov, log10_variances, r_inverse_cov
 from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
@@ -29,7 +30,7 @@ from torchlm.sources.row_blocks import DesignSource, WorkingRows, row_quadratic
 RESIDUAL_TYPES = ("deviance", "pearson", "working", "response")
 
 
-class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, GeneralizedBroom):
+class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, GeneralizedBroom, PlotMethods):
     """A fitted GLM (what R's glm() returns), from tl.glm().
 
     Attributes: family, deviance, null_deviance, df_residual, df_null, nobs, rank, dispersion,
@@ -136,6 +137,14 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         pandas.DataFrame (p, p) over every coefficient name.
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.hessian().round(4)
+                   Intercept       wt
+        Intercept     2.9404   9.1542
+        wt            9.1542  28.9835
         """
         fam, y, w, off = self.family, self._y, self._w, self._offset
         b = torch.as_tensor(np.nan_to_num(self._fit.coef), dtype=self.dtype, device=self.device)
@@ -209,6 +218,14 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         pandas.DataFrame (k, k) labelled by the estimable coefficients.
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.vcov("HC0").round(4)
+                   Intercept      wt
+        Intercept    24.5610 -7.6684
+        wt           -7.6684  2.4264
         """
         return self._covariance(type, cluster, information=information)[0]
 
@@ -228,6 +245,14 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         pandas.DataFrame with R's columns ("2.5 %", "97.5 %").
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.confint(method="profile").round(4)
+                    2.5 %   97.5 %
+        Intercept  5.2138  23.6289
+        wt        -7.6989  -1.8334
         """
         if method == "profile":
             if vcov is not None or cluster is not None:
@@ -249,6 +274,12 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         -------
         float
             NaN for the quasi families (no likelihood).
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> round(fit.aic(), 4)
+        23.1761
         """
         if self._aic is None:
             # once per fit: the family's aic may warn about the data (R's dpois on non-integer counts),
@@ -268,6 +299,12 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> round(fit.loglik(), 4)
+        -9.588
         """
         return self.df_loglik - self.aic() / 2
 
@@ -277,6 +314,12 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> round(fit.bic(), 4)
+        26.1076
         """
         return -2 * self.loglik() + math.log(len(self.design.y)) * self.df_loglik
 
@@ -298,6 +341,15 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         pandas.Series
             named "fitted", indexed by the rows used (under na_action="exclude", by the rows of the data,
             NaN where a row was dropped for missing values: R's naresid).
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.fitted().head(3).round(4)
+        Mazda RX4        0.8172
+        Mazda RX4 Wag    0.6157
+        Datsun 710       0.9373
+        Name: fitted, dtype: float64
         """
         return self._padded_series(self._fit.mu, "fitted")
 
@@ -308,6 +360,15 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         -------
         pandas.Series
             named "eta", indexed by the rows used.
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.linear_predictors().head(3).round(4)
+        Mazda RX4        1.4976
+        Mazda RX4 Wag    0.4715
+        Datsun 710       2.7048
+        Name: eta, dtype: float64
         """
         return self._series(self._fit.eta, "eta")
 
@@ -318,6 +379,15 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         -------
         pandas.Series
             named "residuals", indexed by the rows used (padded with NaN under na_action="exclude", as fitted()).
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.residuals("pearson").head(3).round(4)
+        Mazda RX4        0.4729
+        Mazda RX4 Wag    0.7900
+        Datsun 710       0.2586
+        Name: residuals, dtype: float64
         """
         y, mu, w, fam = self._y, self._fit.mu, self._w, self.family
         if type == "deviance":
@@ -366,6 +436,14 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         -------
         pandas.Series of predictions, a DataFrame with columns fit and se_fit, or (type="terms") a
         DataFrame / TermsPrediction with one column per term.
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> fit.predict(pd.DataFrame({"wt": [2.5, 3.5]}), type="response").round(4)
+        0    0.8787
+        1    0.1147
+        Name: fit, dtype: float64
         """
         if type not in ("link", "response", "terms"):
             raise OptionError(f"predict type must be 'link', 'response' or 'terms', not {type!r}")
@@ -433,6 +511,34 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         Returns
         -------
         GLMSummary
+
+        Examples
+        --------
+        >>> fit = tl.glm("am ~ wt", tl.datasets.load("mtcars"), family="binomial")
+        >>> print(fit.summary())
+        <BLANKLINE>
+        Call:
+        glm(formula = am ~ wt, family = binomial)
+        <BLANKLINE>
+        Deviance Residuals:
+             Min        1Q    Median        3Q       Max
+        -2.11400  -0.53738  -0.08811   0.26055   2.19931
+        <BLANKLINE>
+        Coefficients:
+                  Estimate Std. Error z value Pr(>|z|)
+        Intercept   12.040      4.510   2.670  0.00759 **
+        wt          -4.024      1.436  -2.801  0.00509 **
+        ---
+        Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+        <BLANKLINE>
+        (Dispersion parameter for binomial family taken to be 1)
+        <BLANKLINE>
+            Null deviance: 43.230  on 31  degrees of freedom
+        Residual deviance: 19.176  on 30  degrees of freedom
+        AIC: 23.176
+        <BLANKLINE>
+        Number of Fisher Scoring iterations: 6
+        <BLANKLINE>
         """
         return GLMSummary(self._omitted(), vcov=vcov, cluster=cluster, dispersion=dispersion, correlation=correlation,
                           symbolic_cor=symbolic_cor)

@@ -20,6 +20,7 @@ from torchlm.present.summary import LMSummary, print_lm
 from torchlm.results.base import ModelResult
 from torchlm.results.broom import LinearBroom
 from torchlm.results.design_methods import DesignMethods
+from torchlm.results.plotting import PlotMethods
 from torchlm.solvers.autograd import objective_hessian
 from torchlm.solvers.least_squares import QRFit, linear_chunks, log10_variances, scaled_cov, unscaled_cov
 from torchlm.sources.row_blocks import WorkingRows, row_quadratic
@@ -39,7 +40,7 @@ def _exp10(log10_value: float) -> str:
 
 
 
-class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom):
+class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom, PlotMethods):
     """A fitted linear model (what R's lm() returns), from tl.lm().
 
     Attributes: sigma, df_residual, nobs, rank, r_squared, adj_r_squared, fstatistic, deviance,
@@ -112,6 +113,14 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         Returns
         -------
         pandas.DataFrame (p, p) over every coefficient name.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.hessian().round(4)
+                   Intercept        wt
+        Intercept     32.000  102.9520
+        wt           102.952  360.9011
         """
         beta = torch.as_tensor(np.nan_to_num(self._qr.coef), dtype=self.dtype, device=self.device)
         H = objective_hessian(self._chunks(), beta)
@@ -253,6 +262,12 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         -------
         float
             The log-likelihood at the estimate.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> round(fit.loglik(), 4)
+        -80.0147
         """
         u = self._w_used
         w = np.ones(u.sum()) if self.design.weights is None else self.design.weights[u]
@@ -271,6 +286,12 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> round(fit.aic(), 4)
+        166.0294
         """
         return -2 * self.loglik() + 2 * self.df_loglik
 
@@ -280,6 +301,12 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> round(fit.bic(), 4)
+        170.4266
         """
         return -2 * self.loglik() + math.log(self.nobs) * self.df_loglik
 
@@ -292,6 +319,15 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         pandas.Series
             named "fitted", indexed by the rows used (under na_action="exclude", by the rows of the data,
             NaN where a row was dropped for missing values: R's naresid).
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.fitted().head(3).round(4)
+        Mazda RX4        23.2826
+        Mazda RX4 Wag    21.9198
+        Datsun 710       24.8860
+        Name: fitted, dtype: float64
         """
         return self._pad(pd.Series(self._fitted, index=self.design.index, name="fitted"))
 
@@ -302,6 +338,15 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         -------
         pandas.Series
             named "residuals", indexed by the rows used (padded with NaN under na_action="exclude", as fitted()).
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.residuals().head(3).round(4)
+        Mazda RX4       -2.2826
+        Mazda RX4 Wag   -0.9198
+        Datsun 710      -2.0860
+        Name: residuals, dtype: float64
         """
         if type in ("response", "working"):
             r = self._resid
@@ -337,6 +382,14 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         -------
         pandas.Series of predictions, a DataFrame with columns fit, se_fit, lwr, upr, or (type="terms")
         a DataFrame / TermsPrediction with one column per term.
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> fit.predict(pd.DataFrame({"wt": [2.5, 3.5]}), interval="confidence").round(4)
+               fit      lwr      upr
+        0  23.9239  22.5528  25.2951
+        1  18.5795  17.4334  19.7255
         """
         if type not in ("response", "link", "terms"):
             raise OptionError(f"predict type must be 'response' or 'terms' for a linear model, not {type!r}")
@@ -428,6 +481,30 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         Returns
         -------
         LMSummary
+
+        Examples
+        --------
+        >>> fit = tl.lm("mpg ~ wt", tl.datasets.load("mtcars"))
+        >>> print(fit.summary())
+        <BLANKLINE>
+        Call:
+        lm(formula = mpg ~ wt)
+        <BLANKLINE>
+        Residuals:
+            Min      1Q  Median      3Q     Max
+        -4.5432 -2.3647 -0.1252  1.4096  6.8727
+        <BLANKLINE>
+        Coefficients:
+                  Estimate Std. Error t value Pr(>|t|)
+        Intercept  37.2851     1.8776  19.858  < 2e-16 ***
+        wt         -5.3445     0.5591  -9.559 1.29e-10 ***
+        ---
+        Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+        <BLANKLINE>
+        Residual standard error: 3.046 on 30 degrees of freedom
+        Multiple R-squared:  0.7528,  Adjusted R-squared:  0.7446
+        F-statistic: 91.38 on 1 and 30 DF,  p-value: 1.294e-10
+        <BLANKLINE>
         """
         return LMSummary(self._omitted(), vcov=vcov, cluster=cluster, correlation=correlation,
                          symbolic_cor=symbolic_cor)

@@ -53,6 +53,12 @@ class NegativeBinomialResult(GeneralizedLinearModelResult):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> fit = tl.glm_nb("Days ~ Sex", tl.datasets.load("quine"))
+        >>> round(fit.aic(), 4)
+        1123.2743
         """
         if self._aic is None:
             self._aic = -self.twologlik + 2 * self.rank + 2
@@ -74,6 +80,12 @@ class NegativeBinomialResult(GeneralizedLinearModelResult):
         Returns
         -------
         tuple of (float, float)
+
+        Examples
+        --------
+        >>> fit = tl.glm_nb("Days ~ Sex", tl.datasets.load("quine"))
+        >>> [round(v, 4) for v in fit.extract_aic()]
+        [2, 1121.2743]
         """
         edf = len(self.design.y) - self.df_residual
         return edf, -self.twologlik + k * edf
@@ -90,6 +102,39 @@ class NegativeBinomialResult(GeneralizedLinearModelResult):
         Returns
         -------
         NegbinSummary
+
+        Examples
+        --------
+        >>> fit = tl.glm_nb("Days ~ Sex", tl.datasets.load("quine"))
+        >>> print(fit.summary())
+        <BLANKLINE>
+        Call:
+        glm.nb(formula = Days ~ Sex, init.theta = 1.074116524, link = log)
+        <BLANKLINE>
+        Deviance Residuals:
+            Min       1Q   Median       3Q      Max
+        -2.4849  -0.9253  -0.3431   0.3810   2.3318
+        <BLANKLINE>
+        Coefficients:
+                  Estimate Std. Error z value Pr(>|z|)
+        Intercept   2.7229     0.1116  24.395   <2e-16 ***
+        Sex[T.M]    0.1649     0.1656   0.996    0.319
+        ---
+        Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+        <BLANKLINE>
+        (Dispersion parameter for Negative Binomial(1.0741) family taken to be 1)
+        <BLANKLINE>
+            Null deviance: 169.50  on 145  degrees of freedom
+        Residual deviance: 168.51  on 144  degrees of freedom
+        AIC: 1123.3
+        <BLANKLINE>
+        Number of Fisher Scoring iterations: 1
+        <BLANKLINE>
+        <BLANKLINE>
+                      Theta:  1.074
+                  Std. Err.:  0.130
+        <BLANKLINE>
+         2 x log-likelihood:  -1117.274
         """
         return NegbinSummary(self._omitted(), vcov=vcov, cluster=cluster, dispersion=dispersion,
                              correlation=correlation, symbolic_cor=symbolic_cor)

@@ -43,6 +43,19 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         R's stopMessage ("converged", R's reason stopped, minpack.lm's or PORT's message).
     df_residual : int
         Observations with non-zero weight minus parameters.
+
+    Examples
+    --------
+    >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+    >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+    >>> fit.glance()[["sigma", "isConv", "logLik", "nobs"]].round(4)
+         sigma  isConv   logLik  nobs
+    0  10.9337    True -44.6355    12
+    >>> fit.augment().head(3).round(4)
+       rate  conc   .fitted   .resid
+    0    76  0.02   50.5661  25.4339
+    1    47  0.02   50.5661  -3.5661
+    2    97  0.06  102.8111  -5.8111
     """
 
     statistic = "t"
@@ -114,6 +127,16 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         pandas.Series indexed by the rows used.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.fitted().head(3).round(4)
+        0     50.5661
+        1     50.5661
+        2    102.8111
+        Name: fitted, dtype: float64
         """
         return pd.Series(self._fitted, index=self.frame.index, name="fitted")
 
@@ -123,6 +146,16 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         pandas.Series indexed by the rows used.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.residuals().head(3).round(4)
+        0    25.4339
+        1    -3.5661
+        2    -5.8111
+        Name: residuals, dtype: float64
         """
         if type == "response":
             return pd.Series(self._lhs - self._fitted, index=self.frame.index, name="residuals")
@@ -142,6 +175,13 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         numpy.ndarray
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.predict(pd.DataFrame({"conc": [0.1, 0.5]})).round(4)
+        array([129.5895, 188.5088])
         """
         if newdata is None:
             return self._fitted.copy()
@@ -157,6 +197,13 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> round(fit.loglik(), 4)
+        -44.6355
         """
         res = self._resid_w
         w = np.ones(len(res)) if self._weights is None else self._weights
@@ -176,6 +223,13 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> round(fit.aic(), 4)
+        95.271
         """
         return -2 * self.loglik() + k * self.df_loglik
 
@@ -185,6 +239,13 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> round(fit.bic(), 4)
+        96.7257
         """
         return self.aic(math.log(self.nobs))
 
@@ -202,6 +263,27 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         -------
         NLSSummary
             Prints as R's print.summary.nls.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> print(fit.summary())
+        <BLANKLINE>
+        Formula: rate ~ Vm * conc/(K + conc)
+        <BLANKLINE>
+        Parameters:
+            Estimate Std. Error t value Pr(>|t|)
+        Vm 2.127e+02  6.947e+00  30.615 3.24e-11 ***
+        K  6.412e-02  8.281e-03   7.743 1.57e-05 ***
+        ---
+        Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
+        <BLANKLINE>
+        Residual standard error: 10.93 on 10 degrees of freedom
+        <BLANKLINE>
+        Number of iterations to convergence: 5
+        Achieved convergence tolerance: 8.799e-06
+        <BLANKLINE>
         """
         return NLSSummary(self, correlation=correlation, symbolic_cor=symbolic_cor)
 
@@ -221,6 +303,15 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         NonlinearModelResult or Refit
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.update(start={"Vm": 150, "K": 0.1}).coef().round(4)
+        Vm    212.6837
+        K       0.0641
+        Name: Estimate, dtype: float64
         """
         if formula is None or self._refit is None:
             return super().update(None, evaluate=evaluate, **changes)
@@ -245,6 +336,13 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         str
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.r_formula()
+        'rate ~ Vm * conc/(K + conc)'
         """
         return deparse(self.model.tree)
 
@@ -263,6 +361,16 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         -------
         dict of str to pandas.DataFrame
             {name: DataFrame with column "tau" and one column per parameter}.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.profile("K")["K"].head(3).round(4)
+              tau        Vm       K
+        0 -3.3562  195.0005  0.0397
+        1 -2.6722  198.4424  0.0440
+        2 -1.9885  201.9612  0.0486
         """
         return profile_nls(self, self._parm(which), alphamax, maxpts, delta_t)
 
@@ -279,6 +387,15 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         pandas.DataFrame with MASS's columns ("2.5%", "97.5%"); NaN where the profile does not reach the level.
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.confint().round(4)
+                2.5%     97.5%
+        Vm  197.3021  229.2901
+        K     0.0469    0.0862
         """
         if vcov is not None or cluster is not None:
             raise OptionError("the profile intervals use no covariance: for Wald intervals with vcov= use "
@@ -293,6 +410,15 @@ class NonlinearModelResult(ModelResult, NonlinearBroom):
         Returns
         -------
         pandas.DataFrame with R's columns ("2.5 %", "97.5 %").
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("Puromycin").query("state == 'treated'")
+        >>> fit = tl.nls("rate ~ Vm * conc / (K + conc)", d, {"Vm": 200, "K": 0.05})
+        >>> fit.confint_default().round(4)
+               2.5 %    97.5 %
+        Vm  199.0674  226.2997
+        K     0.0479    0.0804
         """
         q = self._quantile(level, "z")
         rows = self._parm(parm)

@@ -1,0 +1,421 @@
+"""The result of tl.feols / tl.fepois / tl.feglm: the slopes with fixest's covariances; fixed effects on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from torchlm.errors import OptionError, UnknownVariableError
+from torchlm.frame.fixest import FixestDesign
+from torchlm.inference.fixest_vcov import Clustering, SmallSample, fixef_dof, fixest_vcov
+from torchlm.results.base import ModelResult, confint_labels
+from torchlm.solvers.absorb import Absorber
+
+
+@dataclass
+class FixestFit:
+    """What a fixest fit leaves for its result (the solver's side).
+
+    Parameters
+    ----------
+    coef : (p,) slopes, NaN for removed ones.
+    bread : (r, r) inverse of the weighted within cross-product, the estimable slopes in order.
+    scores : (n, r) per-observation scores.
+    residuals : (n,) response residuals y - fitted (working residuals for a GLM are not kept).
+    fitted : (n,) fitted values (means for a GLM), fixed effects included.
+    eta : (n,) linear predictor (OLS: the fitted values).
+    weights : (n,) the prior weights, or None.
+    rss : weighted residual sum of squares (OLS) or the deviance (GLM).
+    tss, tss_within : weighted total sum of squares of y about its mean, and of the within-transformed y.
+    absorber : the projection (for fixef()).
+    X : (n, p) slopes' matrix (for fixef()); y : (n,) the response.
+    dispersion : 1 for families with a fixed dispersion; the estimated one otherwise; None for OLS.
+    deviance, null_deviance, loglik, iterations : GLM only.
+    """
+
+    coef: np.ndarray
+    bread: torch.Tensor
+    scores: torch.Tensor
+    residuals: np.ndarray
+    fitted: np.ndarray
+    eta: np.ndarray
+    weights: np.ndarray | None
+    rss: float
+    tss: float
+    tss_within: float
+    absorber: Absorber | None
+    X: np.ndarray
+    y: np.ndarray
+    collinear: list[str]
+    dispersion: float | None = None
+    deviance: float | None = None
+    null_deviance: float | None = None
+    loglik: float | None = None
+    iterations: int | None = None
+
+
+class FixestResult(ModelResult):
+    """A fixest model: feols (OLS), fepois (Poisson) or feglm, with absorbed fixed effects.
+
+    Attributes
+    ----------
+    method : "OLS", "Poisson" or the family's name.
+    fixef_names : the fixed effects as the formula writes them.
+    fixef_sizes : their numbers of levels (after singletons and NA rows are removed).
+    nobs : observations used.
+    n_singletons, n_removed, n_missing : observations removed as singletons, for a perfect fit (fepois), and for NA.
+    collinear : slopes removed because they are collinear with the fixed effects or other slopes.
+    """
+
+    def __init__(self, fd: FixestDesign, fit: FixestFit, *, method: str, vcov: Any, ssc: Any, family: Any = None,
+                 call: str = ""):
+        self.fd, self.fit, self.method, self.family, self.call = fd, fit, method, family, call
+        self._names = tuple(fd.names)
+        self.ssc = SmallSample.make(ssc)
+        self.fixef_names = fd.fml.labels
+        self.fixef_sizes = [len(lv) for lv in fd.levels]
+        self.nobs = len(fit.y)
+        self.n_singletons, self.n_removed = fd.n_singletons, fd.n_removed
+        self.n_missing = fd.design.n_dropped
+        self.collinear = list(fit.collinear)
+        self.response = fd.design.response
+        self.statistic = "t" if method == "OLS" or (family is not None and not family.fixed_dispersion) else "z"
+        self.df_residual: int = self.nobs - len(self.estimable) - fixef_dof(self.fixef_sizes)
+        self._default_vcov = vcov
+        self._default = self._resolve(vcov, None)  # checked at the fit, as fixest does
+
+    # --- ModelResult hooks ---------------------------------------------------------------------
+    def _coef_values(self) -> np.ndarray:
+        return self.fit.coef
+
+    def _unscaled(self, **options: Any) -> np.ndarray:
+        return self.fit.bread.cpu().numpy()
+
+    @property
+    def scale(self) -> float:
+        """sigma^2 (RSS / (n - K)) for OLS, the dispersion for a GLM."""
+        if self.fit.dispersion is not None:
+            return self.fit.dispersion
+        df = self.nobs - len(self.estimable) - fixef_dof(self.fixef_sizes)
+        return self.fit.rss / df if df > 0 else float("nan")
+
+    # --- covariance choice ---------------------------------------------------------------------
+    def _clustering(self, spec: Any) -> list[Clustering]:
+        names = [s.strip() for s in spec.split("+")] if isinstance(spec, str) else list(spec)
+        if not 1 <= len(names) <= 2:
+            raise OptionError(f"clustering is one- or two-way; got {len(names)} cluster variables ({names})")
+        out = []
+        for nm in names:
+            if not isinstance(nm, str):
+                raise OptionError(f"cluster variables are named by strings, not {nm!r}")
+            if nm in self.fixef_names:
+                out.append(Clustering(self.fd.codes[self.fixef_names.index(nm)], nm))
+                continue
+            data, rows = self.fd.design.data, self.fd.design.rows
+            if data is None or nm not in data.columns:
+                raise UnknownVariableError(f"cluster variable {nm!r} is neither a fixed effect ({self.fixef_names}) "
+                                           "nor a column of the data")
+            values = data[nm].iloc[rows]
+            if values.isna().any():
+                raise OptionError(f"cluster variable {nm!r} is missing (NA) in {int(values.isna().sum())} of the rows "
+                                  "used: drop them before the fit (or cluster by another variable)")
+            codes, _ = pd.factorize(values, sort=True)
+            out.append(Clustering(codes.astype(np.int64), nm))
+        return out
+
+    def _resolve(self, vcov: Any, cluster: Any) -> tuple[str, list[Clustering]]:
+        """fixest's vcov= (and cluster=) as (kind, clusterings)."""
+        if cluster is not None:
+            if vcov not in (None, "cluster", "CRV1", "twoway"):
+                raise OptionError("cluster= goes with vcov=None or 'cluster'")
+            return "cluster", self._clustering(cluster)
+        if vcov is None:
+            vcov = self._default_vcov
+        if vcov is None:
+            # fixest's defaults (setFixest_vcov): iid without fixed effects, clustered by the first one with them
+            return ("cluster", self._clustering([self.fixef_names[0]])) if self.fixef_names else ("iid", [])
+        if isinstance(vcov, dict):
+            if set(vcov) != {"CRV1"}:
+                raise OptionError(f"vcov dict is fixest's {{'CRV1': 'firm'}} (or 'firm + year'), not {vcov!r}")
+            return "cluster", self._clustering(vcov["CRV1"])
+        if isinstance(vcov, str):
+            key = vcov.lower()
+            if key in ("iid", "standard", "const"):
+                return "iid", []
+            if key in ("hetero", "hc1", "white"):
+                return "hetero", []
+            if key in ("cluster", "twoway"):
+                want = 1 if key == "cluster" else 2
+                if len(self.fixef_names) < want:
+                    raise OptionError(f"vcov={vcov!r} clusters by the first {want} fixed effect(s); the model has "
+                                      f"{len(self.fixef_names)}: name the cluster variable ({{'CRV1': 'g'}})")
+                return "cluster", self._clustering(self.fixef_names[:want])
+        raise OptionError(f"unknown vcov {vcov!r}: fixest's are 'iid', 'hetero', 'cluster', 'twoway', "
+                          "{'CRV1': 'g'} or {'CRV1': 'g1 + g2'}")
+
+    def _fixest(self, vcov: Any, cluster: Any, ssc: Any = None) -> tuple[pd.DataFrame, str, float]:
+        kind, clusters = self._default if vcov is None and cluster is None else self._resolve(vcov, cluster)
+        s = self.ssc if ssc is None else SmallSample.make(ssc)
+        if self.fit.dispersion is None:
+            rss = self.fit.rss
+        else:  # a GLM: bread already includes the dispersion's place; fixest's iid is bread * phi * adj
+            rss = self.fit.dispersion * (self.nobs - 1)
+        V, df = fixest_vcov(kind, self.fit.bread, self.fit.scores, sigma2_rss=rss, n=self.nobs,
+                            k=len(self.estimable), sizes=self.fixef_sizes, fe_codes=self.fd.codes, clusters=clusters,
+                            ssc=s)
+        names = self.estimable
+        desc = {"iid": "IID", "hetero": "Heteroskedasticity-robust"}.get(kind) or (
+            f"Clustered ({clusters[0].label})" if len(clusters) == 1 else
+            f"Clustered ({clusters[0].label} & {clusters[1].label})")
+        return pd.DataFrame(V.cpu().numpy(), index=names, columns=names), desc, df
+
+    def _covariance(self, vcov: Any = None, cluster: Any = None, **options: Any) -> tuple[pd.DataFrame, str | None]:
+        V, desc, _ = self._fixest(vcov, cluster, options.get("ssc"))
+        return V, desc
+
+    def vcov(self, type: Any = None, *, cluster: Any = None, ssc: Any = None) -> pd.DataFrame:
+        """fixest's vcov(): the slopes' covariance with fixest's small-sample corrections.
+
+        Parameters
+        ----------
+        type : None (the fit's vcov=, else fixest's default: clustered by the first fixed effect, iid without
+            fixed effects), "iid", "hetero" (also "HC1"), "cluster", "twoway", ``{"CRV1": "firm"}`` or
+            ``{"CRV1": "firm + year"}``.
+        cluster : cluster variable name(s): a fixed effect or a column of the data (one or two).
+        ssc : fixest's ssc() as a dict (adj, fixef_K, cluster_adj, cluster_df); default the fit's.
+
+        Returns
+        -------
+        pandas.DataFrame (k, k) over the estimable slopes.
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.vcov("hetero").round(4)
+                wt      hp
+        wt  0.4804  0.0029
+        hp  0.0029  0.0001
+        """
+        return self._fixest(type, cluster, ssc)[0]
+
+    def std_errors(self, vcov: Any = None, *, cluster: Any = None, ssc: Any = None) -> pd.Series:
+        """Standard errors of the slopes (NaN for removed ones); options as in vcov().
+
+        Returns
+        -------
+        pandas.Series
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.std_errors().round(4)
+        wt    1.1669
+        hp    0.0138
+        Name: Std. Error, dtype: float64
+        """
+        return self._se(self._fixest(vcov, cluster, ssc)[0])
+
+    def coef_table(self, vcov: Any = None, *, cluster: Any = None, ssc: Any = None) -> pd.DataFrame:
+        """Estimate, Std. Error, t (z) value and p-value of each slope, fixest's t degrees of freedom.
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.coef_table().round(4)
+            Estimate  Std. Error  t value  Pr(>|t|)
+        wt   -3.1814      1.1669  -2.7263    0.1123
+        hp   -0.0231      0.0138  -1.6701    0.2369
+        """
+        V, _, df = self._fixest(vcov, cluster, ssc)
+        b, se = self.coef(), self._se(V)
+        stat = b / se
+        s = self.statistic
+        p = 2 * (stats.t.sf(np.abs(stat), df) if s == "t" else stats.norm.sf(np.abs(stat)))
+        return pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
+                            index=list(self.names))
+
+    def confint(self, level: float = 0.95, parm: Any = None, vcov: Any = None, *, cluster: Any = None,
+                ssc: Any = None) -> pd.DataFrame:
+        """Wald intervals with fixest's degrees of freedom (min(G) - 1 when clustered).
+
+        Returns
+        -------
+        pandas.DataFrame with columns "2.5 %" and "97.5 %".
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.confint().round(4)
+             2.5 %  97.5 %
+        wt -8.2023  1.8395
+        hp -0.0827  0.0364
+        """
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise OptionError(f"level must be between 0 and 1, not {level!r}")
+        V, _, df = self._fixest(vcov, cluster, ssc)
+        p = 1 - (1 - level) / 2
+        q = float(stats.t.ppf(p, df) if self.statistic == "t" else stats.norm.ppf(p))
+        rows = self._parm(parm)
+        b, se = self.coef()[rows], self._se(V)[rows]
+        lo, hi = confint_labels(level)
+        return pd.DataFrame({lo: b - q * se, hi: b + q * se}, index=rows)
+
+    # --- fit statistics ------------------------------------------------------------------------
+    @property
+    def r2(self) -> float:
+        """R² about the response's (weighted) mean (OLS; for a GLM, None)."""
+        return 1 - self.fit.rss / self.fit.tss if self.method == "OLS" else float("nan")
+
+    @property
+    def within_r2(self) -> float:
+        """R² of the within-transformed model (NaN without fixed effects)."""
+        if not self.fixef_names or self.method != "OLS":
+            return float("nan")
+        return 1 - self.fit.rss / self.fit.tss_within
+
+    @property
+    def adj_r2(self) -> float:
+        """Adjusted R², the fixed effects counted among the parameters (fixest's)."""
+        n, k = self.nobs, len(self.estimable)
+        K = k + fixef_dof(self.fixef_sizes) if self.fixef_names else k + self.fd.design.has_intercept
+        # fixest: the intercept (absorbed or not) is the mean, not a parameter of the adjustment
+        top = n - 1 if (self.fixef_names or self.fd.design.has_intercept) else n
+        return 1 - (1 - self.r2) * top / (n - K)
+
+    @property
+    def adj_within_r2(self) -> float:
+        """Adjusted within R² (fixest's)."""
+        n, k, kfe = self.nobs, len(self.estimable), fixef_dof(self.fixef_sizes)
+        return 1 - (1 - self.within_r2) * (n - kfe) / (n - k - kfe) if self.fixef_names else float("nan")
+
+    @property
+    def rmse(self) -> float:
+        """sqrt(RSS / n)."""
+        return float(np.sqrt(self.fit.rss / self.nobs))
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard error sqrt(RSS / (n - K))."""
+        return float(np.sqrt(self.scale))
+
+    # --- values per observation ----------------------------------------------------------------
+    def fitted(self) -> pd.Series:
+        """Fitted values (means for a GLM), the fixed effects included.
+
+        Returns
+        -------
+        pandas.Series indexed by the rows used.
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.fitted().head(3).round(4)
+        Mazda RX4        21.6085
+        Mazda RX4 Wag    20.7973
+        Datsun 710       26.3150
+        Name: fitted, dtype: float64
+        """
+        return pd.Series(self.fit.fitted, index=self.fd.design.index, name="fitted")
+
+    def residuals(self, type: str = "response") -> pd.Series:
+        """Residuals y - fitted ("response"); for a GLM also "pearson" and "deviance".
+
+        Returns
+        -------
+        pandas.Series indexed by the rows used.
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.residuals().head(3).round(4)
+        Mazda RX4       -0.6085
+        Mazda RX4 Wag    0.2027
+        Datsun 710      -3.5150
+        Name: residuals, dtype: float64
+        """
+        y, mu = self.fit.y, self.fit.fitted
+        if type == "response":
+            r = y - mu
+        elif type in ("pearson", "deviance") and self.family is not None:
+            fam = self.family
+            w = torch.ones(len(y), dtype=torch.float64) if self.fit.weights is None else torch.as_tensor(
+                self.fit.weights)
+            yt, mt = torch.as_tensor(y), torch.as_tensor(mu)
+            if type == "pearson":
+                r = ((yt - mt) * w.sqrt() / fam.variance(mt).sqrt()).numpy()
+            else:
+                r = (torch.sign(yt - mt) * fam.dev_resids(yt, mt, w).clamp_min(0).sqrt()).numpy()
+        else:
+            raise OptionError(f"residual type {type!r}: 'response'" + (", 'pearson' or 'deviance'"
+                                                                        if self.family is not None else ""))
+        return pd.Series(r, index=self.fd.design.index, name="residuals")
+
+    def fixef(self) -> dict[str, pd.Series]:
+        """The fixed effects' coefficients, as fixest's fixef(): the first level of every effect but the first is 0.
+
+        Returns
+        -------
+        dict
+            Fixed-effect name -> pandas.Series indexed by its levels.
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> fit.fixef()["cyl"].round(4)
+        4    35.8460
+        6    32.4870
+        8    32.6601
+        Name: cyl, dtype: float64
+        """
+        ab = self.fit.absorber
+        if ab is None:
+            return {}
+        b = np.nan_to_num(self.fit.coef)
+        target = self.fit.eta - (0 if self.fd.design.offset is None else self.fd.design.offset) - self.fit.X @ b
+        t = torch.as_tensor(target, dtype=ab.dtype, device=ab.codes[0].device).unsqueeze(1)
+        coefs = [c[:, 0].cpu().numpy().copy() for c in ab.coefficients(t)]
+        # fixest's normalization: a reference level (the first) at 0 for every effect after the first
+        for g in range(1, len(coefs)):
+            shift = coefs[g][0]
+            coefs[g] -= shift
+            coefs[0] += shift
+        return {nm: pd.Series(c, index=lv, name=nm) for nm, c, lv in zip(self.fixef_names, coefs, self.fd.levels)}
+
+    def summary(self, vcov: Any = None, *, cluster: Any = None, ssc: Any = None) -> Any:
+        """fixest's summary: the header (estimation, observations, fixed effects, standard-error type), the
+        coefficient table and the fit statistics.
+
+        Returns
+        -------
+        FixestSummary
+            Printing it gives the text.
+
+        Examples
+        --------
+        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
+        >>> print(fit.summary())
+        OLS estimation, Dep. Var.: mpg
+        Observations: 32
+        Fixed-effects: cyl: 3
+        Standard-errors: Clustered (cyl)
+           Estimate Std. Error t value Pr(>|t|)
+        wt -3.18140    1.16692  -2.726    0.112
+        hp -0.02312    0.01384  -1.670    0.237
+        RMSE: 2.2415     Adj. R2: 0.83607
+                       Within R2: 0.46632
+        """
+        from torchlm.present.fixest import FixestSummary
+
+        return FixestSummary(self, vcov, cluster, ssc)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
