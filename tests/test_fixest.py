@@ -231,3 +231,24 @@ def test_data_is_not_modified():
     before = PANEL.copy()
     tl.feols("y ~ x1 + x2 | firm^year", PANEL, weights="w")
     pd.testing.assert_frame_equal(PANEL, before)
+
+
+def test_etable_has_fixed_effect_rows_and_the_fits_own_standard_errors():
+    a = tl.feols("y ~ x1 + x2 | firm", PANEL)
+    b = tl.feols("y ~ x1 + x2 | firm + year", PANEL)
+    t = tl.etable([tl.lm("y ~ x1 + x2", PANEL), a, b])
+    rows = dict(zip(t["term"], t.iloc[:, 3:].to_numpy().tolist()))
+    assert rows["FE: firm"] == ["", "X", "X"] and rows["FE: year"] == ["", "", "X"]
+    assert rows["Std. Errors"] == ["IID", "Clustered (firm)", "Clustered (firm)"]
+    assert rows["Within R²"][1:] == [f"{a.within_r2:.3f}", f"{b.within_r2:.3f}"]
+    se = t[(t["term"] == "x1") & (t["statistic"] == "std.error")].iloc[0, 5]
+    assert se == f"({b.std_errors()['x1']:.3f})"
+
+
+def test_tidy_and_glance():
+    fit = tl.feols("y ~ x1 + x2 | firm + year", PANEL)
+    td = fit.tidy(conf_int=True, vcov="hetero")
+    close(td["std.error"], fit.std_errors("hetero"))
+    close(td[["conf.low", "conf.high"]].to_numpy(), fit.confint(vcov="hetero").to_numpy())
+    g = fit.glance()
+    close(g[["r.squared", "within.r.squared", "nobs"]].to_numpy()[0], [fit.r2, fit.within_r2, 400])

@@ -30,10 +30,10 @@ STATISTICS = {"std.error": "Standard errors", "statistic": "t or z statistics", 
 R_STARS = (("***", 0.001), ("**", 0.01), ("*", 0.05), (".", 0.1))
 STAT_LABELS = {"nobs": "N", "r2": "R²", "adj_r2": "Adj. R²", "aic": "AIC", "bic": "BIC", "loglik": "logLik",
                "dispersion": "Dispersion", "theta": "Theta", "sigma": "Sigma", "deviance": "Deviance",
-               "df_residual": "Residual df"}
-_TEX_LABELS = {"r2": "$R^2$", "adj_r2": "Adj. $R^2$"}
+               "df_residual": "Residual df", "within_r2": "Within R²"}
+_TEX_LABELS = {"r2": "$R^2$", "adj_r2": "Adj. $R^2$", "within_r2": "Within $R^2$"}
 _INTEGER_STATS = ("nobs", "df_residual")
-DEFAULT_STATS = ("nobs", "r2", "adj_r2", "aic", "loglik", "dispersion", "theta")
+DEFAULT_STATS = ("nobs", "r2", "adj_r2", "within_r2", "aic", "loglik", "dispersion", "theta")
 VCOV_ROW = "Std. Errors"
 
 
@@ -304,6 +304,21 @@ def _stat_rows(fits: list[Any], stats: Sequence[str], digits: int) -> list[Row]:
     return rows
 
 
+def _fixef_rows(fits: list[Any]) -> list[Row]:
+    """One row per fixed effect of the fixest fits (modelsummary's "FE: firm", X where a model absorbs it)."""
+    names: list[str] = []
+    for f in fits:
+        names += [n for n in getattr(f, "fixef_names", []) if n not in names]
+    return [Row("gof", f"FE: {n}", "", tuple(Cell("X" if n in getattr(f, "fixef_names", []) else "") for f in fits),
+                "fixef") for n in names]
+
+
+def _vcov_cell(fit: Any, spec: Any) -> Cell:
+    # a fixest fit names its own covariance (its default is clustered, and fixest's specs are its own)
+    own = getattr(fit, "vcov_type", None)
+    return Cell(own(spec) if callable(own) else vcov_label(spec))
+
+
 def build_table(models: Any, *, vcov: Any = None, stars: Any = True, digits: int = 3, keep: Any = None,
                 drop: Any = None, coef_names: Any = None, stats: Sequence[str] = DEFAULT_STATS,
                 statistic: str = "std.error", se_position: str = "below", notes: Sequence[str] = ()) -> ModelTable:
@@ -325,9 +340,9 @@ def build_table(models: Any, *, vcov: Any = None, stars: Any = True, digits: int
     tables = [f.coef_table(v) for f, v in zip(fits, specs)]
     terms = _terms(tables, keep, drop)
     rows = _coef_rows(tables, terms, _rename(coef_names), digits, cuts, statistic, se_position == "beside")
-    rows += _stat_rows(fits, stats, digits)
-    if any(v is not None for v in specs):
-        rows.append(Row("gof", VCOV_ROW, "", tuple(Cell(vcov_label(v)) for v in specs), "vcov"))
+    rows += _fixef_rows(fits) + _stat_rows(fits, stats, digits)
+    if any(v is not None for v in specs) or any(callable(getattr(f, "vcov_type", None)) for f in fits):
+        rows.append(Row("gof", VCOV_ROW, "", tuple(_vcov_cell(f, v) for f, v in zip(fits, specs)), "vcov"))
     extra = [notes] if isinstance(notes, str) else list(notes)
     foot = ([stars_legend(cuts)] if cuts else []) + [f"{STATISTICS[statistic]} in parentheses."] + extra
     return ModelTable(tuple(names), tuple(rows), tuple(foot))

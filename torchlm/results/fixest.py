@@ -276,6 +276,30 @@ class FixestResult(ModelResult):
         return 1 - self.fit.rss / self.fit.tss if self.method == "OLS" else float("nan")
 
     @property
+    def r_squared(self) -> float:
+        """R² (the name of lm's summary; ``r2`` is fixest's)."""
+        return self.r2
+
+    @property
+    def adj_r_squared(self) -> float:
+        """Adjusted R² (``adj_r2``)."""
+        return self.adj_r2
+
+    def vcov_type(self, vcov: Any = None, *, cluster: Any = None) -> str:
+        """The name of a covariance choice as the summary prints it ("Clustered (firm)", "IID", ...).
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).vcov_type("hetero")
+        'Heteroskedasticity-robust'
+        """
+        return self._fixest(vcov, cluster)[1]
+
+    @property
     def within_r2(self) -> float:
         """R² of the within-transformed model (NaN without fixed effects)."""
         if not self.fixef_names or self.method != "OLS":
@@ -389,6 +413,48 @@ class FixestResult(ModelResult):
             coefs[g] -= shift
             coefs[0] += shift
         return {nm: pd.Series(c, index=lv, name=nm) for nm, c, lv in zip(self.fixef_names, coefs, self.fd.levels)}
+
+    def tidy(self, conf_int: bool = False, conf_level: float = 0.95, vcov: Any = None, *,
+             cluster: Any = None) -> pd.DataFrame:
+        """broom's tidy.fixest: a row per slope (term, estimate, std.error, statistic, p.value[, conf.low, conf.high]).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Examples
+        --------
+        >>> tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).tidy()[["term", "estimate"]].round(4)
+          term  estimate
+        0   wt   -3.2056
+        """
+        tab = self.coef_table(vcov, cluster=cluster).loc[self.estimable]
+        out = pd.DataFrame({"term": tab.index, "estimate": tab.iloc[:, 0].to_numpy(),
+                            "std.error": tab.iloc[:, 1].to_numpy(), "statistic": tab.iloc[:, 2].to_numpy(),
+                            "p.value": tab.iloc[:, 3].to_numpy()})
+        if conf_int:
+            ci = self.confint(conf_level, vcov=vcov, cluster=cluster).loc[self.estimable]
+            out["conf.low"], out["conf.high"] = ci.iloc[:, 0].to_numpy(), ci.iloc[:, 1].to_numpy()
+        return out
+
+    def glance(self) -> pd.DataFrame:
+        """broom's glance.fixest: one row of fit statistics (r.squared, adj.r.squared, within.r.squared, sigma, nobs;
+        deviance for a GLM).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Examples
+        --------
+        >>> tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).glance()["nobs"].item()
+        32
+        """
+        row: dict[str, Any] = {"r.squared": self.r2, "adj.r.squared": self.adj_r2, "within.r.squared": self.within_r2,
+               "sigma": self.sigma, "nobs": self.nobs}
+        if self.family is not None:
+            row = {"deviance": self.fit.deviance, "dispersion": self.fit.dispersion, "nobs": self.nobs}
+        return pd.DataFrame([row])
 
     def summary(self, vcov: Any = None, *, cluster: Any = None, ssc: Any = None) -> Any:
         """fixest's summary: the header (estimation, observations, fixed effects, standard-error type), the
