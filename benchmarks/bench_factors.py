@@ -69,21 +69,22 @@ def run_one(tool: str, job: str, n: int) -> dict:
     lhs, fe, cl = JOBS[job]
     fml = f"{lhs} ~ {' + '.join(SLOPES)} | {fe}"
     pois = job.startswith("pois")
-    t = time.perf_counter()
+    # imports outside the timing (pyfixest's takes seconds)
     if tool == "torchlm":
         import torchlm as tl
-
+    elif tool == "pyfixest":
+        import pyfixest as pf
+    elif tool == "statsmodels":
+        import statsmodels.formula.api as smf
+    t = time.perf_counter()
+    if tool == "torchlm":
         fit = (tl.fepois if pois else tl.feols)(fml, df, vcov={"CRV1": cl})
         tab = fit.coef_table()
         b0 = float(tab["Estimate"].iloc[0])
     elif tool == "pyfixest":
-        import pyfixest as pf
-
         fit = (pf.fepois if pois else pf.feols)(fml, data=df, vcov={"CRV1": cl})
         b0 = float(fit.tidy()["Estimate"].iloc[0])
     elif tool == "statsmodels":
-        import statsmodels.formula.api as smf
-
         rhs = " + ".join(SLOPES) + " + " + " + ".join(f"C({f.strip()})" for f in fe.split("+"))
         model = (smf.poisson if pois else smf.ols)(f"{lhs} ~ {rhs}", df)
         res = model.fit(cov_type="cluster", cov_kwds={"groups": df[cl]}, disp=0)

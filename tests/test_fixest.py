@@ -252,3 +252,28 @@ def test_tidy_and_glance():
     close(td[["conf.low", "conf.high"]].to_numpy(), fit.confint(vcov="hetero").to_numpy())
     g = fit.glance()
     close(g[["r.squared", "within.r.squared", "nobs"]].to_numpy()[0], [fit.r2, fit.within_r2, 400])
+
+
+def test_predict_adds_the_fixed_effects():
+    fit = tl.feols("y ~ x1 + x2 | firm + year", PANEL)
+    dense = tl.lm("y ~ x1 + x2 + factor(firm) + factor(year)", PANEL.iloc[:400])  # R's lm, checked elsewhere
+    close(fit.predict(PANEL.iloc[:400]), dense.predict(PANEL.iloc[:400]), rtol=1e-11)
+    # firms 26-28 were singletons: no effect estimated, NaN as fixest's predict
+    assert fit.predict(PANEL).iloc[400:].isna().all()
+    pois = tl.fepois("cnt ~ x1 + x2 | firm^year", PANEL.assign(year=PANEL.year % 2), offset="log(expo)")
+    new = PANEL.assign(year=PANEL.year % 2).loc[pois.fitted().index]
+    close(pois.predict(new), pois.fitted(), rtol=1e-11)
+    close(pois.predict(new, type="link"), np.log(pois.fitted()), rtol=1e-11)
+    with pytest.raises(OptionError, match="type"):
+        fit.predict(PANEL, type="terms")
+
+
+def test_likelihoods_equal_the_models_with_dummies():
+    fit = tl.feols("y ~ x1 + x2 | firm + year", PANEL, weights="w")
+    dense = tl.lm("y ~ x1 + x2 + factor(firm) + factor(year)", PANEL.iloc[:400], weights="w")
+    close([fit.loglik(), fit.aic(), fit.bic()], [dense.loglik(), dense.aic(), dense.bic()], rtol=1e-11)
+    pois = tl.fepois("cnt ~ x1 + x2 | firm", PANEL)
+    keep = PANEL.loc[pois.fitted().index]
+    g = tl.glm("cnt ~ x1 + x2 + factor(firm)", keep, family="poisson", exact=True)
+    close([pois.loglik(), pois.aic(), pois.bic()], [g.loglik(), g.aic(), g.bic()], rtol=1e-10)
+    assert 0 < pois.pseudo_r2 < 1 and "Log-Likelihood:" in str(pois.summary())

@@ -78,7 +78,10 @@ class FixestSummary:
             if not f.fixef_names:
                 return [first]
             return [first, " " * (first.index("Adj. R2") - 2) + f"Within R2: {_stat(f.within_r2)}"]
-        out = [f"Deviance: {_stat(f.fit.deviance)}   Iterations: {f.fit.iterations}"]
+        first = f"Log-Likelihood: {_stat(f.loglik())}   Adj. Pseudo R2: {_stat(f.pseudo_r2)}"
+        second = " " * (len("Log-Likelihood") - len("BIC")) + f"BIC: {_stat(f.bic())}"
+        out = [first, second,
+               f"Deviance: {_stat(f.fit.deviance)}   Iterations: {f.fit.iterations}"]
         if not f.family.fixed_dispersion:
             out.append(f"Dispersion: {_stat(f.fit.dispersion)}")
         return out

@@ -13,7 +13,8 @@ from scipy import stats
 from torchlm.errors import OptionError, UnknownVariableError
 from torchlm.frame.fixest import FixestDesign
 from torchlm.inference.fixest_vcov import Clustering, SmallSample, fixef_dof, fixest_vcov
-from torchlm.results.base import ModelResult, confint_labels
+from torchlm.results.base import confint_labels
+from torchlm.results.fixest_values import FixestValues
 from torchlm.solvers.absorb import Absorber
 
 
@@ -59,7 +60,7 @@ class FixestFit:
     iterations: int | None = None
 
 
-class FixestResult(ModelResult):
+class FixestResult(FixestValues):
     """A fixest model: feols (OLS), fepois (Poisson) or feglm, with absorbed fixed effects.
 
     Attributes
@@ -321,6 +322,79 @@ class FixestResult(ModelResult):
         n, k, kfe = self.nobs, len(self.estimable), fixef_dof(self.fixef_sizes)
         return 1 - (1 - self.within_r2) * (n - kfe) / (n - k - kfe) if self.fixef_names else float("nan")
 
+    # --- likelihood ------------------------------------------------------------------------------
+    def _family_loglik(self, mu: np.ndarray) -> float:
+        fam = self.family
+        y = torch.as_tensor(self.fit.y)
+        w = torch.ones_like(y) if self.fit.weights is None else torch.as_tensor(self.fit.weights)
+        m = torch.as_tensor(mu)
+        dev = float(fam.dev_resids(y, m, w).sum())
+        return int(fam.aic_counts_dispersion) - fam.aic(y, torch.ones_like(y), m, w, dev) / 2
+
+    def loglik(self) -> float:
+        """The log-likelihood: Gaussian for feols (as R's logLik.lm of the model with the dummies), the family's for
+        feglm (as R's logLik.glm).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> round(tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).loglik(), 4)
+        -73.3112
+        """
+        if self.family is not None:
+            return float(self._family_loglik(self.fit.fitted))
+        w = np.ones(self.nobs) if self.fit.weights is None else self.fit.weights
+        n = self.nobs
+        return float(0.5 * (np.sum(np.log(w)) - n * (np.log(2 * np.pi) + 1 - np.log(n) + np.log(self.fit.rss))))
+
+    @property
+    def df_loglik(self) -> int:
+        """Parameters the likelihood counts: the slopes, the fixed effects' coefficients, and sigma (or a
+        dispersion the family estimates)."""
+        extra = 1 if self.family is None else int(self.family.aic_counts_dispersion)
+        return len(self.estimable) + fixef_dof(self.fixef_sizes) + extra
+
+    def aic(self) -> float:
+        """AIC: -2 logLik + 2 df_loglik.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> round(tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).aic(), 4)
+        156.6223
+        """
+        return -2 * self.loglik() + 2 * self.df_loglik
+
+    def bic(self) -> float:
+        """BIC: -2 logLik + log(n) df_loglik.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> round(tl.feols("mpg ~ wt | cyl", tl.datasets.load("mtcars")).bic(), 4)
+        163.951
+        """
+        return float(-2 * self.loglik() + np.log(self.nobs) * self.df_loglik)
+
+    @property
+    def pseudo_r2(self) -> float:
+        """fixest's adjusted pseudo R² of a GLM: 1 - (logLik - K) / logLik of the constant-only model (NaN with an
+        offset, or for OLS)."""
+        if self.family is None or self.fd.design.offset is not None:
+            return float("nan")
+        w = np.ones(self.nobs) if self.fit.weights is None else self.fit.weights
+        null = self._family_loglik(np.full(self.nobs, np.average(self.fit.y, weights=w)))
+        return float(1 - (self.loglik() - (self.df_loglik - int(self.family.aic_counts_dispersion))) / null)
+
     @property
     def rmse(self) -> float:
         """sqrt(RSS / n)."""
@@ -330,89 +404,6 @@ class FixestResult(ModelResult):
     def sigma(self) -> float:
         """Residual standard error sqrt(RSS / (n - K))."""
         return float(np.sqrt(self.scale))
-
-    # --- values per observation ----------------------------------------------------------------
-    def fitted(self) -> pd.Series:
-        """Fitted values (means for a GLM), the fixed effects included.
-
-        Returns
-        -------
-        pandas.Series indexed by the rows used.
-
-        Examples
-        --------
-        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
-        >>> fit.fitted().head(3).round(4)
-        Mazda RX4        21.6085
-        Mazda RX4 Wag    20.7973
-        Datsun 710       26.3150
-        Name: fitted, dtype: float64
-        """
-        return pd.Series(self.fit.fitted, index=self.fd.design.index, name="fitted")
-
-    def residuals(self, type: str = "response") -> pd.Series:
-        """Residuals y - fitted ("response"); for a GLM also "pearson" and "deviance".
-
-        Returns
-        -------
-        pandas.Series indexed by the rows used.
-
-        Examples
-        --------
-        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
-        >>> fit.residuals().head(3).round(4)
-        Mazda RX4       -0.6085
-        Mazda RX4 Wag    0.2027
-        Datsun 710      -3.5150
-        Name: residuals, dtype: float64
-        """
-        y, mu = self.fit.y, self.fit.fitted
-        if type == "response":
-            r = y - mu
-        elif type in ("pearson", "deviance") and self.family is not None:
-            fam = self.family
-            w = torch.ones(len(y), dtype=torch.float64) if self.fit.weights is None else torch.as_tensor(
-                self.fit.weights)
-            yt, mt = torch.as_tensor(y), torch.as_tensor(mu)
-            if type == "pearson":
-                r = ((yt - mt) * w.sqrt() / fam.variance(mt).sqrt()).numpy()
-            else:
-                r = (torch.sign(yt - mt) * fam.dev_resids(yt, mt, w).clamp_min(0).sqrt()).numpy()
-        else:
-            raise OptionError(f"residual type {type!r}: 'response'" + (", 'pearson' or 'deviance'"
-                                                                        if self.family is not None else ""))
-        return pd.Series(r, index=self.fd.design.index, name="residuals")
-
-    def fixef(self) -> dict[str, pd.Series]:
-        """The fixed effects' coefficients, as fixest's fixef(): the first level of every effect but the first is 0.
-
-        Returns
-        -------
-        dict
-            Fixed-effect name -> pandas.Series indexed by its levels.
-
-        Examples
-        --------
-        >>> fit = tl.feols("mpg ~ wt + hp | cyl", tl.datasets.load("mtcars"))
-        >>> fit.fixef()["cyl"].round(4)
-        4    35.8460
-        6    32.4870
-        8    32.6601
-        Name: cyl, dtype: float64
-        """
-        ab = self.fit.absorber
-        if ab is None:
-            return {}
-        b = np.nan_to_num(self.fit.coef)
-        target = self.fit.eta - (0 if self.fd.design.offset is None else self.fd.design.offset) - self.fit.X @ b
-        t = torch.as_tensor(target, dtype=ab.dtype, device=ab.codes[0].device).unsqueeze(1)
-        coefs = [c[:, 0].cpu().numpy().copy() for c in ab.coefficients(t)]
-        # fixest's normalization: a reference level (the first) at 0 for every effect after the first
-        for g in range(1, len(coefs)):
-            shift = coefs[g][0]
-            coefs[g] -= shift
-            coefs[0] += shift
-        return {nm: pd.Series(c, index=lv, name=nm) for nm, c, lv in zip(self.fixef_names, coefs, self.fd.levels)}
 
     def tidy(self, conf_int: bool = False, conf_level: float = 0.95, vcov: Any = None, *,
              cluster: Any = None) -> pd.DataFrame:

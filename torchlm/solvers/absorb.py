@@ -268,22 +268,23 @@ class Absorber:
             coefs[g] = block
         return coefs, sums
 
-    def within_gram(self, X: torch.Tensor) -> torch.Tensor:
-        """X~'W X~ of the within-transformed columns, without forming them: X'WX less X'W D a.
+    def within_gram(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """X~'W X~ of the within-transformed columns without forming them (X'WX less X'W D A), and X'WX.
 
         The projection P X = D A is W-orthogonal, so X~'WX~ = X'WX - (D'WX)'A, and D'WX, A are small
         (levels x k): two passes over the rows (W X and the group sums) instead of four.
 
         Returns
         -------
-        torch.Tensor (k, k)
+        (torch.Tensor (k, k), torch.Tensor (k, k))
         """
         wX = X if self.weights is None else self.weights.unsqueeze(1) * X
         coefs, sums = self._solve(X, wX=wX)
-        G = X.T @ wX
+        raw = X.T @ wX
+        G = raw
         for S, A in zip(sums, coefs):
             G = G - S.T @ A
-        return (G + G.T) / 2
+        return (G + G.T) / 2, raw
 
     def fitted(self, coefs: list[torch.Tensor]) -> torch.Tensor:
         """The dummies times their coefficients, D_1 a_1 + D_2 a_2 + ..., at every row.

@@ -88,21 +88,30 @@ def within_fit(X: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None, absorbe
 
 
 def inner_step(X: torch.Tensor, z: torch.Tensor, w: torch.Tensor, absorber: Absorber | None,
-               est: list[int]) -> torch.Tensor | None:
-    """An IRLS pass's within residual z~ - X~ b, b from the normal equations of the estimable slopes ``est``.
+               est: list[int]) -> tuple[torch.Tensor, list[int]] | None:
+    """An IRLS pass's within residual z~ - X~ b, b from the normal equations of the slopes ``est``.
 
     The passes before the last only move the linear predictor towards the optimum, which each pass
     recomputes from the data: the normal equations' rounding does not accumulate, and the last pass is
-    :func:`within_fit`'s QR. None where the Cholesky factorization fails (then the caller uses within_fit).
+    :func:`within_fit`'s QR. Slopes collinear with the fixed effects (within norm below COLLINEAR_FE of
+    their norm) are left out. None where the Cholesky factorization fails (then the caller uses within_fit).
 
     Returns
     -------
-    torch.Tensor (n,) or None
+    (torch.Tensor (n,), list of int) or None
+        The residual and the slopes used.
     """
     Xe = X[:, est] if len(est) < X.shape[1] else X
     Z = torch.cat([Xe, z.unsqueeze(1)], dim=1)
+    if absorber is not None:
+        G, raw = absorber.within_gram(Z)
+        d, d0 = torch.diagonal(G)[:-1], torch.diagonal(raw)[:-1]
+        ok = [j for j in range(len(est)) if bool(d[j] > COLLINEAR_FE ** 2 * d0[j])]
+        if len(ok) < len(est):
+            return inner_step(X, z, w, absorber, [est[j] for j in ok])
+    else:
+        G = Z.T @ (w.unsqueeze(1) * Z)
     k = len(est)
-    G = absorber.within_gram(Z) if absorber is not None else Z.T @ (w.unsqueeze(1) * Z)
     if not k:
         v = z.unsqueeze(1)
     else:
@@ -112,7 +121,7 @@ def inner_step(X: torch.Tensor, z: torch.Tensor, w: torch.Tensor, absorber: Abso
         b = torch.cholesky_solve(G[:k, k:], L)
         v = (z - Xe @ b[:, 0]).unsqueeze(1)
     # the residual z~ - X~ b is the within transform of z - X b: one column to project
-    return (absorber.residualize(v, refine=False) if absorber is not None else v)[:, 0]
+    return (absorber.residualize(v, refine=False) if absorber is not None else v)[:, 0], est
 
 
 @dataclass
@@ -147,19 +156,20 @@ def fe_irls(X: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, offset: torch
     link = family.link
     y0, _, mu = family.initialize(y, prior)
     eta = link.linkfun(mu)
-    dev_old = float(family.dev_resids(y0, mu, prior).sum())
-    state = None
+    dev_old = dev = float(family.dev_resids(y0, mu, prior).sum())
+    it = 0
+    est = list(range(X.shape[1]))
     for it in range(1, maxit + 1):
         d = link.mu_eta(eta)
         W = prior * d * d / family.variance(mu)
         z = eta - offset + (y0 - mu) / d
         absorber = make_absorber(W)
-        resid = None if state is None else inner_step(X, z, W, absorber, state.fit.est)
-        if state is None or resid is None:
+        step = inner_step(X, z, W, absorber, est)
+        if step is None:
             fit = within_fit(X, z, W, absorber, refine=False)
-            resid = fit.resid
+            resid, est = fit.resid, fit.est
         else:
-            fit = state.fit
+            resid, est = step
         eta_new = offset + z - resid
         mu_new = link.linkinv(eta_new)
         dev = float(family.dev_resids(y0, mu_new, prior).sum())
@@ -173,17 +183,15 @@ def fe_irls(X: torch.Tensor, y: torch.Tensor, prior: torch.Tensor, offset: torch
             mu_new = link.linkinv(eta_new)
             dev = float(family.dev_resids(y0, mu_new, prior).sum())
         eta, mu = eta_new, mu_new
-        state = IRLSState(fit, W, eta, mu, dev, it, absorber)
         if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:
             break
         dev_old = dev
     else:
         warn(f"IRLS did not converge in {maxit} iterations (relative deviance change "
              f"{abs(dev - dev_old) / (abs(dev) + 0.1):.3g}; raise maxit=)")
-    assert state is not None
     # the covariance at the converged means (fixest's): one more weighted within fit at their weights
-    d = link.mu_eta(state.eta)
-    W = prior * d * d / family.variance(state.mu)
+    d = link.mu_eta(eta)
+    W = prior * d * d / family.variance(mu)
     absorber = make_absorber(W)
-    fit = within_fit(X, state.eta - offset + (y0 - state.mu) / d, W, absorber)
-    return IRLSState(fit, W, state.eta, state.mu, state.deviance, state.iterations, absorber)
+    fit = within_fit(X, eta - offset + (y0 - mu) / d, W, absorber)
+    return IRLSState(fit, W, eta, mu, dev, it, absorber)
