@@ -35,6 +35,9 @@ def close(a, b, rtol=1e-9):
     ("combined", "y ~ x1 + x2 | firm^year", {"fixef_rm": "none", "subset": "firm <= 25"}, ["x1", "x2"]),
     ("slope_by_g", "y ~ x1 + x1:C(g) | firm", {}, None),
     ("no_singletons", "y ~ x1 + x2 | firm + year", {"fixef_rm": "none"}, ["x1", "x2"]),
+    ("vs_one", "y ~ x1 | firm[x2]", {}, ["x1"]),
+    ("vs_two_w", "y ~ x1 | firm[x2] + year", {"weights": "w"}, ["x1"]),
+    ("vs_only", "y ~ x1 | year + firm[[x2]]", {}, ["x1"]),
 ])
 def test_feols_equals_lm_with_dummies(case, formula, kw, slopes):
     ref = R[case]
@@ -197,8 +200,10 @@ def test_bad_input_gets_clear_errors():
         tl.feols("y ~ x1 | nope", PANEL)
     with pytest.raises(FormulaError, match="instrumental"):
         tl.feols("y ~ x1 | firm | x2 ~ w", PANEL)
-    with pytest.raises(FormulaError, match="varying slopes"):
-        tl.feols("y ~ x1 | firm[x2]", PANEL)
+    with pytest.raises(FormulaError, match="varying slope"):
+        tl.feols("y ~ x1 | firm[[x2]", PANEL)
+    with pytest.raises(FormulaError, match="given twice"):
+        tl.feols("y ~ x1 | firm + firm[x2]", PANEL)
     with pytest.raises(OptionError, match="unknown vcov"):
         tl.feols("y ~ x1 | firm", PANEL, vcov="HC9")
     with pytest.raises(OptionError, match="fixef_rm"):
@@ -277,3 +282,28 @@ def test_likelihoods_equal_the_models_with_dummies():
     g = tl.glm("cnt ~ x1 + x2 + factor(firm)", keep, family="poisson", exact=True)
     close([pois.loglik(), pois.aic(), pois.bic()], [g.loglik(), g.aic(), g.bic()], rtol=1e-10)
     assert 0 < pois.pseudo_r2 < 1 and "Log-Likelihood:" in str(pois.summary())
+
+
+def test_varying_slopes_are_recovered_and_predicted():
+    fit = tl.feols("y ~ x1 | firm[x2] + year", PANEL, weights="w")
+    assert fit.fixef_names == ["firm", "firm[[x2]]", "year"]
+    slopes = fit.fixef()["firm[[x2]]"]
+    close(slopes.loc[[1, 2]], [R["vs_two_w"]["slope_1"][0], R["vs_two_w"]["slope_2"][0]])
+    dense = tl.lm("y ~ x1 + C(firm) + C(year) + C(firm):x2", PANEL.iloc[:400], weights="w")
+    close(fit.predict(PANEL.iloc[:400]), dense.predict(PANEL.iloc[:400]), rtol=1e-10)
+    assert "Fixed-effects: firm: 25,  firm[[x2]]: 25,  year: 8" in str(fit.summary())
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_absorber_with_a_varying_slope_is_the_exact_projection(dense, monkeypatch):
+    monkeypatch.setattr(absorb, "DENSE_LEVELS", 4000 if dense else 0)
+    g = torch.Generator().manual_seed(2)
+    n = 1200
+    a, b = torch.randint(0, 30, (n,), generator=g), torch.randint(0, 6, (n,), generator=g)
+    x = torch.randn(n, dtype=torch.float64, generator=g)
+    X = torch.randn(n, 2, dtype=torch.float64, generator=g) + x.unsqueeze(1) * a.unsqueeze(1)
+    Da = torch.nn.functional.one_hot(a, 30).double()
+    D = torch.cat([Da, Da * x.unsqueeze(1), torch.nn.functional.one_hot(b, 6).double()], 1)
+    ref = X - D @ torch.linalg.lstsq(D, X, driver="gelsd").solution
+    got = Absorber([a, a, b], [30, 30, 6], None, values=[None, x, None]).residualize(X)
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-10

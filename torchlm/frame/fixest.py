@@ -32,10 +32,32 @@ class FixestFormula:
     ----------
     model : the ``y ~ x1 + x2`` part, a torchlm (R) formula.
     fixef : one tuple of column names per fixed effect (``("firm", "year")`` for ``firm^year``).
+    slopes : per fixed effect, the variables with a slope of their own in each of its levels (fixest's
+        varying slopes ``firm[x]``); empty for a plain effect.
+    keep_fe : per fixed effect, whether its own constant is there too (``firm[x]``: yes; ``firm[[x]]``:
+        the slopes only).
     """
 
     model: str
     fixef: tuple[tuple[str, ...], ...]
+    slopes: tuple[tuple[str, ...], ...] = ()
+    keep_fe: tuple[bool, ...] = ()
+
+    def effects(self) -> list[tuple[int, str | None, str]]:
+        """The absorbed effects: (term, slope variable or None, label), the constants before the slopes.
+
+        Returns
+        -------
+        list of tuple
+        """
+        out: list[tuple[int, str | None, str]] = []
+        for t, names in enumerate(self.fixef):
+            lab = "^".join(names)
+            slopes = self.slopes[t] if self.slopes else ()
+            if not slopes or (self.keep_fe[t] if self.keep_fe else True):
+                out.append((t, None, lab))
+            out += [(t, v, f"{lab}[[{v}]]") for v in slopes]
+        return out
 
     @property
     def labels(self) -> list[str]:
@@ -44,9 +66,9 @@ class FixestFormula:
 
     @property
     def variables(self) -> list[str]:
-        """Every column the fixed effects use, once each."""
+        """Every column the fixed effects use (their slopes' too), once each."""
         out: list[str] = []
-        for v in self.fixef:
+        for v in list(self.fixef) + list(self.slopes):
             out += [c for c in v if c not in out]
         return out
 
@@ -98,20 +120,36 @@ def parse_fixest(formula: str) -> FixestFormula:
         return FixestFormula(model, ())
     if not parts[1] or parts[1] in ("0", "1"):
         raise FormulaError(f"{formula!r}: no fixed effect after '|'")
-    fixef = []
+    fixef: list[tuple[str, ...]] = []
+    slopes: list[tuple[str, ...]] = []
+    keep: list[bool] = []
     for term in _split_top(parts[1], "+"):
-        if "[" in term:
-            raise FormulaError(f"{formula!r}: varying slopes ({term}) are not supported yet; interact the slope "
-                               "with the factor in the model part instead (x:C(firm))")
-        pieces = [v.strip() for v in term.split("^")]
+        base, vs, fe = _varying(formula, term)
+        pieces = [v.strip() for v in base.split("^")]
         names = tuple(v.strip("`") for v in pieces)
         if not all(_NAME.match(v) and v.strip("`") for v in pieces):
             raise FormulaError(f"{formula!r}: the fixed effect {term!r} is not a column name (or names joined "
                                "by ^)")
         if names in fixef:
-            raise FormulaError(f"{formula!r}: the fixed effect {term!r} is given twice")
+            raise FormulaError(f"{formula!r}: the fixed effect {base!r} is given twice (give its slopes once: "
+                               f"{base}[x1, x2])")
         fixef.append(names)
-    return FixestFormula(model, tuple(fixef))
+        slopes.append(vs)
+        keep.append(fe)
+    return FixestFormula(model, tuple(fixef), tuple(slopes), tuple(keep))
+
+
+def _varying(formula: str, term: str) -> tuple[str, tuple[str, ...], bool]:
+    """fixest's varying slopes: ``firm[x]`` (constant and slope), ``firm[[x]]`` (slope only), ``firm[x, z]``."""
+    if "[" not in term:
+        return term, (), True
+    m = re.fullmatch(r"\s*([^\[\]]+?)\s*(\[\[?)\s*([^\[\]]+?)\s*(\]\]?)\s*", term)
+    if m is None or len(m.group(2)) != len(m.group(4)):
+        raise FormulaError(f"{formula!r}: {term!r} is not fixest's varying slope (fe[x], fe[[x]] or fe[x, z])")
+    vs = tuple(v.strip().strip("`") for v in m.group(3).split(","))
+    if not all(v and _NAME.match(v) for v in vs):
+        raise FormulaError(f"{formula!r}: the varying slopes in {term!r} are column names (fe[x1, x2])")
+    return m.group(1), vs, len(m.group(2)) == 1
 
 
 def check_columns(fml: FixestFormula, columns: pd.Index) -> None:
@@ -215,6 +253,43 @@ class FixestDesign:
     def names(self) -> list[str]:
         """The slopes' names."""
         return [self.design.names[j] for j in self.columns]
+
+    @property
+    def effect_labels(self) -> list[str]:
+        """The absorbed effects' names: ``firm``, ``firm^year``, ``firm[[x]]`` for a varying slope."""
+        return [lab for _, _, lab in self.fml.effects()]
+
+    @property
+    def effect_codes(self) -> list[np.ndarray]:
+        """Each absorbed effect's level codes (a varying slope shares its effect's)."""
+        return [self.codes[t] for t, _, _ in self.fml.effects()]
+
+    @property
+    def effect_sizes(self) -> list[int]:
+        """Each absorbed effect's number of levels."""
+        return [len(self.levels[t]) for t, _, _ in self.fml.effects()]
+
+    @property
+    def plain(self) -> list[bool]:
+        """Whether each absorbed effect is a constant (not a varying slope)."""
+        return [v is None for _, v, _ in self.fml.effects()]
+
+    def effect_values(self) -> list[np.ndarray | None]:
+        """Each absorbed effect's value per row: None for a constant, the variable for a varying slope.
+
+        Returns
+        -------
+        list
+        """
+        assert self.design.data is not None and self.design.rows is not None
+        rows = self.design.data.iloc[self.design.rows]
+        return [None if v is None else rows[v].to_numpy(dtype=np.float64) for _, v, _ in self.fml.effects()]
+
+    @property
+    def fixef_dof(self) -> int:
+        """fixest's count of the absorbed coefficients: every level of every effect, less one per constant after the
+        first (the constants' dummies share the intercept); varying slopes are all counted."""
+        return sum(self.effect_sizes) - max(sum(self.plain) - 1, 0)
 
     def X(self) -> np.ndarray:
         """The (n, k) slopes' matrix, float64 (a new array).

@@ -95,7 +95,7 @@ def nested(fe_codes: np.ndarray, cluster: np.ndarray) -> bool:
 
 
 def fixef_dof(sizes: list[int]) -> int:
-    """fixest's count of fixed-effect coefficients: the levels, less one for each effect after the first.
+    """fixest's count of plain fixed-effect coefficients: the levels, less one for each effect after the first.
 
     Returns
     -------
@@ -104,21 +104,27 @@ def fixef_dof(sizes: list[int]) -> int:
     return sum(sizes) - max(len(sizes) - 1, 0)
 
 
-def df_K(k: int, sizes: list[int], fe_codes: list[np.ndarray], clusters: list[Clustering],
+def df_K(k: int, kfe: int, plain: list[tuple[np.ndarray, int]], clusters: list[Clustering],
          ssc: SmallSample) -> int:
     """fixest's K: slopes plus fixed-effect coefficients, as ssc's fixef_K counts them for these clusters.
+
+    Parameters
+    ----------
+    k : estimable slopes; kfe : the absorbed coefficients (FixestDesign.fixef_dof).
+    plain : (codes, levels) of each constant effect (the ones fixef_K = "nested" may leave out).
+    clusters, ssc : the clusterings and the corrections.
 
     Returns
     -------
     int
     """
-    if not sizes or ssc.fixef_K == "none":
+    if not kfe or ssc.fixef_K == "none":
         return k
-    K = k + fixef_dof(sizes)
+    K = k + kfe
     if ssc.fixef_K == "nested" and clusters:
-        inside = [g for g, c in enumerate(fe_codes) if any(nested(c, cl.codes) for cl in clusters)]
+        inside = [L for c, L in plain if any(nested(c, cl.codes) for cl in clusters)]
         # an effect nested in the clusters adds nothing to K, but one coefficient of it is counted back
-        K += -sum(sizes[g] for g in inside) + len(inside)
+        K += -sum(inside) + len(inside)
     return K
 
 
@@ -146,7 +152,7 @@ def intersection(a: Clustering, b: Clustering) -> Clustering:
 
 
 def fixest_vcov(kind: str, bread: torch.Tensor, scores: torch.Tensor, *, sigma2_rss: float, n: int, k: int,
-                sizes: list[int], fe_codes: list[np.ndarray], clusters: list[Clustering],
+                kfe: int, plain: list[tuple[np.ndarray, int]], clusters: list[Clustering],
                 ssc: SmallSample) -> tuple[torch.Tensor, float]:
     """A fixest covariance of the slopes and the degrees of freedom of its t tests.
 
@@ -158,7 +164,7 @@ def fixest_vcov(kind: str, bread: torch.Tensor, scores: torch.Tensor, *, sigma2_
     sigma2_rss : the weighted residual sum of squares (iid: sigma^2 = rss / (n - K)); for models with a
         fixed dispersion, n - K (so that the factor is 1 before ssc's adj).
     n, k : observations and estimable slopes.
-    sizes, fe_codes : the fixed effects' level counts and codes.
+    kfe, plain : the absorbed coefficients' count and the constant effects' (codes, levels), as df_K takes them.
     clusters : one or two Clusterings (kind "cluster").
     ssc : the small-sample corrections.
 
@@ -166,7 +172,7 @@ def fixest_vcov(kind: str, bread: torch.Tensor, scores: torch.Tensor, *, sigma2_
     -------
     (torch.Tensor (k, k), float)
     """
-    K = df_K(k, sizes, fe_codes, clusters if kind == "cluster" else [], ssc)
+    K = df_K(k, kfe, plain, clusters if kind == "cluster" else [], ssc)
     if n - K <= 0:
         return torch.full_like(bread, float("nan")), float("nan")
     if kind == "iid":

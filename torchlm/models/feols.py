@@ -9,7 +9,7 @@ import torch
 
 from torchlm.errors import DataError, OptionError
 from torchlm.frame.fixest import FixestDesign, fixest_design
-from torchlm.inference.fixest_vcov import SmallSample, fixef_dof
+from torchlm.inference.fixest_vcov import SmallSample
 from torchlm.models.families import as_family
 from torchlm.results.fixest import FixestFit, FixestResult
 from torchlm.solvers.absorb import Absorber
@@ -20,8 +20,9 @@ from torchlm.solvers.options import resolve_device_dtype
 def _absorber(fd: FixestDesign, w: torch.Tensor | None, dev, dt, fixef_tol: float, fixef_iter: int) -> Absorber | None:
     if not fd.codes:
         return None
-    codes = [torch.as_tensor(c, device=dev) for c in fd.codes]
-    return Absorber(codes, [len(lv) for lv in fd.levels], w, tol=fixef_tol, maxiter=fixef_iter, dtype=dt)
+    codes = [torch.as_tensor(c, device=dev) for c in fd.effect_codes]
+    values = [None if v is None else torch.as_tensor(v, device=dev, dtype=dt) for v in fd.effect_values()]
+    return Absorber(codes, fd.effect_sizes, w, values=values, tol=fixef_tol, maxiter=fixef_iter, dtype=dt)
 
 
 def _check_options(fixef_tol: float, fixef_iter: int) -> None:
@@ -54,8 +55,9 @@ def feols(formula: str, data: Any, *, vcov: Any = None, weights: Any = None, sub
 
     Parameters
     ----------
-    formula : fixest's formula, ``"y ~ x1 + x2 | firm + year"``; ``firm^year`` is the combined effect; without
-        ``|`` an ordinary regression (with its intercept).
+    formula : fixest's formula, ``"y ~ x1 + x2 | firm + year"``; ``firm^year`` is the combined effect,
+        ``firm[x]`` varying slopes (a constant and an x slope per firm; ``firm[[x]]`` the slopes only);
+        without ``|`` an ordinary regression (with its intercept).
     data : pandas (or polars, pyarrow) data; not modified.
     vcov : the covariance of the summary and tests: None (fixest's default: clustered by the first fixed
         effect, iid without fixed effects), "iid", "hetero", "cluster", "twoway", ``{"CRV1": "firm"}``,
@@ -172,7 +174,7 @@ def feglm(formula: str, data: Any, *, family: Any = "gaussian", vcov: Any = None
     wf = st.fit
     scores = (st.W * wf.resid).unsqueeze(1) * wf.Xt[:, wf.est]
     n, k = len(y), len(wf.est)
-    kfe = fixef_dof([len(lv) for lv in fd.levels])
+    kfe = fd.fixef_dof
     if fam.fixed_dispersion:
         phi = 1.0
     else:

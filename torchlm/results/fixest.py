@@ -12,7 +12,7 @@ from scipy import stats
 
 from torchlm.errors import OptionError, UnknownVariableError
 from torchlm.frame.fixest import FixestDesign
-from torchlm.inference.fixest_vcov import Clustering, SmallSample, fixef_dof, fixest_vcov
+from torchlm.inference.fixest_vcov import Clustering, SmallSample, fixest_vcov
 from torchlm.results.base import confint_labels
 from torchlm.results.fixest_values import FixestValues
 from torchlm.solvers.absorb import Absorber
@@ -78,15 +78,16 @@ class FixestResult(FixestValues):
         self.fd, self.fit, self.method, self.family, self.call = fd, fit, method, family, call
         self._names = tuple(fd.names)
         self.ssc = SmallSample.make(ssc)
-        self.fixef_names = fd.fml.labels
-        self.fixef_sizes = [len(lv) for lv in fd.levels]
+        self.fixef_names = fd.effect_labels
+        self.fixef_sizes = fd.effect_sizes
+        self._kfe = fd.fixef_dof
         self.nobs = len(fit.y)
         self.n_singletons, self.n_removed = fd.n_singletons, fd.n_removed
         self.n_missing = fd.design.n_dropped
         self.collinear = list(fit.collinear)
         self.response = fd.design.response
         self.statistic = "t" if method == "OLS" or (family is not None and not family.fixed_dispersion) else "z"
-        self.df_residual: int = self.nobs - len(self.estimable) - fixef_dof(self.fixef_sizes)
+        self.df_residual: int = self.nobs - len(self.estimable) - self._kfe
         self._default_vcov = vcov
         self._default = self._resolve(vcov, None)  # checked at the fit, as fixest does
 
@@ -102,7 +103,7 @@ class FixestResult(FixestValues):
         """sigma^2 (RSS / (n - K)) for OLS, the dispersion for a GLM."""
         if self.fit.dispersion is not None:
             return self.fit.dispersion
-        df = self.nobs - len(self.estimable) - fixef_dof(self.fixef_sizes)
+        df = self.nobs - len(self.estimable) - self._kfe
         return self.fit.rss / df if df > 0 else float("nan")
 
     # --- covariance choice ---------------------------------------------------------------------
@@ -114,8 +115,9 @@ class FixestResult(FixestValues):
         for nm in names:
             if not isinstance(nm, str):
                 raise OptionError(f"cluster variables are named by strings, not {nm!r}")
-            if nm in self.fixef_names:
-                out.append(Clustering(self.fd.codes[self.fixef_names.index(nm)], nm))
+            terms = self.fd.fml.labels
+            if nm in terms:
+                out.append(Clustering(self.fd.codes[terms.index(nm)], nm))
                 continue
             data, rows = self.fd.design.data, self.fd.design.rows
             if data is None or nm not in data.columns:
@@ -139,7 +141,8 @@ class FixestResult(FixestValues):
             vcov = self._default_vcov
         if vcov is None:
             # fixest's defaults (setFixest_vcov): iid without fixed effects, clustered by the first one with them
-            return ("cluster", self._clustering([self.fixef_names[0]])) if self.fixef_names else ("iid", [])
+            terms = self.fd.fml.labels
+            return ("cluster", self._clustering([terms[0]])) if terms else ("iid", [])
         if isinstance(vcov, dict):
             if set(vcov) != {"CRV1"}:
                 raise OptionError(f"vcov dict is fixest's {{'CRV1': 'firm'}} (or 'firm + year'), not {vcov!r}")
@@ -152,10 +155,11 @@ class FixestResult(FixestValues):
                 return "hetero", []
             if key in ("cluster", "twoway"):
                 want = 1 if key == "cluster" else 2
-                if len(self.fixef_names) < want:
+                terms = self.fd.fml.labels
+                if len(terms) < want:
                     raise OptionError(f"vcov={vcov!r} clusters by the first {want} fixed effect(s); the model has "
-                                      f"{len(self.fixef_names)}: name the cluster variable ({{'CRV1': 'g'}})")
-                return "cluster", self._clustering(self.fixef_names[:want])
+                                      f"{len(terms)}: name the cluster variable ({{'CRV1': 'g'}})")
+                return "cluster", self._clustering(terms[:want])
         raise OptionError(f"unknown vcov {vcov!r}: fixest's are 'iid', 'hetero', 'cluster', 'twoway', "
                           "{'CRV1': 'g'} or {'CRV1': 'g1 + g2'}")
 
@@ -167,7 +171,9 @@ class FixestResult(FixestValues):
         else:  # a GLM: bread already includes the dispersion's place; fixest's iid is bread * phi * adj
             rss = self.fit.dispersion * (self.nobs - 1)
         V, df = fixest_vcov(kind, self.fit.bread, self.fit.scores, sigma2_rss=rss, n=self.nobs,
-                            k=len(self.estimable), sizes=self.fixef_sizes, fe_codes=self.fd.codes, clusters=clusters,
+                            k=len(self.estimable), kfe=self._kfe,
+                            plain=[(c, L) for c, L, p in zip(self.fd.effect_codes, self.fixef_sizes, self.fd.plain)
+                                   if p], clusters=clusters,
                             ssc=s)
         names = self.estimable
         desc = {"iid": "IID", "hetero": "Heteroskedasticity-robust"}.get(kind) or (
@@ -311,7 +317,7 @@ class FixestResult(FixestValues):
     def adj_r2(self) -> float:
         """Adjusted R², the fixed effects counted among the parameters (fixest's)."""
         n, k = self.nobs, len(self.estimable)
-        K = k + fixef_dof(self.fixef_sizes) if self.fixef_names else k + self.fd.design.has_intercept
+        K = k + self._kfe if self.fixef_names else k + self.fd.design.has_intercept
         # fixest: the intercept (absorbed or not) is the mean, not a parameter of the adjustment
         top = n - 1 if (self.fixef_names or self.fd.design.has_intercept) else n
         return 1 - (1 - self.r2) * top / (n - K)
@@ -319,7 +325,7 @@ class FixestResult(FixestValues):
     @property
     def adj_within_r2(self) -> float:
         """Adjusted within R² (fixest's)."""
-        n, k, kfe = self.nobs, len(self.estimable), fixef_dof(self.fixef_sizes)
+        n, k, kfe = self.nobs, len(self.estimable), self._kfe
         return 1 - (1 - self.within_r2) * (n - kfe) / (n - k - kfe) if self.fixef_names else float("nan")
 
     # --- likelihood ------------------------------------------------------------------------------
@@ -355,7 +361,7 @@ class FixestResult(FixestValues):
         """Parameters the likelihood counts: the slopes, the fixed effects' coefficients, and sigma (or a
         dispersion the family estimates)."""
         extra = 1 if self.family is None else int(self.family.aic_counts_dispersion)
-        return len(self.estimable) + fixef_dof(self.fixef_sizes) + extra
+        return len(self.estimable) + self._kfe + extra
 
     def aic(self) -> float:
         """AIC: -2 logLik + 2 df_loglik.

@@ -114,11 +114,11 @@ class FixestValues(ModelResult):
         X = newdata_matrix(self.fd.design, frame)[:, self.fd.columns]
         est = [self.names.index(n) for n in self.estimable]
         eta = X[:, est] @ self.fit.coef[est] if est else np.zeros(len(frame))
-        for name, values in self.fixef().items():
-            g = self.fixef_names.index(name)
-            keys = frame[list(self.fd.fml.fixef[g])].astype(object).astype(str).agg("_".join, axis=1)
+        for (t, slope, _), values in zip(self.fd.fml.effects(), self.fixef().values()):
+            keys = frame[list(self.fd.fml.fixef[t])].astype(object).astype(str).agg("_".join, axis=1)
             lookup = pd.Series(values.to_numpy(), index=values.index.astype(str))
-            eta = eta + keys.map(lookup).to_numpy(dtype=float)
+            part = keys.map(lookup).to_numpy(dtype=float)
+            eta = eta + (part if slope is None else part * frame[slope].to_numpy(dtype=float))
         off = newdata_offset(self.fd.design, frame, offset, len(frame))
         return (eta if off is None else eta + off), frame.index
 
@@ -146,9 +146,11 @@ class FixestValues(ModelResult):
         target = self.fit.eta - (0 if self.fd.design.offset is None else self.fd.design.offset) - self.fit.X @ b
         t = torch.as_tensor(target, dtype=ab.dtype, device=ab.codes[0].device).unsqueeze(1)
         coefs = [c[:, 0].cpu().numpy().copy() for c in ab.coefficients(t)]
-        # fixest's normalization: a reference level (the first) at 0 for every effect after the first
-        for g in range(1, len(coefs)):
+        # fixest's normalization: a reference level (the first) at 0 for every constant effect after the first
+        plain = [g for g, p in enumerate(self.fd.plain) if p]
+        for g in plain[1:]:
             shift = coefs[g][0]
             coefs[g] -= shift
-            coefs[0] += shift
-        return {nm: pd.Series(c, index=lv, name=nm) for nm, c, lv in zip(self.fixef_names, coefs, self.fd.levels)}
+            coefs[plain[0]] += shift
+        levels = [self.fd.levels[t] for t, _, _ in self.fd.fml.effects()]
+        return {nm: pd.Series(c, index=lv, name=nm) for nm, c, lv in zip(self.fixef_names, coefs, levels)}

@@ -90,6 +90,8 @@ class Absorber:
     codes : one int64 tensor of level codes (0 .. L-1, every level present) per factor, all of length n.
     sizes : the number of levels of each factor.
     weights : (n,) prior weights, or None.
+    values : per factor, None (its dummies are 0/1) or an (n,) tensor: the dummy of a row is that value
+        (fixest's varying slope, x times the level's dummy); still one non-zero per row.
     tol : relative residual at which conjugate gradients stop (large Schur complements only).
     maxiter : conjugate-gradient iterations before the warning.
     """
@@ -97,6 +99,7 @@ class Absorber:
     codes: list[torch.Tensor]
     sizes: list[int]
     weights: torch.Tensor | None = None
+    values: list[torch.Tensor | None] | None = None
     tol: float = 1e-13
     maxiter: int = 10_000
     dtype: torch.dtype = torch.float64
@@ -106,6 +109,8 @@ class Absorber:
     _cross: list[CrossTab] = field(init=False, repr=False)
     _within: list[tuple[int, int, CrossTab]] = field(init=False, repr=False)
     _pinv: tuple[torch.Tensor, torch.Tensor] | None = field(init=False, repr=False, default=None)
+    _vals: list[torch.Tensor | None] = field(init=False, repr=False)
+    _inv: list[torch.Tensor] = field(init=False, repr=False)
     cg_iterations: int = field(init=False, default=0)
     cg_residual: float = field(init=False, default=0.0)
     _last_scale: torch.Tensor | None = field(init=False, repr=False, default=None)
@@ -113,11 +118,16 @@ class Absorber:
     def __post_init__(self) -> None:
         if not self.codes:
             raise FitError("Absorber needs at least one factor")
-        w = self.weights
-        self._counts = [torch.bincount(c, weights=w, minlength=L).to(self.dtype)
-                        for c, L in zip(self.codes, self.sizes)]
-        if any(bool((n <= 0).any()) for n in self._counts):
-            raise FitError("a fixed-effect level has no observation with a positive weight")
+        vals = self.values or [None] * len(self.codes)
+        self._vals = vals
+        self._counts = [torch.bincount(c, weights=self._wv2(v), minlength=L).to(self.dtype)
+                        for c, L, v in zip(self.codes, self.sizes, vals)]
+        for n, v in zip(self._counts, vals):
+            if v is None and bool((n <= 0).any()):
+                raise FitError("a fixed-effect level has no observation with a positive weight")
+        # a varying slope whose variable is 0 throughout a level has no coefficient there: it stays 0
+        self._inv = [torch.where(n > 0, 1 / n.clamp_min(torch.finfo(self.dtype).tiny), torch.zeros_like(n))
+                     for n in self._counts]
         # the largest factor is eliminated exactly; the others make the Schur complement
         self._order = sorted(range(len(self.codes)), key=lambda g: -self.sizes[g])
         rest = self._order[1:]
@@ -128,17 +138,30 @@ class Absorber:
             total += self.sizes[g]
         self.n_rest = total
         a = self._order[0]
-        self._cross = [cross_tab(self.codes[a], self.sizes[a], self.codes[g], self.sizes[g], w, self.dtype)
-                       for g in rest]
+        self._cross = [cross_tab(self.codes[a], self.sizes[a], self.codes[g], self.sizes[g],
+                                 self._wvv(vals[a], vals[g]), self.dtype) for g in rest]
         self._within = [(i, j, cross_tab(self.codes[rest[i]], self.sizes[rest[i]], self.codes[rest[j]],
-                                         self.sizes[rest[j]], w, self.dtype))
+                                         self.sizes[rest[j]], self._wvv(vals[rest[i]], vals[rest[j]]), self.dtype))
                         for i in range(len(rest)) for j in range(i + 1, len(rest))]
         if 0 < self.n_rest <= DENSE_LEVELS:
             self._pinv = self._dense_pinv()
 
     # --- the pieces of the normal equations ------------------------------------------------------
+    def _wv2(self, v: torch.Tensor | None) -> torch.Tensor | None:
+        """w v^2 per row (the diagonal of an effect's D'WD), None for unit weights and values."""
+        return self._wvv(v, v)
+
+    def _wvv(self, u: torch.Tensor | None, v: torch.Tensor | None) -> torch.Tensor | None:
+        out = self.weights
+        for t in (u, v):
+            if t is not None:
+                out = t if out is None else out * t
+        return out
+
     def _group_sums(self, g: int, wX: torch.Tensor) -> torch.Tensor:
-        return wX.new_zeros((self.sizes[g], wX.shape[1])).index_add_(0, self.codes[g], wX)
+        v = self._vals[g]
+        src = wX if v is None else v.unsqueeze(1) * wX
+        return wX.new_zeros((self.sizes[g], wX.shape[1])).index_add_(0, self.codes[g], src)
 
     def _rest_blocks(self, V: torch.Tensor) -> list[torch.Tensor]:
         return [V[o:o + self.sizes[g]] for o, g in zip(self._offsets, self._order[1:])]
@@ -158,9 +181,9 @@ class Absorber:
 
     def _s_times(self, V: torch.Tensor) -> torch.Tensor:
         """S V without forming S."""
-        na = self._counts[self._order[0]].unsqueeze(1)
+        ia = self._inv[self._order[0]].unsqueeze(1)
         nr = torch.cat([self._counts[g] for g in self._order[1:]]).unsqueeze(1)
-        out = nr * V - self._ct_times(self._c_times(V) / na)
+        out = nr * V - self._ct_times(self._c_times(V) * ia)
         blocks = self._rest_blocks(V)
         parts = self._rest_blocks(out)
         for i, j, ct in self._within:
@@ -189,11 +212,11 @@ class Absorber:
         A column stops when its residual is ``tol`` times ``scale`` (the norm of its group sums before
         the elimination: a right-hand side that cancelled to rounding is converged at once), or when
         its search direction has no curvature left."""
-        na = self._counts[self._order[0]]
+        ia = self._inv[self._order[0]]
         diag = torch.cat([self._counts[g] for g in self._order[1:]])
         for ct, o in zip(self._cross, self._offsets):
             diag[o:o + ct.shape[1]] -= torch.zeros(ct.shape[1], dtype=self.dtype, device=diag.device).index_add_(
-                0, ct.cols, ct.counts ** 2 / na[ct.rows])
+                0, ct.cols, ct.counts ** 2 * ia[ct.rows])
         diag = diag.clamp_min(diag.max() * 1e-12).unsqueeze(1)
         tiny = torch.finfo(self.dtype).tiny
         b = torch.zeros_like(rhs)
@@ -249,21 +272,21 @@ class Absorber:
                wX: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(coefficients, group sums D_g'WX), both in the order of ``codes`` (``wX``: W X if already made)."""
         a = self._order[0]
-        na = self._counts[a].unsqueeze(1)
+        ia = self._inv[a].unsqueeze(1)
         if wX is None:
             wX = X if self.weights is None else self.weights.unsqueeze(1) * X
         sums: list[torch.Tensor] = [torch.empty(0)] * len(self.codes)
         coefs: list[torch.Tensor] = [torch.empty(0)] * len(self.codes)
         ra = sums[a] = self._group_sums(a, wX)
         if self.n_rest == 0:
-            coefs[a] = ra / na
+            coefs[a] = ra * ia
             return coefs, sums
         for g in self._order[1:]:
             sums[g] = self._group_sums(g, wX)
         rr = torch.cat([sums[g] for g in self._order[1:]], dim=0)
         self._last_scale = rr.norm(dim=0) if scale is None else scale
-        b = self._solve_rest(rr - self._ct_times(ra / na), self._last_scale)
-        coefs[a] = (ra - self._c_times(b)) / na
+        b = self._solve_rest(rr - self._ct_times(ra * ia), self._last_scale)
+        coefs[a] = (ra - self._c_times(b)) * ia
         for g, block in zip(self._order[1:], self._rest_blocks(b)):
             coefs[g] = block
         return coefs, sums
@@ -293,9 +316,13 @@ class Absorber:
         -------
         torch.Tensor (n, k)
         """
-        total = coefs[0].index_select(0, self.codes[0])
-        for c, A in zip(self.codes[1:], coefs[1:]):
-            total += A.index_select(0, c)
+        total = None
+        for c, A, v in zip(self.codes, coefs, self._vals):
+            part = A.index_select(0, c)
+            if v is not None:
+                part = v.unsqueeze(1) * part
+            total = part if total is None else total.add_(part)
+        assert total is not None
         return total
 
     def residualize(self, X: torch.Tensor, refine: bool = True) -> torch.Tensor:
