@@ -10,6 +10,8 @@ Jobs (n rows, ten numeric slopes):
     fe2    y ~ x0..x9 | firm + year     (1000 firms + 50 years)
     pois2  c ~ x0..x9 | firm + year     (Poisson)
     fe1e5  y ~ x0..x9 | f100k           (a 100,000-level factor)
+    lm500  tl.lm(y ~ x0..x9 + C(f500)): R's whole output (all 510 coefficients, summary text) against
+           pyfixest's absorbed fit (slopes only) and statsmodels' dense dummies
 The whole job is timed: formula, design, fit, standard errors and the coefficient table.
 """
 
@@ -54,6 +56,7 @@ JOBS = {
     "fe2": ("y", "firm + year", "firm"),
     "pois2": ("c", "firm + year", "firm"),
     "fe1e5": ("y", "f100k", "f100k"),
+    "lm500": ("y", "f500", None),
 }
 
 
@@ -77,6 +80,8 @@ def run_one(tool: str, job: str, n: int) -> dict:
     elif tool == "statsmodels":
         import statsmodels.formula.api as smf
     t = time.perf_counter()
+    if job == "lm500":
+        return _lm_job(tool, df, lhs, fe, t)
     if tool == "torchlm":
         fit = (tl.fepois if pois else tl.feols)(fml, df, vcov={"CRV1": cl})
         tab = fit.coef_table()
@@ -91,6 +96,30 @@ def run_one(tool: str, job: str, n: int) -> dict:
         b0 = float(res.params["x0"])
     else:
         raise SystemExit(f"unknown tool {tool}")
+    return {"seconds": time.perf_counter() - t, "x0": b0}
+
+
+def _lm_job(tool: str, df: pd.DataFrame, lhs: str, fe: str, t: float) -> dict:
+    """The factor as R's lm has it: every coefficient and the summary (torchlm), iid SEs for the others."""
+    slopes = " + ".join(SLOPES)
+    if tool == "torchlm":
+        import torchlm as tl
+
+        fit = tl.lm(f"{lhs} ~ {slopes} + C({fe})", df)
+        text = str(fit.summary())
+        b0 = float(fit.coef()["x0"])
+        assert len(text) > 0
+    elif tool == "pyfixest":
+        import pyfixest as pf
+
+        fit = pf.feols(f"{lhs} ~ {slopes} | {fe}", data=df, vcov="iid")
+        b0 = float(fit.tidy()["Estimate"].iloc[0])
+    else:
+        import statsmodels.formula.api as smf
+
+        res = smf.ols(f"{lhs} ~ {slopes} + C({fe})", df).fit()
+        res.summary()
+        b0 = float(res.params["x0"])
     return {"seconds": time.perf_counter() - t, "x0": b0}
 
 

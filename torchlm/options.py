@@ -11,9 +11,10 @@ from typing import Any
 
 from torchlm.errors import OptionError
 from torchlm.frame.contrasts import session_contrasts, set_session_contrasts
+from torchlm.frame.factor_block import factor_levels, set_factor_levels
 
-_SETTERS = {"contrasts": set_session_contrasts}
-_GETTERS = {"contrasts": session_contrasts}
+_SETTERS = {"contrasts": set_session_contrasts, "factor_levels": set_factor_levels}
+_GETTERS = {"contrasts": session_contrasts, "factor_levels": factor_levels}
 
 
 class Options(dict):
@@ -38,6 +39,10 @@ def options(**settings: Any) -> Options:
         "contr.SAS" each. None restores R's default ``("contr.treatment", "contr.poly")``. A fit keeps
         the contrasts it was fitted with (predict codes new rows with them); update() and step() refit
         with the session's contrasts then, as R's update() does.
+    factor_levels : int or None, optional
+        tl.lm keeps a factor with at least this many levels (default 100) as level codes rather than
+        dummy columns, when it is a main effect no other term uses: the same fit and results, without
+        the n x L block (frame/factor_block.py). None: always dummy columns.
 
     Returns
     -------

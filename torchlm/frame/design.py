@@ -497,7 +497,7 @@ def _check_design_size(formula: str, f: Formula | None, work: pd.DataFrame) -> N
     if need > budget:
         raise DataError(f"{what}: {need / 2**30:.1f} GiB as a dense matrix, more than the "
                         f"{budget / 2**30:.1f} GiB this machine can spare; use fewer levels (merge rare ones) "
-                        "or absorb the factor as fixed effects instead of dummy columns")
+                        "or absorb the factor as fixed effects (tl.feols('y ~ x | f'))")
     if p > WIDE_DESIGN_COLUMNS:
         flops = n * p * p
         warnings.warn(f"{what}: the QR takes about n p^2 = {flops:.1e} floating-point operations "

@@ -13,6 +13,7 @@ from formulaic.errors import DataMismatchWarning, FactorEncodingError, FactorEva
 from torchlm.errors import DataError, FormulaError, UnknownVariableError, warnings_guard
 from torchlm.frame.data import LOGICAL_LEVELS, as_frame, is_logical, logical_factors, prepare_columns
 from torchlm.frame.design import Design, _categorical_factors, _level_codes, _listing, _raw_values, offset_values
+from torchlm.frame.factor_block import FactorDesign
 from torchlm.frame.formula import formula_columns
 from torchlm.frame.rfunctions import formula_context
 
@@ -35,6 +36,14 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
         (len(newdata), p) float64, NaN rows where a predictor is missing.
     """
     frame = as_frame(newdata)
+    if isinstance(design, FactorDesign):
+        # a many-level factor kept as codes (frame/factor_block.py): the other terms, then its columns
+        if design.factor_variable not in frame.columns:
+            raise UnknownVariableError(f"newdata has no column {design.factor_variable!r} needed by the model")
+        rest = newdata_matrix(design.rest_design(), frame)
+        pos = design.factor_position
+        block = design.newdata_block(frame[design.factor_variable])
+        return np.concatenate([rest[:, :pos], block, rest[:, pos:]], axis=1)
     needed = _needed_variables(design)
     missing = [v for v in needed if v not in frame.columns]
     if missing:

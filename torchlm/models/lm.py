@@ -7,9 +7,11 @@ from typing import Any
 from torchlm.errors import DataError
 from torchlm.frame import build_design
 from torchlm.frame.contrasts import Relaxed
+from torchlm.frame.factor_block import FactorDesign, factor_design
 from torchlm.results.base import Refit
 from torchlm.results.design_methods import na_mode
 from torchlm.results.linear import LinearModelResult
+from torchlm.solvers.factor_qr import factor_fit
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol, resolve_device_dtype
 
@@ -82,14 +84,19 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)
     frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
-    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
-                          contrasts=contrasts, names=names)
+    # a many-level factor is kept as codes (tl.options(factor_levels=)); else formulaic's dense design
+    design = factor_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
+                           contrasts=contrasts, names=names) or build_design(
+        formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na, contrasts=contrasts,
+        names=names)
     n, p = design.shape
     if design.weights is not None and not (design.weights != 0).any():
         # R fits nothing here (its coefficients lose their names); n = p and n < p are fitted, as R fits them
         raise DataError(f"0 observations with a non-zero weight (of {n} rows): nothing to fit")
-    chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
-    qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
+    qr = factor_fit(design, tol, dev, dt) if isinstance(design, FactorDesign) else None
+    if qr is None:
+        chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
+        qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
     call = _call_string(formula, weights, offset, subset, contrasts=contrasts)
     fit = LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol, call=call)
     fit.na_exclude = exclude

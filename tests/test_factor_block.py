@@ -1,0 +1,99 @@
+"""tl.lm with a many-level factor kept as codes (frame/factor_block.py, solvers/factor_qr.py) gives the dense fit's
+every result: the dense fit is R's lm (tests elsewhere compare it with R), and R's own numbers are checked here too."""
+
+import json
+import pathlib
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import torchlm as tl
+from torchlm.errors import DataError, OptionError
+from torchlm.frame.factor_block import FactorDesign
+
+HERE = pathlib.Path(__file__).parent / "fixtures" / "fixest"
+R = json.loads((HERE / "fixest.json").read_text())
+PANEL = pd.read_csv(HERE / "panel.csv")
+DS = PANEL[PANEL.firm <= 25].reset_index(drop=True)
+
+
+def fits(formula, data, **kw):
+    with tl.options(factor_levels=None):
+        dense = tl.lm(formula, data, **kw)
+    with tl.options(factor_levels=10):
+        block = tl.lm(formula, data, **kw)
+    assert isinstance(block.design, FactorDesign) and not isinstance(dense.design, FactorDesign)
+    return dense, block
+
+
+def same(a, b, rtol=1e-9, atol=1e-12):
+    a, b = (x.to_numpy() if hasattr(x, "to_numpy") else np.asarray(x) for x in (a, b))
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=rtol, atol=atol)
+
+
+CASES = [
+    ("y ~ x1 + C(firm) + x2", {"weights": "w"}),
+    ("y ~ C(firm) + x1", {}),
+    ("y ~ xc + factor(firm) + x1", {}),          # R aliases the last dummy
+    ("y ~ x1 + factor(firm) + xc", {}),          # R aliases xc
+    ("y ~ 0 + C(firm) + x1", {}),                # no intercept: every level's dummy
+    ("log(cnt + 1) ~ x1 + C(firm) + C(g)", {"subset": "x2 > -1"}),
+]
+
+
+@pytest.mark.parametrize("formula, kw", CASES)
+def test_every_result_equals_the_dense_fit(formula, kw):
+    dense, block = fits(formula, DS, **kw)
+    assert block.names == dense.names and list(block.aliased) == list(dense.aliased)
+    same(block.coef(), dense.coef())
+    same(block.vcov(), dense.vcov())
+    assert str(block.summary()) == str(dense.summary())
+    assert str(tl.anova(block)) == str(tl.anova(dense))
+    for t in ("HC0", "HC3"):
+        same(block.vcov(t), dense.vcov(t))
+    same(block.vcov(cluster="year"), dense.vcov(cluster="year"))
+    same(block.hatvalues(), dense.hatvalues())
+    same(block.cooks_distance(), dense.cooks_distance())
+    same(block.rstudent(), dense.rstudent())
+    new = DS.sample(20, random_state=1)
+    same(block.predict(new, interval="prediction"), dense.predict(new, interval="prediction"))
+    same(block.confint(), dense.confint())
+
+
+def test_equals_r_lm_with_factor():
+    _, block = fits("y ~ xc + factor(firm) + x1", DS)
+    ref = R["lm_factor_alias_before"]
+    want = np.array([np.nan if v is None else v for v in ref["coef"]])
+    same(block.coef(), want)
+    same(block.std_errors(), np.array([np.nan if v is None else v for v in ref["se"]]))
+    same(block.deviance, ref["rss"])
+
+
+def test_drop1_and_names_r():
+    dense, block = fits("y ~ x1 + C(firm) + x2", DS)
+    assert str(tl.drop1(block, test="F")) == str(tl.drop1(dense, test="F"))
+    dense, block = fits("y ~ x1 + factor(firm)", DS, names="R")
+    assert block.names == dense.names and "factor(firm)2" in block.names
+
+
+def test_new_level_and_missing_factor_in_newdata():
+    _, block = fits("y ~ x1 + C(firm)", DS)
+    with pytest.raises(DataError, match="new levels"):
+        block.predict(PANEL.tail(3))
+    holes = DS.head(5).assign(firm=[1, None, 2, 3, 4])
+    assert block.predict(holes).isna().tolist() == [False, True, False, False, False]
+
+
+def test_levels_below_the_threshold_stay_dense_and_the_option_is_checked():
+    with tl.options(factor_levels=1000):
+        assert not isinstance(tl.lm("y ~ x1 + C(firm)", DS).design, FactorDesign)
+    with tl.options(factor_levels=10):
+        # used in an interaction too: R's coding of the whole formula, dense
+        assert not isinstance(tl.lm("y ~ x1 * C(firm)", DS).design, FactorDesign)
+    with pytest.raises(OptionError, match="factor_levels"):
+        tl.options(factor_levels=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tl.options()["factor_levels"] == 100
