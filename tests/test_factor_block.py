@@ -97,3 +97,21 @@ def test_levels_below_the_threshold_stay_dense_and_the_option_is_checked():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert tl.options()["factor_levels"] == 100
+
+
+def test_leverages_without_the_dummies_equal_the_dense_ones():
+    from torchlm.inference.leverages import factor_leverages
+
+    dense, block = fits("y ~ xc + C(firm) + x1 + x2", DS, weights="w")
+    same(factor_leverages(block.design), dense.hatvalues(), rtol=1e-10)
+    same(block.hatvalues(), dense.hatvalues(), rtol=1e-10)
+    same(block.vcov("HC3"), dense.vcov("HC3"), rtol=1e-9)
+
+
+def test_zero_weights():
+    d = DS.assign(w=np.where(DS.index < 5, 0.0, DS.w))
+    dense, block = fits("y ~ x1 + C(firm)", d, weights="w")
+    same(block.coef(), dense.coef())
+    same(block.hatvalues(), dense.hatvalues(), rtol=1e-10)
+    same(block.vcov("HC2"), dense.vcov("HC2"))
+    assert str(block.summary()) == str(dense.summary())

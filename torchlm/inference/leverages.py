@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchlm.frame.factor_block import FactorDesign
+from torchlm.solvers.absorb import Absorber
 from torchlm.solvers.least_squares import chunk_rows
 from torchlm.sources.row_blocks import WorkingRows
 
@@ -63,6 +65,34 @@ def is_scaled(fit: Any) -> bool:
     return getattr(getattr(fit, "_qr", None), "scaling", None) is not None
 
 
+def factor_leverages(design: FactorDesign) -> np.ndarray | None:
+    """Hat values of a FactorDesign's prior-weighted design without its dummies: w / n_g + w x~'(X~'WX~)^+ x~.
+
+    The hat matrix is the projection on the design's column space: the dummies' (the factor's coding
+    spans them) plus the within-transformed other columns'. O(n k^2) where the row blocks cost O(n p^2).
+
+    Returns
+    -------
+    numpy.ndarray (n,) or None
+        None where a level's weights are all 0 (then the row blocks are read).
+    """
+    w = np.ones(len(design.y)) if design.weights is None else np.asarray(design.weights, dtype=float)
+    L = design.factor_coding.shape[0]
+    counts = np.bincount(design.factor_codes, weights=w, minlength=L)
+    if (counts <= 0).any():
+        return None
+    h = w / counts[design.factor_codes]
+    others = [c for c, a in zip(design.columns, design.rest_assign) if a != "1"]
+    if others:
+        X = torch.as_tensor(np.column_stack(others), dtype=torch.float64)
+        wt = torch.as_tensor(w)
+        Xt = Absorber([torch.as_tensor(design.factor_codes)], [L], wt).residualize(X) * wt.sqrt().unsqueeze(1)
+        U, sv, _ = torch.linalg.svd(Xt, full_matrices=False)
+        keep = sv > sv.max() * max(Xt.shape) * torch.finfo(torch.float64).eps
+        h = h + (U[:, keep] ** 2).sum(1).numpy()
+    return h
+
+
 def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
     """A fit's hat values at its working rows (a glm's from its working weights, as R's), also near 1e±300.
 
@@ -82,6 +112,14 @@ def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
         (n,) float64 leverages.
     """
     device = getattr(fit, "device", None)
+    design = getattr(fit, "design", None)
+    if isinstance(design, FactorDesign) and getattr(fit, "family", None) is None:
+        # a least-squares fit of a factor kept as codes: its leverages without the dummies
+        h = factor_leverages(design)
+        if h is not None:
+            if design.weights is not None and len(h) != Xw.shape[0]:
+                h = h[np.asarray(design.weights) != 0]
+            return torch.as_tensor(h, device=device)
     parts = getattr(fit, "_unscaled_parts", None)
     if parts is None:
         return leverages(Xw, torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device))
