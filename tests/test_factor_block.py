@@ -115,3 +115,31 @@ def test_zero_weights():
     same(block.hatvalues(), dense.hatvalues(), rtol=1e-10)
     same(block.vcov("HC2"), dense.vcov("HC2"))
     assert str(block.summary()) == str(dense.summary())
+
+
+def glm_fits(formula, data, **kw):
+    with tl.options(factor_levels=None):
+        dense = tl.glm(formula, data, **kw)
+    with tl.options(factor_levels=10):
+        block = tl.glm(formula, data, **kw)
+    assert isinstance(block.design, FactorDesign) and not isinstance(dense.design, FactorDesign)
+    return dense, block
+
+
+@pytest.mark.parametrize("formula, kw", [
+    ("cnt ~ x1 + C(firm) + x2", {"family": "poisson", "offset": "log(expo)"}),
+    ("I(cnt > 2) ~ C(firm) + x1", {"family": "binomial", "weights": "w"}),
+    ("y ~ x1 + factor(firm)", {"family": tl.families.Gamma(link="log")}),
+])
+def test_glm_results_equal_the_dense_fit(formula, kw):
+    data = DS.assign(y=np.exp(DS.y / 4))
+    dense, block = glm_fits(formula, data, **kw)
+    assert block.iterations == dense.iterations
+    same(block.coef(), dense.coef(), rtol=1e-8, atol=1e-10)
+    same(block.vcov(), dense.vcov(), rtol=1e-7, atol=1e-12)
+    assert str(block.summary()) == str(dense.summary())
+    assert str(tl.anova(block, test="Chisq")) == str(tl.anova(dense, test="Chisq"))
+    same(block.deviance, dense.deviance, rtol=1e-11)
+    same(block.aic(), dense.aic(), rtol=1e-11)
+    same(block.predict(data.head(10), type="response"), dense.predict(data.head(10), type="response"), rtol=1e-9)
+    same(block.hatvalues(), dense.hatvalues(), rtol=1e-7, atol=1e-12)

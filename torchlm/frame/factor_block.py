@@ -209,12 +209,14 @@ def _levels(col: pd.Series) -> int:
 
 
 def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
-                  na_action: str = "omit", contrasts: Any = None, names: str = "formulaic") -> FactorDesign | None:
+                  na_action: str = "omit", contrasts: Any = None, names: str = "formulaic",
+                  allow_factor_response: bool = False, fitter: str | None = None) -> FactorDesign | None:
     """The design of ``formula`` with its many-level factor as codes, or None when it has none to keep.
 
     Parameters
     ----------
-    formula, data, weights, offset, subset, na_action, contrasts, names : as build_design's.
+    formula, data, weights, offset, subset, na_action, contrasts, names, allow_factor_response, fitter :
+        as build_design's.
 
     Returns
     -------
@@ -237,7 +239,8 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
     rhs = " + ".join(t for t in rest_terms if t != "1") or "1"
     rest = f"{f.lhs} ~ " + ("" if "1" in terms else "0 + ") + rhs
     frame = model_frame(frame_data, [var], weights=weights, offset=offset, subset=subset, na_action=na_action)
-    design = model_matrix(rest, frame, contrasts=contrasts, names=names)
+    kw = dict(contrasts=contrasts, names=names, allow_factor_response=allow_factor_response, fitter=fitter)
+    design = model_matrix(rest, frame, **kw)
     assert design.frame is not None and design.rows is not None
     values = frame_data[var].iloc[design.rows]
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -247,7 +250,7 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
         codes, levels = pd.factorize(values, sort=True)
     first = np.unique(codes, return_index=True)[1]
     # the full formula on one row per level: the design's names, term assignment and the factor's coding
-    small = model_matrix(formula, design.frame.restrict(np.sort(first)), contrasts=contrasts, names=names)
+    small = model_matrix(formula, design.frame.restrict(np.sort(first)), **kw)
     cols = [j for j, a in enumerate(small.assign) if a == term]
     others = [j for j in range(len(small.names)) if j not in cols]
     if not cols or cols != list(range(cols[0], cols[0] + len(cols))) or [

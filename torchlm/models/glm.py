@@ -10,6 +10,7 @@ import torch
 from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
+from torchlm.frame.factor_block import factor_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string, refit_contrasts
 from torchlm.results.base import Refit
@@ -69,10 +70,11 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     ctl = control_settings(control, exact=exact)
     dev, dt = resolve_device_dtype(device, dtype)
     frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
-    design = build_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
-                          allow_factor_response=fam.factor_response,
-                          fitter=None if fam.factor_response else f"glm with family {fam.name!r}",
-                          contrasts=contrasts, names=names)
+    kw = dict(weights=weights, offset=offset, subset=subset, na_action=frame_na,
+              allow_factor_response=fam.factor_response,
+              fitter=None if fam.factor_response else f"glm with family {fam.name!r}", contrasts=contrasts, names=names)
+    # a many-level factor kept as codes (tl.options(factor_levels=)); else formulaic's dense design
+    design = factor_design(formula, data, **kw) or build_design(formula, data, **kw)
     y, w, off, b0 = glm_tensors(design, start, dev, dt)
     tol = min(1e-7, ctl["epsilon"] / 1000)
     y, _, mu0 = fam.initialize(y, w)

@@ -19,8 +19,10 @@ import torch
 
 from torchlm import threads
 from torchlm.errors import DataError, OptionError, warn
+from torchlm.frame.factor_block import FactorDesign
 from torchlm.models.families import Family
 from torchlm.solvers.autograd import quiet
+from torchlm.solvers.factor_passes import FactorTerms, factor_pass
 from torchlm.solvers.least_squares import LinearResidual, QRFit, condition_estimate, qr_solve
 from torchlm.solvers.newton import (
     Evaluation,
@@ -104,6 +106,8 @@ class GLMPasses:
         self.offset = offset if not fixed else offset + self._fixed_part(dict(fixed))
         self.positive = weights > 0
         self.all_positive = bool(self.positive.all())
+        design = getattr(source, "design", None)  # a factor kept as codes: passes from its structure
+        self._factor = FactorTerms(design, self.device, self.dtype) if isinstance(design, FactorDesign) else None
 
     def _fixed_part(self, fixed: dict[int, float]) -> torch.Tensor:
         """sum_j value_j x_j over the fixed coefficients' columns: they enter as an offset (one pass)."""
@@ -208,6 +212,8 @@ class GLMPasses:
         -------
         Pass
         """
+        if self._factor is not None:
+            return Pass(*factor_pass(self, coef, want, est))
         n = self.y.shape[0]
         eta = torch.empty(n, dtype=self.dtype, device=self.device)
         mu = torch.empty_like(eta)
@@ -250,6 +256,10 @@ class GLMPasses:
         sw, rw = self.working(eta, mu)
         z = (eta - self.offset) + rw
         p = self.p
+        if self._factor is not None and p == self._factor.p:
+            fit = self._factor.qr(z, sw * sw, tol)
+            if fit is not None:
+                return fit
 
         def chunks():
             for rows, X in self.blocks():
