@@ -143,3 +143,11 @@ def test_glm_results_equal_the_dense_fit(formula, kw):
     same(block.aic(), dense.aic(), rtol=1e-11)
     same(block.predict(data.head(10), type="response"), dense.predict(data.head(10), type="response"), rtol=1e-9)
     same(block.hatvalues(), dense.hatvalues(), rtol=1e-7, atol=1e-12)
+
+
+def test_two_factors_the_larger_kept_as_codes():
+    d = DS.assign(g2=(DS.index % 12).astype(str))
+    dense, block = fits("y ~ x1 + C(g2) + C(firm)", d)
+    assert block.design.factor_variable == "firm"
+    same(block.coef(), dense.coef())
+    assert str(block.summary()) == str(dense.summary())

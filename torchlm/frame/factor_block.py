@@ -9,7 +9,8 @@ unchanged, and solvers/factor_qr.py fits it without the block at all.
 
 A factor is kept as codes when it is a main-effect term of one variable (``f``, ``C(f)``,
 ``factor(f)``, ``as.factor(f)``) that no other term uses, with at least ``tl.options(factor_levels=)``
-levels (default 100; None: never).
+levels (default 100; None: never) and at most MAX_CODED_LEVELS; of several, the one with the most
+levels (the others stay dummy columns).
 """
 
 from __future__ import annotations
@@ -190,10 +191,12 @@ def _candidate(formula: str, data: pd.DataFrame) -> tuple[str, str] | None:
                           or pd.api.types.is_string_dtype(col.dtype)):
             continue
         found.append((str(t), var))
-    found = [(t, v) for t, v in found if threshold <= _levels(data[v]) <= MAX_CODED_LEVELS]
-    if len(found) != 1:
+    sized = sorted(((_levels(data[v]), t, v) for t, v in found), reverse=True)
+    sized = [(L, t, v) for L, t, v in sized if threshold <= L <= MAX_CODED_LEVELS]
+    if not sized:
         return None
-    term, var = found[0]
+    # the factor with the most levels is kept as codes; the others stay dummy columns
+    _, term, var = sized[0]
     others = [str(t) for t in terms if str(t) != term]
     if any(re.search(rf"(?<![A-Za-z0-9_.]){re.escape(var)}(?![A-Za-z0-9_.])", o) for o in others):
         return None  # the variable is also in an interaction or a transformation: R's dense coding
