@@ -151,3 +151,26 @@ def test_two_factors_the_larger_kept_as_codes():
     assert block.design.factor_variable == "firm"
     same(block.coef(), dense.coef())
     assert str(block.summary()) == str(dense.summary())
+
+
+@pytest.mark.parametrize("weights", [None, "w"])
+def test_sandwich_meats_without_the_dummies(weights, monkeypatch):
+    import torchlm.inference.factor_sandwich as fs
+
+    d = DS.assign(w=np.where(DS.index < 4, 0.0, DS.w), g2=DS.index % 7)
+    dense, block = fits("y ~ x1 + C(firm) + x2", d, weights=weights)
+    used = []
+    real = fs.factor_meat
+
+    def spy(*a):
+        M = real(*a)
+        used.append(M is not None)
+        return M
+
+    monkeypatch.setattr("torchlm.inference.sandwich.factor_meat", spy)
+    for t in ("HC0", "HC1", "HC2", "HC3", "HC4", "HC4m", "HC5"):
+        same(block.vcov(t), dense.vcov(t), rtol=1e-9)
+    same(block.vcov(cluster="year"), dense.vcov(cluster="year"), rtol=1e-9)
+    same(block.vcov(cluster=["year", "g2"]), dense.vcov(cluster=["year", "g2"]), rtol=1e-9)
+    same(block.vcov("HC0", cluster="firm"), dense.vcov("HC0", cluster="firm"), rtol=1e-9)
+    assert used == [True] * 10  # every meat of the block fit came from the group sums

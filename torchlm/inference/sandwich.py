@@ -27,7 +27,9 @@ import torch
 from torch.func import grad, vmap
 
 from torchlm.errors import DataError, OptionError, TorchlmWarning
+from torchlm.frame.factor_block import FactorDesign
 from torchlm.inference.clustering import cluster_codes, cluster_values
+from torchlm.inference.factor_sandwich import factor_meat
 from torchlm.inference.hac import (  # noqa: F401
     _bandwidth_from_u,
     _bandwidth_vector,
@@ -479,8 +481,13 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
         lag = newey_west_lag(S, hac_bandwidth_weights(fit, S))
         M = chunked_hac_meat(_matrix_chunks(S), n, k, lag, device=device) * (n / df)
     else:
-        # summed chunk by chunk: memory is one chunk of scores (plus G x k cluster sums)
-        M = chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df, device=device)
+        # a factor kept as codes: from its group sums; else summed chunk by chunk (memory: one chunk of scores)
+        fm = None
+        if d is None and isinstance(fit.design, FactorDesign) and getattr(fit, "family", None) is None:
+            f = _hc_factor(type, n, hat) if cluster is None else None
+            fm = factor_meat(fit, type, f, cluster, ew, rows, df)
+        M = fm if fm is not None else chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df,
+                                                   device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
     if d is not None:
         V = V * d[:, None] * d[None, :]  # entries beyond float64's range become 0 or Inf one by one, as R's
