@@ -143,6 +143,10 @@ def test_glm_results_equal_the_dense_fit(formula, kw):
     same(block.aic(), dense.aic(), rtol=1e-11)
     same(block.predict(data.head(10), type="response"), dense.predict(data.head(10), type="response"), rtol=1e-9)
     same(block.hatvalues(), dense.hatvalues(), rtol=1e-7, atol=1e-12)
+    for t in ("HC0", "HC3"):
+        same(block.vcov(t), dense.vcov(t), rtol=1e-7, atol=1e-12)
+    same(block.vcov(cluster="year"), dense.vcov(cluster="year"), rtol=1e-7, atol=1e-12)
+    same(block.cooks_distance(), dense.cooks_distance(), rtol=1e-6, atol=1e-12)
 
 
 def test_two_factors_the_larger_kept_as_codes():

@@ -22,30 +22,30 @@ DENSE_PAIRS = 20_000_000
 
 
 def factor_meat(fit: Any, type: str, factor: torch.Tensor | None, cluster: Any, ew: np.ndarray,
-                rows: np.ndarray, df: int) -> torch.Tensor | None:
+                rows: np.ndarray, df: int, sw: np.ndarray | None) -> torch.Tensor | None:
     """The sandwich meat over the fit's estimable columns, or None where the structure does not apply.
 
     Parameters
     ----------
-    fit : a least-squares fit (no family) of a FactorDesign, unscaled.
+    fit : an lm or glm fit of a FactorDesign, unscaled.
     type : HC0..HC5, HC4m (or HC0/HC1 with ``cluster``); factor : the HC type's per-row factor over all n
         rows (None for HC0/HC1).
     cluster : the cluster labels over all n rows, or None.
     ew : sqrt(w) e at the working rows; rows : (n,) bool, the working rows; df : HC1's residual df.
+    sw : sqrt(w) over all n rows (the prior or working weights; None: 1): the scores are sw_i ew_i z_i.
 
     Returns
     -------
     torch.Tensor (k, k) or None
     """
     design = fit.design
-    if not isinstance(design, FactorDesign) or getattr(fit, "family", None) is not None:
+    if not isinstance(design, FactorDesign):
         return None
     device = getattr(fit, "device", None)
     terms = FactorTerms(design, device or torch.device("cpu"), torch.float64)
     n = len(rows)
-    w = np.ones(n) if design.weights is None else np.asarray(design.weights, dtype=float)
     we = np.zeros(n)
-    we[rows] = np.asarray(ew, dtype=float) * np.sqrt(w[rows])  # w_i e_i: the score is we_i z_i
+    we[rows] = np.asarray(ew, dtype=float) * (1.0 if sw is None else np.asarray(sw, dtype=float)[rows])
     we_t = torch.as_tensor(we, device=device)
     est = torch.as_tensor([fit.names.index(nm) for nm in fit.estimable], dtype=torch.int64, device=device)
     if cluster is None:

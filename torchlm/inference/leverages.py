@@ -65,8 +65,11 @@ def is_scaled(fit: Any) -> bool:
     return getattr(getattr(fit, "_qr", None), "scaling", None) is not None
 
 
-def factor_leverages(design: FactorDesign) -> np.ndarray | None:
-    """Hat values of a FactorDesign's prior-weighted design without its dummies: w / n_g + w x~'(X~'WX~)^+ x~.
+def factor_leverages(design: FactorDesign, sw: np.ndarray | None = None) -> np.ndarray | None:
+    """Hat values of a FactorDesign's weighted design without its dummies: w / n_g + w x~'(X~'WX~)^+ x~.
+
+    ``sw`` are the square roots of the weights over the design's rows (a glm's working weights; None: the
+    prior weights, or 1).
 
     The hat matrix is the projection on the design's column space: the dummies' (the factor's coding
     spans them) plus the within-transformed other columns'. O(n k^2) where the row blocks cost O(n p^2).
@@ -76,7 +79,10 @@ def factor_leverages(design: FactorDesign) -> np.ndarray | None:
     numpy.ndarray (n,) or None
         None where a level's weights are all 0 (then the row blocks are read).
     """
-    w = np.ones(len(design.y)) if design.weights is None else np.asarray(design.weights, dtype=float)
+    if sw is not None:
+        w = np.asarray(sw, dtype=float) ** 2
+    else:
+        w = np.ones(len(design.y)) if design.weights is None else np.asarray(design.weights, dtype=float)
     L = design.factor_coding.shape[0]
     counts = np.bincount(design.factor_codes, weights=w, minlength=L)
     if (counts <= 0).any():
@@ -113,13 +119,11 @@ def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
     """
     device = getattr(fit, "device", None)
     design = getattr(fit, "design", None)
-    if isinstance(design, FactorDesign) and getattr(fit, "family", None) is None:
-        # a least-squares fit of a factor kept as codes: its leverages without the dummies
-        h = factor_leverages(design)
+    if isinstance(design, FactorDesign) and isinstance(Xw, WorkingRows):
+        # a factor kept as codes: the leverages without the dummies, at the working weights and rows
+        h = factor_leverages(design, Xw.sw)
         if h is not None:
-            if design.weights is not None and len(h) != Xw.shape[0]:
-                h = h[np.asarray(design.weights) != 0]
-            return torch.as_tensor(h, device=device)
+            return torch.as_tensor(h if Xw.positions is None else h[Xw.positions], device=device)
     parts = getattr(fit, "_unscaled_parts", None)
     if parts is None:
         return leverages(Xw, torch.as_tensor(np.asarray(fit._unscaled(), dtype=np.float64), device=device))

@@ -483,9 +483,9 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
     else:
         # a factor kept as codes: from its group sums; else summed chunk by chunk (memory: one chunk of scores)
         fm = None
-        if d is None and isinstance(fit.design, FactorDesign) and getattr(fit, "family", None) is None:
+        if d is None and isinstance(fit.design, FactorDesign) and isinstance(Xw, WorkingRows):
             f = _hc_factor(type, n, hat) if cluster is None else None
-            fm = factor_meat(fit, type, f, cluster, ew, rows, df)
+            fm = factor_meat(fit, type, f, cluster, ew, rows, df, Xw.sw)
         M = fm if fm is not None else chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df,
                                                    device=device)
     V = (C @ M @ C) * (fit.nobs / n) ** 2
