@@ -26,6 +26,7 @@ from torchlm.errors import DataError, OptionError
 from torchlm.frame.contrasts import Coding
 from torchlm.frame.data import as_frame
 from torchlm.frame.design import Design, model_matrix
+from torchlm.frame.fixest import factorize
 from torchlm.frame.formula import expand_dot, formulaic_formula, split_offsets
 from torchlm.frame.model_frame import check_na_action, model_frame
 
@@ -79,6 +80,8 @@ class FactorDesign(Design):
     rest_formulaic_names: list[str] = field(default_factory=list, repr=False)
     rest_assign: list[str] = field(default_factory=list, repr=False)
     rest_spec: Any = field(default=None, repr=False)
+    # what solvers make of the design once (solvers/factor_passes.FactorTerms.of: its columns as tensors)
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def rest_design(self) -> Design:
         """The design of the other terms alone (the factor's term left out), as formulaic built it.
@@ -87,10 +90,8 @@ class FactorDesign(Design):
         -------
         Design
         """
-        base = {fl.name: getattr(self, fl.name) for fl in fields(Design) if fl.init}
-        base.update(names=self.rest_names, formulaic_names=self.rest_formulaic_names, assign=self.rest_assign,
-                    spec=self.rest_spec)
-        return Design(**base)
+        return Design(**_design_fields(self, names=self.rest_names, formulaic_names=self.rest_formulaic_names,
+                                       assign=self.rest_assign, spec=self.rest_spec))
 
     def newdata_block(self, values: pd.Series) -> np.ndarray:
         """The factor's columns for new rows: NaN rows where it is missing.
@@ -167,14 +168,15 @@ class FactorDesign(Design):
         return out + (self.factor_coding @ beta[pos:pos + m])[self.factor_codes]
 
 
-def _candidate(formula: str, data: pd.DataFrame) -> tuple[str, str] | None:
-    """(term, variable) of the one factor term to keep as codes, or None."""
+def _design_fields(design: Design, **changes: Any) -> dict[str, Any]:
+    """A Design's constructor arguments (its init fields), some changed."""
+    return {**{fl.name: getattr(design, fl.name) for fl in fields(Design) if fl.init}, **changes}
+
+
+def _candidate(f: Any, data: pd.DataFrame) -> tuple[str, str] | None:
+    """(term, variable) of the factor term of the parsed formula ``f`` to keep as codes, or None."""
     threshold = factor_levels()
     if threshold is None:
-        return None
-    try:
-        f = formulaic_formula(formula, data.columns)
-    except Exception:  # the dense path reports the formula's problem
         return None
     terms = list(f.rhs)
     found = []
@@ -230,13 +232,15 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
         Coding.make(contrasts, names, formula)
         frame_data = as_frame(data)
         formula = expand_dot(formula, frame_data.columns)
-        found = None if split_offsets(formula)[1] or "cbind(" in formula else _candidate(formula, frame_data)
+        if split_offsets(formula)[1] or "cbind(" in formula:
+            return None
+        f = formulaic_formula(formula, frame_data.columns)
+        found = _candidate(f, frame_data)
     except Exception:  # anything wrong with the call: build_design reports it, in its order
         return None
     if found is None:
         return None
     term, var = found
-    f = formulaic_formula(formula, frame_data.columns)
     terms = [str(t) for t in f.rhs]
     rest_terms = [t for t in terms if t != term]
     rhs = " + ".join(t for t in rest_terms if t != "1") or "1"
@@ -245,12 +249,7 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
     kw = dict(contrasts=contrasts, names=names, allow_factor_response=allow_factor_response, fitter=fitter)
     design = model_matrix(rest, frame, **kw)
     assert design.frame is not None and design.rows is not None
-    values = frame_data[var].iloc[design.rows]
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        used = values.cat.remove_unused_categories()
-        codes, levels = used.cat.codes.to_numpy(), used.cat.categories
-    else:
-        codes, levels = pd.factorize(values, sort=True)
+    codes, levels = factorize(frame_data[var].iloc[design.rows])
     first = np.unique(codes, return_index=True)[1]
     # the full formula on one row per level: the design's names, term assignment and the factor's coding
     small = model_matrix(formula, design.frame.restrict(np.sort(first)), **kw)
@@ -261,10 +260,9 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
         return None  # the small design does not line up with the large one (a level of another factor missing)
     order = np.argsort(np.argsort(first))  # row of level g among the small design's rows (sorted by position)
     coding = small.X[:, cols][order]
-    base = {fl.name: getattr(design, fl.name) for fl in fields(Design) if fl.init}
     # the full formula's spec (its terms, for anova, drop1 and update); the other terms' for newdata
-    base.update(names=small.names, formulaic_names=small.formulaic_names, assign=small.assign, formula=small.formula,
-                has_intercept=small.has_intercept, spec=small.spec)
+    base = _design_fields(design, names=small.names, formulaic_names=small.formulaic_names, assign=small.assign,
+                          formula=small.formula, has_intercept=small.has_intercept, spec=small.spec)
     return FactorDesign(**base, factor_codes=codes.astype(np.int64), factor_coding=np.ascontiguousarray(coding),
                         factor_position=cols[0], factor_variable=var, factor_levels_index=pd.Index(levels),
                         rest_names=list(design.names), rest_formulaic_names=list(design.formulaic_names),

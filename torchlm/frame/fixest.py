@@ -175,9 +175,9 @@ def fixef_codes(data: pd.DataFrame, fml: FixestFormula) -> list[tuple[np.ndarray
     """
     out = []
     for names in fml.fixef:
-        codes, levels = _factorize(data[names[0]])
+        codes, levels = factorize(data[names[0]])
         for v in names[1:]:
-            c2, l2 = _factorize(data[v])
+            c2, l2 = factorize(data[v])
             key = codes * len(l2) + c2
             used, codes = np.unique(key, return_inverse=True)
             levels = pd.Index([f"{levels[k // len(l2)]}_{l2[k % len(l2)]}" for k in used])
@@ -185,7 +185,14 @@ def fixef_codes(data: pd.DataFrame, fml: FixestFormula) -> list[tuple[np.ndarray
     return out
 
 
-def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Level codes (0 .. L-1) and levels of a column over its rows: sorted values, or a categorical's used
+    categories in their order (R's factor() and droplevels).
+
+    Returns
+    -------
+    (numpy int64 array, pandas.Index)
+    """
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.cat.remove_unused_categories()
         return values.cat.codes.to_numpy().astype(np.int64), pd.Index(values.cat.categories)

@@ -42,7 +42,7 @@ def factor_meat(fit: Any, type: str, factor: torch.Tensor | None, cluster: Any, 
     if not isinstance(design, FactorDesign):
         return None
     device = getattr(fit, "device", None)
-    terms = FactorTerms(design, device or torch.device("cpu"), torch.float64)
+    terms = FactorTerms.of(design, device, torch.float64)
     n = len(rows)
     we = np.zeros(n)
     we[rows] = np.asarray(ew, dtype=float) * (1.0 if sw is None else np.asarray(sw, dtype=float)[rows])

@@ -94,23 +94,14 @@ def nested(fe_codes: np.ndarray, cluster: np.ndarray) -> bool:
     return len(pairs) == int(fe_codes.max()) + 1
 
 
-def fixef_dof(sizes: list[int]) -> int:
-    """fixest's count of plain fixed-effect coefficients: the levels, less one for each effect after the first.
-
-    Returns
-    -------
-    int
-    """
-    return sum(sizes) - max(len(sizes) - 1, 0)
-
-
 def df_K(k: int, kfe: int, plain: list[tuple[np.ndarray, int]], clusters: list[Clustering],
          ssc: SmallSample) -> int:
     """fixest's K: slopes plus fixed-effect coefficients, as ssc's fixef_K counts them for these clusters.
 
     Parameters
     ----------
-    k : estimable slopes; kfe : the absorbed coefficients (FixestDesign.fixef_dof).
+    k : estimable slopes; kfe : the absorbed coefficients (FixestDesign.fixef_dof: the levels, less one per
+        constant effect after the first).
     plain : (codes, levels) of each constant effect (the ones fixef_K = "nested" may leave out).
     clusters, ssc : the clusterings and the corrections.
 

@@ -11,7 +11,7 @@ from torchlm.frame.factor_block import FactorDesign, factor_design
 from torchlm.results.base import Refit
 from torchlm.results.design_methods import na_mode
 from torchlm.results.linear import LinearModelResult
-from torchlm.solvers.factor_qr import factor_fit
+from torchlm.solvers.factor_passes import factor_fit
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol, resolve_device_dtype
 

@@ -336,13 +336,15 @@ class ModelResult:
         se[self.estimable] = np.sqrt(np.abs(np.diag(V.to_numpy())))
         return se
 
-    def _quantile(self, level: float, statistic: str | None = None) -> float:
-        """The two-sided quantile of an interval at ``level`` for the model's statistic (or ``statistic``)."""
+    def _quantile(self, level: float, statistic: str | None = None, df: float | None = None) -> float:
+        """The two-sided quantile of an interval at ``level`` for the model's statistic (or ``statistic``); t
+        quantiles on df_residual degrees of freedom, or ``df`` (fixest's depend on the covariance)."""
         if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
             raise OptionError(f"level must be between 0 and 1, not {level!r}")
         p = 1 - (1 - level) / 2
         if (statistic or self.statistic) == "t":
-            return float(stats.t.ppf(p, self.df_residual)) if self.df_residual else float("nan")
+            df = self.df_residual if df is None else df
+            return float(stats.t.ppf(p, df)) if df else float("nan")
         return float(stats.norm.ppf(p))
 
     def _parm(self, parm: Any) -> list[str]:
@@ -412,13 +414,13 @@ class ModelResult:
         """
         return self._table(self._covariance(vcov, cluster)[0])
 
-    def _table(self, V: pd.DataFrame, statistic: str | None = None) -> pd.DataFrame:
+    def _table(self, V: pd.DataFrame, statistic: str | None = None, df: float | None = None) -> pd.DataFrame:
         b = self.coef()
         se = self._se(V)
         stat = b / se
         s = statistic or self.statistic
         if s == "t":
-            df = self.df_residual
+            df = self.df_residual if df is None else df
             p = 2 * stats.t.sf(np.abs(stat), df) if df else np.full(len(b), np.nan)
         else:
             p = 2 * stats.norm.sf(np.abs(stat))

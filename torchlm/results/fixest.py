@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from torchlm.errors import OptionError, UnknownVariableError
 from torchlm.frame.fixest import FixestDesign
@@ -103,8 +102,7 @@ class FixestResult(FixestValues):
         """sigma^2 (RSS / (n - K)) for OLS, the dispersion for a GLM."""
         if self.fit.dispersion is not None:
             return self.fit.dispersion
-        df = self.nobs - len(self.estimable) - self._kfe
-        return self.fit.rss / df if df > 0 else float("nan")
+        return self.fit.rss / self.df_residual if self.df_residual > 0 else float("nan")
 
     # --- covariance choice ---------------------------------------------------------------------
     def _clustering(self, spec: Any) -> list[Clustering]:
@@ -243,12 +241,7 @@ class FixestResult(FixestValues):
         hp   -0.0231      0.0138  -1.6701    0.2369
         """
         V, _, df = self._fixest(vcov, cluster, ssc)
-        b, se = self.coef(), self._se(V)
-        stat = b / se
-        s = self.statistic
-        p = 2 * (stats.t.sf(np.abs(stat), df) if s == "t" else stats.norm.sf(np.abs(stat)))
-        return pd.DataFrame({"Estimate": b, "Std. Error": se, f"{s} value": stat, f"Pr(>|{s}|)": p},
-                            index=list(self.names))
+        return self._table(V, df=df)
 
     def confint(self, level: float = 0.95, parm: Any = None, vcov: Any = None, *, cluster: Any = None,
                 ssc: Any = None) -> pd.DataFrame:
@@ -266,11 +259,8 @@ class FixestResult(FixestValues):
         wt -8.2023  1.8395
         hp -0.0827  0.0364
         """
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-            raise OptionError(f"level must be between 0 and 1, not {level!r}")
         V, _, df = self._fixest(vcov, cluster, ssc)
-        p = 1 - (1 - level) / 2
-        q = float(stats.t.ppf(p, df) if self.statistic == "t" else stats.norm.ppf(p))
+        q = self._quantile(level, df=df)
         rows = self._parm(parm)
         b, se = self.coef()[rows], self._se(V)[rows]
         lo, hi = confint_labels(level)

@@ -262,9 +262,9 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
             raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
         return super().confint(level, parm, vcov, cluster=cluster)
 
-    def _quantile(self, level: float, statistic: str | None = None) -> float:
+    def _quantile(self, level: float, statistic: str | None = None, df: float | None = None) -> float:
         # R's confint.default: normal quantiles even where summary.glm's tests use t
-        return super()._quantile(level, statistic or "z")
+        return super()._quantile(level, statistic or "z", df)
 
     # --- likelihood ------------------------------------------------------------------------
     def aic(self) -> float:

@@ -13,17 +13,33 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchlm.errors import ModelInputError
 from torchlm.solvers.factor_qr import FactorBlock, factor_qr
 from torchlm.solvers.least_squares import QRFit
 
 
 class FactorTerms:
-    """A FactorDesign's columns as tensors, and the products IRLS asks of them.
+    """A FactorDesign's columns as tensors, and the products IRLS and sandwich ask of them.
 
     Parameters
     ----------
     design : the FactorDesign; device, dtype : where the products are made.
     """
+
+    @classmethod
+    def of(cls, design: Any, device: torch.device | None, dtype: torch.dtype) -> FactorTerms:
+        """The design's terms on ``device``, made once per design, device and dtype (stacking its columns
+        is a copy of the design).
+
+        Returns
+        -------
+        FactorTerms
+        """
+        dev = torch.device("cpu" if device is None else device)
+        key = (str(dev), dtype)
+        if key not in design.cache:
+            design.cache[key] = cls(design, dev, dtype)
+        return design.cache[key]
 
     def __init__(self, design: Any, device: torch.device, dtype: torch.dtype):
         self.design = design
@@ -88,17 +104,38 @@ class FactorTerms:
         out[self.f_at] = self.C.T @ self._sums(v)
         return out
 
-    def qr(self, z: torch.Tensor, w: torch.Tensor, tol: float) -> QRFit | None:
-        """The weighted least-squares step of z on every column, by factor_qr (None: a level with no weight).
+    def qr(self, z: torch.Tensor, w: torch.Tensor | None, tol: float) -> QRFit | None:
+        """The weighted least-squares fit of z on every column, by factor_qr.
 
         Returns
         -------
         QRFit or None
+            None where the structure does not apply (a level whose rows all have weight 0, an intercept-free
+            coding that does not span the dummies): the caller reads the design by row blocks instead.
         """
-        if bool((self._sums(w) <= 0).any()):
+        if w is not None and bool((self._sums(w) <= 0).any()):
             return None
         block = FactorBlock(self.codes, self.C, self.pos)
-        return factor_qr(self.X, z, w, block, intercept=self.intercept, tol=tol)[0]
+        try:
+            return factor_qr(self.X, z, w, block, intercept=self.intercept, tol=tol)[0]
+        except ModelInputError:
+            return None
+
+
+def factor_fit(design: Any, tol: float, device: torch.device, dtype: torch.dtype) -> QRFit | None:
+    """lm.fit of a FactorDesign (frame/factor_block.py) without its dummy block: FactorTerms.qr of y - offset.
+
+    Returns
+    -------
+    QRFit or None
+        As FactorTerms.qr.
+    """
+    terms = FactorTerms.of(design, device, dtype)
+    y = torch.as_tensor(np.asarray(design.y, dtype=np.float64), dtype=dtype, device=terms.X.device)
+    if design.offset is not None:
+        y = y - torch.as_tensor(design.offset, dtype=dtype, device=terms.X.device)
+    w = None if design.weights is None else torch.as_tensor(design.weights, dtype=dtype, device=terms.X.device)
+    return terms.qr(y, w, tol)
 
 
 def factor_pass(passes: Any, coef: torch.Tensor, want: str | None,

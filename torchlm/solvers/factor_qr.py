@@ -18,7 +18,6 @@ column norms are invariant under Q0. So the cost is O(n k^2 + n L-free group sum
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -138,30 +137,3 @@ def _residuals(X: torch.Tensor, y: torch.Tensor, block: FactorBlock, coef: np.nd
     per_level = block.contrasts @ b[pos:pos + m]
     return y - X @ bx - per_level[block.codes]
 
-
-def factor_fit(design: Any, tol: float, device: torch.device, dtype: torch.dtype) -> QRFit | None:
-    """factor_qr of a FactorDesign (frame/factor_block.py): lm's fit without the dummy block.
-
-    Returns
-    -------
-    QRFit or None
-        None where the structure does not apply (a level whose rows all have weight 0, an intercept-free
-        coding that does not span the dummies): the caller fits the design by row blocks instead.
-    """
-    X = torch.as_tensor(np.column_stack(design.columns) if design.columns else np.zeros((len(design.y), 0)),
-                        dtype=dtype, device=device)
-    y = torch.as_tensor(np.asarray(design.y, dtype=np.float64), dtype=dtype, device=device)
-    if design.offset is not None:
-        y = y - torch.as_tensor(design.offset, dtype=dtype, device=device)
-    w = None if design.weights is None else torch.as_tensor(design.weights, dtype=dtype, device=device)
-    codes = torch.as_tensor(design.factor_codes, device=device)
-    L = design.factor_coding.shape[0]
-    if w is not None and bool((torch.bincount(codes, weights=w, minlength=L) <= 0).any()):
-        return None
-    intercept = [j for j, a in enumerate(design.rest_assign) if a == "1"]
-    block = FactorBlock(codes, torch.as_tensor(design.factor_coding, dtype=dtype, device=device),
-                        design.factor_position)
-    try:
-        return factor_qr(X, y, w, block, intercept=intercept[0] if intercept else None, tol=tol)[0]
-    except ModelInputError:
-        return None

@@ -107,7 +107,7 @@ class GLMPasses:
         self.positive = weights > 0
         self.all_positive = bool(self.positive.all())
         design = getattr(source, "design", None)  # a factor kept as codes: passes from its structure
-        self._factor = FactorTerms(design, self.device, self.dtype) if isinstance(design, FactorDesign) else None
+        self._factor = FactorTerms.of(design, self.device, self.dtype) if isinstance(design, FactorDesign) else None
 
     def _fixed_part(self, fixed: dict[int, float]) -> torch.Tensor:
         """sum_j value_j x_j over the fixed coefficients' columns: they enter as an offset (one pass)."""
