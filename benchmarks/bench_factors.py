@@ -57,6 +57,8 @@ JOBS = {
     "pois2": ("c", "firm + year", "firm"),
     "fe1e5": ("y", "f100k", "f100k"),
     "lm500": ("y", "f500", None),
+    "lm1e5": ("y", "f100k", None),
+    "lm2": ("y", "firm + year", None),
 }
 
 
@@ -80,7 +82,7 @@ def run_one(tool: str, job: str, n: int) -> dict:
     elif tool == "statsmodels":
         import statsmodels.formula.api as smf
     t = time.perf_counter()
-    if job == "lm500":
+    if job.startswith("lm"):
         return _lm_job(tool, df, lhs, fe, t)
     if tool == "torchlm":
         fit = (tl.fepois if pois else tl.feols)(fml, df, vcov={"CRV1": cl})
@@ -102,10 +104,11 @@ def run_one(tool: str, job: str, n: int) -> dict:
 def _lm_job(tool: str, df: pd.DataFrame, lhs: str, fe: str, t: float) -> dict:
     """The factor as R's lm has it: every coefficient and the summary (torchlm), iid SEs for the others."""
     slopes = " + ".join(SLOPES)
+    factors = " + ".join(f"C({f.strip()})" for f in fe.split("+"))
     if tool == "torchlm":
         import torchlm as tl
 
-        fit = tl.lm(f"{lhs} ~ {slopes} + C({fe})", df)
+        fit = tl.lm(f"{lhs} ~ {slopes} + {factors}", df)
         text = str(fit.summary())
         b0 = float(fit.coef()["x0"])
         assert len(text) > 0
@@ -117,7 +120,7 @@ def _lm_job(tool: str, df: pd.DataFrame, lhs: str, fe: str, t: float) -> dict:
     else:
         import statsmodels.formula.api as smf
 
-        res = smf.ols(f"{lhs} ~ {slopes} + C({fe})", df).fit()
+        res = smf.ols(f"{lhs} ~ {slopes} + {factors}", df).fit()
         res.summary()
         b0 = float(res.params["x0"])
     return {"seconds": time.perf_counter() - t, "x0": b0}

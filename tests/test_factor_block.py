@@ -39,6 +39,7 @@ CASES = [
     ("y ~ xc + factor(firm) + x1", {}),          # R aliases the last dummy
     ("y ~ x1 + factor(firm) + xc", {}),          # R aliases xc
     ("y ~ 0 + C(firm) + x1", {}),                # no intercept: every level's dummy
+    ("y ~ x1 + C(firm)", {"contrasts": {"firm": "contr.sum"}}),
     ("log(cnt + 1) ~ x1 + C(firm) + C(g)", {"subset": "x2 > -1"}),
 ]
 

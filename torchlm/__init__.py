@@ -41,6 +41,7 @@ from torchlm.present.etable import etable
 from torchlm.results.estimates import Estimates
 from torchlm.results.fixest import FixestResult
 from torchlm.results.generalized import GeneralizedLinearModelResult
+from torchlm.results.large_factor import BlockVcov, LargeFactorResult
 from torchlm.results.linear import FStatistic, LinearModelResult
 from torchlm.results.nls import NonlinearModelResult
 
@@ -52,7 +53,7 @@ __all__ = [
     "AICtab", "ICTable", "BoundaryWarning",
     "glm_nb", "negative_binomial", "NegativeBinomial",
     "lm", "glm", "update", "update_formula", "anova", "drop1", "Anova", "AnovaTable", "datasets", "families",
-    "LinearModelResult",
+    "LinearModelResult", "LargeFactorResult", "BlockVcov",
     "GeneralizedLinearModelResult", "FStatistic", "add1", "step",
     "TorchlmError", "ModelInputError", "FormulaError", "UnknownVariableError", "DataError", "OptionError", "FitError",
     "TorchlmWarning", "sandwich_cov", "__version__", "aov", "TukeyHSD", "options",

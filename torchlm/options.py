@@ -11,10 +11,11 @@ from typing import Any
 
 from torchlm.errors import OptionError
 from torchlm.frame.contrasts import session_contrasts, set_session_contrasts
-from torchlm.frame.factor_block import factor_levels, set_factor_levels
+from torchlm.frame.factor_block import factor_levels, large_factor_levels, set_factor_levels, set_large_factor_levels
 
-_SETTERS = {"contrasts": set_session_contrasts, "factor_levels": set_factor_levels}
-_GETTERS = {"contrasts": session_contrasts, "factor_levels": factor_levels}
+_SETTERS = {"contrasts": set_session_contrasts, "factor_levels": set_factor_levels,
+            "large_factor_levels": set_large_factor_levels}
+_GETTERS = {"contrasts": session_contrasts, "factor_levels": factor_levels, "large_factor_levels": large_factor_levels}
 
 
 class Options(dict):
@@ -43,6 +44,11 @@ def options(**settings: Any) -> Options:
         tl.lm keeps a factor with at least this many levels (default 100) as level codes rather than
         dummy columns, when it is a main effect no other term uses: the same fit and results, without
         the n x L block (frame/factor_block.py). None: always dummy columns.
+    large_factor_levels : int, optional
+        Up to this many levels (default 4000) such a factor is fitted through R's (L + k) x (L + k)
+        QR factor, which gives R's NA pattern for aliased columns. tl.lm fits a factor with more levels
+        by the within transformation (frame/large_factor.py): treatment contrasts only, no aliased
+        columns, and vcov() by blocks beyond 5000 coefficients. tl.glm keeps such a factor dense.
 
     Returns
     -------

@@ -16,6 +16,7 @@ levels (the others stay dummy columns).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,10 +32,11 @@ from torchlm.frame.formula import expand_dot, formulaic_formula, split_offsets
 from torchlm.frame.model_frame import check_na_action, model_frame
 
 _CALL = re.compile(r"^(?:C|factor|as\.factor)\(\s*`?([A-Za-z_.][A-Za-z0-9_.]*)`?\s*\)$")
-_STATE: dict[str, int | None] = {"levels": 100}
-# above this many levels R's (L + k)^2 factor is too large to form (solvers/factor_qr.py): the dense design's
-# width check then refuses the model with its message (tl.feols absorbs such a factor)
+# above MAX_CODED_LEVELS levels (tl.options(large_factor_levels=)) R's (L + k)^2 factor is too large to form
+# (solvers/factor_qr.py): tl.lm then fits such a factor by the within transformation (frame/large_factor.py),
+# the other fitters keep it dense (the design's width check refuses it; tl.feols absorbs it)
 MAX_CODED_LEVELS = 4000
+_STATE: dict[str, int | None] = {"levels": 100, "large": MAX_CODED_LEVELS}
 
 
 def set_factor_levels(value: Any) -> None:
@@ -47,6 +49,28 @@ def set_factor_levels(value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
         raise OptionError(f"factor_levels is a number of levels (an integer >= 2) or None, not {value!r}")
     _STATE["levels"] = value
+
+
+def set_large_factor_levels(value: Any) -> None:
+    """Set tl.options(large_factor_levels=): the most levels R's (L + k)^2 factor is formed for (an int >= 2).
+
+    Returns
+    -------
+    None
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise OptionError(f"large_factor_levels is a number of levels (an integer >= 2), not {value!r}")
+    _STATE["large"] = value
+
+
+def large_factor_levels() -> int:
+    """The session's largest factor fitted through R's (L + k)^2 factor.
+
+    Returns
+    -------
+    int
+    """
+    return int(_STATE["large"] or MAX_CODED_LEVELS)
 
 
 def factor_levels() -> int | None:
@@ -90,11 +114,11 @@ class FactorDesign(Design):
         -------
         Design
         """
-        return Design(**_design_fields(self, names=self.rest_names, formulaic_names=self.rest_formulaic_names,
+        return Design(**design_fields(self, names=self.rest_names, formulaic_names=self.rest_formulaic_names,
                                        assign=self.rest_assign, spec=self.rest_spec))
 
-    def newdata_block(self, values: pd.Series) -> np.ndarray:
-        """The factor's columns for new rows: NaN rows where it is missing.
+    def newdata_codes(self, values: pd.Series) -> np.ndarray:
+        """Level codes of new rows: -1 where the factor is missing.
 
         Raises
         ------
@@ -103,14 +127,23 @@ class FactorDesign(Design):
 
         Returns
         -------
-        numpy.ndarray (len(values), m)
+        numpy.ndarray (len(values),) int64
         """
         codes = self.factor_levels_index.get_indexer(values)
-        missing = values.isna().to_numpy()
-        new = (codes < 0) & ~missing
+        new = (codes < 0) & ~values.isna().to_numpy()
         if new.any():
             shown = ", ".join(map(str, pd.unique(values[new])[:5]))
             raise DataError(f"factor {self.factor_variable} has new levels {shown}")
+        return codes.astype(np.int64)
+
+    def newdata_block(self, values: pd.Series) -> np.ndarray:
+        """The factor's columns for new rows: NaN rows where it is missing.
+
+        Returns
+        -------
+        numpy.ndarray (len(values), m)
+        """
+        codes = self.newdata_codes(values)
         out = self.factor_coding[np.where(codes < 0, 0, codes)]
         out[codes < 0] = np.nan
         return out
@@ -168,12 +201,17 @@ class FactorDesign(Design):
         return out + (self.factor_coding @ beta[pos:pos + m])[self.factor_codes]
 
 
-def _design_fields(design: Design, **changes: Any) -> dict[str, Any]:
-    """A Design's constructor arguments (its init fields), some changed."""
+def design_fields(design: Design, **changes: Any) -> dict[str, Any]:
+    """A Design's constructor arguments (its init fields), some changed.
+
+    Returns
+    -------
+    dict
+    """
     return {**{fl.name: getattr(design, fl.name) for fl in fields(Design) if fl.init}, **changes}
 
 
-def _candidate(f: Any, data: pd.DataFrame) -> tuple[str, str] | None:
+def _candidate(f: Any, data: pd.DataFrame, most: float) -> tuple[str, str] | None:
     """(term, variable) of the factor term of the parsed formula ``f`` to keep as codes, or None."""
     threshold = factor_levels()
     if threshold is None:
@@ -194,7 +232,7 @@ def _candidate(f: Any, data: pd.DataFrame) -> tuple[str, str] | None:
             continue
         found.append((str(t), var))
     sized = sorted(((_levels(data[v]), t, v) for t, v in found), reverse=True)
-    sized = [(L, t, v) for L, t, v in sized if threshold <= L <= MAX_CODED_LEVELS]
+    sized = [(L, t, v) for L, t, v in sized if threshold <= L <= most]
     if not sized:
         return None
     # the factor with the most levels is kept as codes; the others stay dummy columns
@@ -215,13 +253,16 @@ def _levels(col: pd.Series) -> int:
 
 def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
                   na_action: str = "omit", contrasts: Any = None, names: str = "formulaic",
-                  allow_factor_response: bool = False, fitter: str | None = None) -> FactorDesign | None:
+                  allow_factor_response: bool = False, fitter: str | None = None,
+                  large: Callable[..., FactorDesign] | None = None) -> FactorDesign | None:
     """The design of ``formula`` with its many-level factor as codes, or None when it has none to keep.
 
     Parameters
     ----------
     formula, data, weights, offset, subset, na_action, contrasts, names, allow_factor_response, fitter :
         as build_design's.
+    large : the builder of a factor with more than large_factor_levels() levels (frame/large_factor.py's
+        large_factor_design), for the fitters that can fit one; None: such a factor stays dense.
 
     Returns
     -------
@@ -235,7 +276,7 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
         if split_offsets(formula)[1] or "cbind(" in formula:
             return None
         f = formulaic_formula(formula, frame_data.columns)
-        found = _candidate(f, frame_data)
+        found = _candidate(f, frame_data, large_factor_levels() if large is None else np.inf)
     except Exception:  # anything wrong with the call: build_design reports it, in its order
         return None
     if found is None:
@@ -247,9 +288,15 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
     rest = f"{f.lhs} ~ " + ("" if "1" in terms else "0 + ") + rhs
     frame = model_frame(frame_data, [var], weights=weights, offset=offset, subset=subset, na_action=na_action)
     kw = dict(contrasts=contrasts, names=names, allow_factor_response=allow_factor_response, fitter=fitter)
-    design = model_matrix(rest, frame, **kw)
+    # the other terms' design has no factor to give the factor's own contrasts= entry to
+    rest_contrasts = (type(contrasts)({k: v for k, v in contrasts.items() if str(k).replace(" ", "") not in
+                                       (var, term.replace(" ", ""))}) if isinstance(contrasts, dict) else contrasts)
+    design = model_matrix(rest, frame, **{**kw, "contrasts": rest_contrasts})
     assert design.frame is not None and design.rows is not None
     codes, levels = factorize(frame_data[var].iloc[design.rows])
+    if large is not None and len(levels) > large_factor_levels():
+        return large(design, formula, term, var, codes, levels, frame_data,
+                     lambda fml, fr: model_matrix(fml, fr, **kw))
     first = np.unique(codes, return_index=True)[1]
     # the full formula on one row per level: the design's names, term assignment and the factor's coding
     small = model_matrix(formula, design.frame.restrict(np.sort(first)), **kw)
@@ -261,7 +308,7 @@ def factor_design(formula: str, data: Any, *, weights: Any = None, offset: Any =
     order = np.argsort(np.argsort(first))  # row of level g among the small design's rows (sorted by position)
     coding = small.X[:, cols][order]
     # the full formula's spec (its terms, for anova, drop1 and update); the other terms' for newdata
-    base = _design_fields(design, names=small.names, formulaic_names=small.formulaic_names, assign=small.assign,
+    base = design_fields(design, names=small.names, formulaic_names=small.formulaic_names, assign=small.assign,
                           formula=small.formula, has_intercept=small.has_intercept, spec=small.spec)
     return FactorDesign(**base, factor_codes=codes.astype(np.int64), factor_coding=np.ascontiguousarray(coding),
                         factor_position=cols[0], factor_variable=var, factor_levels_index=pd.Index(levels),

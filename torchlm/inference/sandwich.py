@@ -250,7 +250,7 @@ def chunked_meat(chunks: _ScoreChunks, n: int, k: int, *, type: str, hat: torch.
         for (_, G, sign), Sg in zip(terms, sums):
             M += sign * (G / (G - 1)) * (Sg.T @ Sg)
         return M * ((n - 1) / df) if type == "HC1" else M
-    f = _hc_factor(type, n, hat)
+    f = hc_factor(type, n, hat)
     M = torch.zeros(k, k, dtype=torch.float64, device=device)
     for pos, Sc in chunks():
         Sc = _finite(Sc)
@@ -291,8 +291,13 @@ def _as_float64(t, what: str) -> torch.Tensor:
         raise OptionError(f"{what} must be a numeric tensor or array, got {type(t).__name__}") from None
 
 
-def _hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | None:
-    """Per-row multiplier of s_i s_i' for the leverage-based HC types (None: 1, HC0 and HC1)."""
+def hc_factor(type: str, n: int, hat: torch.Tensor | None) -> torch.Tensor | None:
+    """Per-row multiplier of s_i s_i' for the leverage-based HC types (None: 1, HC0 and HC1).
+
+    Returns
+    -------
+    torch.Tensor (n,) or None
+    """
     if type in ("HC0", "HC1"):
         return None
     if hat is None:
@@ -484,7 +489,7 @@ def robust_covariance(fit: DesignFit, type: str, cluster: Any = None) -> tuple[p
         # a factor kept as codes: from its group sums; else summed chunk by chunk (memory: one chunk of scores)
         fm = None
         if d is None and isinstance(fit.design, FactorDesign) and isinstance(Xw, WorkingRows):
-            f = _hc_factor(type, n, hat) if cluster is None else None
+            f = hc_factor(type, n, hat) if cluster is None else None
             fm = factor_meat(fit, type, f, cluster, ew, rows, df, Xw.sw)
         M = fm if fm is not None else chunked_meat(chunks, n, k, type=type, hat=hat, cluster=cluster, df=df,
                                                    device=device)

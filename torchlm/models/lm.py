@@ -8,10 +8,13 @@ from torchlm.errors import DataError
 from torchlm.frame import build_design
 from torchlm.frame.contrasts import Relaxed
 from torchlm.frame.factor_block import FactorDesign, factor_design
+from torchlm.frame.large_factor import LargeFactorDesign, large_factor_design
 from torchlm.results.base import Refit
 from torchlm.results.design_methods import na_mode
+from torchlm.results.large_factor import LargeFactorResult
 from torchlm.results.linear import LinearModelResult
 from torchlm.solvers.factor_passes import factor_fit
+from torchlm.solvers.factor_within import fit_large_factor
 from torchlm.solvers.least_squares import ACCURATE_ELEMENTS, linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol, resolve_device_dtype
 
@@ -86,21 +89,31 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
     # a many-level factor is kept as codes (tl.options(factor_levels=)); else formulaic's dense design
     design = factor_design(formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na,
-                           contrasts=contrasts, names=names) or build_design(
+                           contrasts=contrasts, names=names, large=large_factor_design) or build_design(
         formula, data, weights=weights, offset=offset, subset=subset, na_action=frame_na, contrasts=contrasts,
         names=names)
     n, p = design.shape
     if design.weights is not None and not (design.weights != 0).any():
         # R fits nothing here (its coefficients lose their names); n = p and n < p are fitted, as R fits them
         raise DataError(f"0 observations with a non-zero weight (of {n} rows): nothing to fit")
-    qr = factor_fit(design, tol, dev, dt) if isinstance(design, FactorDesign) else None
-    if qr is None:
-        chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
-        qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
-    call = _call_string(formula, weights, offset, subset, contrasts=contrasts)
-    fit = LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol, call=call)
-    fit.na_exclude = exclude
-    fit._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset, na_action=na_action,
-                                         tol=tol, contrasts=refit_contrasts(contrasts), names=names, device=device,
-                                         dtype=dtype))
-    return fit
+    fitted = _fit_design(design, tol, dev, dt, _call_string(formula, weights, offset, subset, contrasts=contrasts))
+    fitted.na_exclude = exclude
+    fitted._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset,
+                                            na_action=na_action, tol=tol, contrasts=refit_contrasts(contrasts),
+                                            names=names, device=device, dtype=dtype))
+    return fitted
+
+
+def _fit_design(design: Any, tol: float, dev: Any, dt: Any, call: str) -> LinearModelResult:
+    """lm.fit of a design: by its factor's codes (one kept as codes, or beyond R's dense factor), else its QR."""
+    if isinstance(design, LargeFactorDesign):
+        qr, within = fit_large_factor(design, tol, dev, dt)
+        return LargeFactorResult(design, qr, within, device=dev, dtype=dt, tol=tol, call=call)
+    n, p = design.shape
+    coded = factor_fit(design, tol, dev, dt) if isinstance(design, FactorDesign) else None
+    if coded is not None:
+        return LinearModelResult(design, coded, device=dev, dtype=dt, tol=tol, call=call)
+    chunks = linear_chunks(design, design.y, design.weights, design.offset, dev, dt)
+    qr = qr_solve(chunks, p, tol, dev, dt, accurate=n * p <= ACCURATE_ELEMENTS, names=list(design.names))
+    return LinearModelResult(design, qr, device=dev, dtype=dt, tol=tol, call=call)
+

@@ -177,7 +177,8 @@ def format_pval(pv: Sequence[float] | np.ndarray, digits: int, eps: float = _EPS
     rest = [i for i, s in enumerate(small) if not s and not math.isnan(pv[i])]
     expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
     fixp = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
-    expp = [i for i in rest if i not in fixp]
+    fixed = set(fixp)
+    expp = [i for i in rest if i not in fixed]
     for group in (fixp, expp):
         if group:
             for i, s in zip(group, format_num([pv[i] for i in group], digits)):

@@ -333,7 +333,9 @@ class ModelResult:
     def _se(self, V: pd.DataFrame) -> pd.Series:
         """Standard errors from a covariance over the estimable coefficients, NaN for the others."""
         se = pd.Series(np.nan, index=list(self.names), name="Std. Error")
-        se[self.estimable] = np.sqrt(np.abs(np.diag(V.to_numpy())))
+        # a covariance too large to form (results/large_factor.py's BlockVcov) gives its diagonal alone
+        variances = V.variances() if hasattr(V, "variances") else np.diag(V.to_numpy())
+        se[self.estimable] = np.sqrt(np.abs(variances))
         return se
 
     def _quantile(self, level: float, statistic: str | None = None, df: float | None = None) -> float:

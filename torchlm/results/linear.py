@@ -452,6 +452,11 @@ class LinearModelResult(ModelResult, DesignMethods, StepwiseMethods, LinearBroom
         else:
             V = torch.as_tensor(self._covariance(vcov)[0].to_numpy())
             ip = row_quadratic(X, sorted(est), lambda B: ((B @ V) * B).sum(dim=1))
+        return self._prediction_frame(fit, index, ip, se_fit, interval, level, pred_var)
+
+    def _prediction_frame(self, fit: np.ndarray, index: Any, ip: np.ndarray, se_fit: bool, interval: str | None,
+                          level: float, pred_var: Any) -> pd.DataFrame:
+        """predict.lm's table from the fitted values and their variances ``ip``: se_fit, lwr, upr."""
         out = pd.DataFrame({"fit": fit}, index=index)
         if se_fit:
             out["se_fit"] = np.sqrt(ip)
