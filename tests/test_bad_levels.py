@@ -267,8 +267,15 @@ def test_design_too_large_for_memory(monkeypatch):
     dd = _many_levels(20000, 40000)
     kept = dd.copy()
     monkeypatch.setattr(design_module, "available_memory", lambda: 2 * 2**30)
+    # tl.glm keeps a factor beyond tl.options(large_factor_levels=) dense: the width check refuses it
     with raises(DataError, "'f' has 20000 levels", "GiB", "fewer levels", "fixed effects"):
+        tl.glm("y ~ x + f", dd)
+    with tl.options(factor_levels=None), raises(DataError, "'f' has 20000 levels", "GiB"):
         tl.lm("y ~ x + f", dd)
+    unchanged(kept, dd)
+    # tl.lm fits it by the within transformation (results/large_factor.py), every coefficient R reports
+    fit = tl.lm("y ~ x + f", dd)
+    assert isinstance(fit, tl.LargeFactorResult) and len(fit.std_errors()) == 20001
     unchanged(kept, dd)
 
 
@@ -278,7 +285,7 @@ def test_many_levels_never_materialize_quietly():
     with warnings.catch_warnings():
         warnings.simplefilter("error", TorchlmWarning)
         with pytest.raises((DataError, TorchlmWarning), match="20000 levels"):
-            tl.lm("y ~ x + f", dd)
+            tl.glm("y ~ x + f", dd)
 
 
 def test_wide_design_warns_of_the_qr_cost(monkeypatch):

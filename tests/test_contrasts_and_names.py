@@ -20,6 +20,8 @@ import torchlm as tl
 from torchlm.frame.contrasts import CONTRASTS
 from torchlm.inference import sandwich
 
+DEFAULT_OPTIONS = {"contrasts": ("contr.treatment", "contr.poly"), "factor_levels": 100, "large_factor_levels": 4000}
+
 DIR = FIXTURES / "contrasts"
 R = json.loads((DIR / "contrasts.json").read_text())
 MTCARS = tl.datasets.load("mtcars")
@@ -112,7 +114,7 @@ def test_session_contrasts_are_rs_options_contrasts(case):
         assert old == {"contrasts": ("contr.treatment", "contr.poly")}
         assert tl.options()["contrasts"] == value
         fit = tl.lm(formula, data, names="R")
-    assert tl.options() == {"contrasts": ("contr.treatment", "contr.poly"), "factor_levels": 100}
+    assert tl.options() == DEFAULT_OPTIONS
     # the fit keeps its contrasts: summary, vcov and predict after the session's default is restored
     check_against_r(fit, case, data)
 
@@ -125,10 +127,10 @@ def test_options_returns_the_old_value_to_restore():
         assert fit.names == R["options_helmert_treatment"]["names"]
     finally:
         tl.options(**old)
-    assert tl.options() == {"contrasts": ("contr.treatment", "contr.poly"), "factor_levels": 100}
+    assert tl.options() == DEFAULT_OPTIONS
     tl.options(contrasts=("contr.sum", "contr.sum"))
     tl.options(contrasts=None)  # R's default again
-    assert tl.options() == {"contrasts": ("contr.treatment", "contr.poly"), "factor_levels": 100}
+    assert tl.options() == DEFAULT_OPTIONS
 
 
 def test_glm_binomial_with_sum_contrasts_is_rs():
@@ -246,12 +248,13 @@ def test_bad_names_is_a_clear_error(names):
     ({"contrasts": "contr.sum"}, "pair of contrast names"),
     ({"contrasts": ("contr.sum",)}, "pair of contrast names"),
     ({"contrasts": ("contr.sum", "contr.bogus")}, "unknown contrast 'contr.bogus' in options"),
-    ({"digits": 3}, re.escape("unknown option(s) ['digits']: tl.options() sets ['contrasts', 'factor_levels']")),
+    ({"digits": 3}, re.escape("unknown option(s) ['digits']: tl.options() sets "
+                                 "['contrasts', 'factor_levels', 'large_factor_levels']")),
 ])
 def test_bad_options_are_clear_errors_and_change_nothing(settings, fragment):
     with pytest.raises(tl.OptionError, match=fragment):
         tl.options(**settings)
-    assert tl.options() == {"contrasts": ("contr.treatment", "contr.poly"), "factor_levels": 100}
+    assert tl.options() == DEFAULT_OPTIONS
 
 
 SPLINES_R = json.loads((FIXTURES / "splines" / "splines.json").read_text())  # make_splines.R's logical cases

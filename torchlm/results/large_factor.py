@@ -61,6 +61,14 @@ class BlockVcov:
         Returns
         -------
         numpy.ndarray (p,)
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("mtcars")
+        >>> with tl.options(factor_levels=2, large_factor_levels=2):
+        ...     fit = tl.lm("mpg ~ wt + C(carb)", d)
+        >>> fit.vcov_blocks().variances()[:2].round(4)
+        array([4.409 , 0.4984])
         """
         return self._blocks.diagonal()
 
@@ -103,6 +111,17 @@ class BlockVcov:
         Returns
         -------
         numpy.ndarray
+
+        Examples
+        --------
+        >>> d = tl.datasets.load("mtcars")
+        >>> with tl.options(factor_levels=2, large_factor_levels=2):
+        ...     fit = tl.lm("mpg ~ wt + C(carb)", d)
+        >>> try:
+        ...     fit.vcov_blocks().to_numpy()
+        ... except tl.TorchlmError as e:
+        ...     print(str(e)[:50])
+        the covariance of 7 coefficients is a 7 x 7 matrix
         """
         p = self.shape[0]
         raise ModelInputError(f"the covariance of {p} coefficients is a {p} x {p} matrix ({8 * p * p / 1e9:.1f} GB): "
