@@ -10,6 +10,7 @@ import torch
 from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
+from torchlm.frame.dask_frame import is_dask_frame, not_supported
 from torchlm.frame.factor_block import factor_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string, refit_contrasts
@@ -64,6 +65,8 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     wt           -4.0240
     Name: Estimate, dtype: float64
     """
+    if is_dask_frame(data):  # the IRLS passes over the partitions are issue 11's next step; tl.lm takes one now
+        raise not_supported("tl.glm (IRLS over the partitions)")
     fam = as_family(family)
     if information not in ("expected", "observed"):
         raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")

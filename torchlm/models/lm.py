@@ -7,6 +7,7 @@ from typing import Any
 from torchlm.errors import DataError
 from torchlm.frame import build_design
 from torchlm.frame.contrasts import Relaxed
+from torchlm.frame.dask_frame import is_dask_frame
 from torchlm.frame.factor_block import FactorDesign, factor_design
 from torchlm.frame.large_factor import LargeFactorDesign, large_factor_design
 from torchlm.results.base import Refit
@@ -84,6 +85,16 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     wt           -5.3445
     Name: Estimate, dtype: float64
     """
+    if is_dask_frame(data):  # reduced partition by partition in the workers (models/dask_fit.py)
+        from torchlm.models.dask_fit import lm_dask
+
+        fit = lm_dask(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action, tol=tol,
+                      contrasts=contrasts, names=names, device=device, dtype=dtype,
+                      call=_call_string(formula, weights, offset, subset, contrasts=contrasts))
+        fit._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset,
+                                             na_action=na_action, tol=tol, contrasts=refit_contrasts(contrasts),
+                                             names=names, device=device, dtype=dtype))
+        return fit
     tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)
     frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
