@@ -246,3 +246,11 @@ def test_torchlm_works_without_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[37.2851, -5.3445] False"
+
+
+def test_other_verbs_refuse_a_dask_frame_rather_than_collect_it():
+    ddf = dd.from_pandas(tl.datasets.load("mtcars"), npartitions=2)
+    for call in (lambda: tl.feols("mpg ~ wt | cyl", ddf), lambda: tl.glm_nb("carb ~ wt", ddf),
+                 lambda: tl.nls("mpg ~ a * exp(b * wt)", ddf, start={"a": 40.0, "b": -0.3})):
+        with pytest.raises(ModelInputError, match="Dask DataFrame"):
+            call()

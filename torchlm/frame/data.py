@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from torchlm.errors import DataError
+from torchlm.errors import DataError, ModelInputError
 from torchlm.frame.dataframes import pandas_frame
 
 
@@ -30,6 +30,10 @@ def as_frame(data: Any) -> pd.DataFrame:
         The data as a table: the pandas frame's index, or a RangeIndex (R's automatic row names) for any
         other kind of table.
     """
+    if type(data).__module__.split(".")[0] == "dask":
+        # narwhals would collect a Dask DataFrame whole, silently: only tl.lm reads one by partitions so far
+        raise ModelInputError("a Dask DataFrame is read by partitions by tl.lm only (so far); this function would "
+                              "need it in memory: pass data.compute() if it fits, or a pandas DataFrame")
     if isinstance(data, dict):
         try:
             return pd.DataFrame(data)
