@@ -115,12 +115,7 @@ class LMSummary:
 
     def __init__(self, fit, vcov=None, cluster=None, correlation=False, symbolic_cor=False):
         self.fit = fit
-        f = fit.fitted().to_numpy()
-        # R's test resvar < (mean(f)^2 + var(f)) * 1e-30, on f / max|f| so that fits near 1e300 do not overflow
-        top = float(np.max(np.abs(f))) if len(f) else 0.0
-        fs = f / top if 0 < top < np.inf else f
-        sig = fit.sigma / top if 0 < top < np.inf else fit.sigma
-        if len(f) > 1 and np.isfinite(sig) and sig**2 < (fs.mean() ** 2 + fs.var(ddof=1)) * 1e-30:
+        if self._perfect_fit():
             warnings.warn("essentially perfect fit: summary may be unreliable", TorchlmWarning, stacklevel=3)
         V, self.vcov_description = fit._covariance(vcov, cluster)
         self._full = fit._table(V)
@@ -136,6 +131,15 @@ class LMSummary:
             self.fstatistic = (None if w is None
                                else type(fit.fstatistic)(w.statistic, float(w.df), float(w.df_residual)))
         self.df_residual = fit.df_residual
+
+    def _perfect_fit(self) -> bool:
+        """R's test resvar < (mean(f)^2 + var(f)) * 1e-30, on f / max|f| so that fits near 1e300 do not overflow."""
+        fit = self.fit
+        f = fit.fitted().to_numpy()
+        top = float(np.max(np.abs(f))) if len(f) else 0.0
+        fs = f / top if 0 < top < np.inf else f
+        sig = fit.sigma / top if 0 < top < np.inf else fit.sigma
+        return bool(len(f) > 1 and np.isfinite(sig) and sig**2 < (fs.mean() ** 2 + fs.var(ddof=1)) * 1e-30)
 
     def _full_table(self) -> np.ndarray:
         return self._full.to_numpy()

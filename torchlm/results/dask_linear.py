@@ -25,7 +25,7 @@ from torchlm.frame.dask_frame import DaskPlan, is_dask_frame, map_partitions_com
 from torchlm.inference.dask_sandwich import dask_robust_covariance, leverage_spec, partition_influence
 from torchlm.inference.sandwich import check_type, describe
 from torchlm.present import rformat as rf
-from torchlm.present.summary import DIGITS, LMSummary, correlation_matrix
+from torchlm.present.summary import DIGITS, LMSummary
 from torchlm.results.linear import FStatistic, LinearModelResult
 from torchlm.solvers.least_squares import QRFit, linear_chunks
 from torchlm.sources.dask_source import (
@@ -383,25 +383,12 @@ for _name in ROW_METHODS:
 class DaskLMSummary(LMSummary):
     """summary.lm of a Dask fit: the in-memory summary, its residual block from the exact distributed quantiles."""
 
-    def __init__(self, fit: DaskLinearModelResult, vcov: Any = None, cluster: Any = None, correlation: bool = False,
-                 symbolic_cor: bool = False) -> None:
-        self.fit = fit
+    def _perfect_fit(self) -> bool:
+        """R's test resvar < (mean(f)^2 + var(f)) * 1e-30, from the residual pass's sums (fitted stays lazy)."""
+        fit = self.fit
         n, res = fit._total.n, fit._residual_sums
         mean, var = fit._estimate.fitted_mean, res.ss_fitted / (n - 1) if n > 1 else 0.0
-        if n > 1 and np.isfinite(fit.sigma) and fit.sigma**2 < (mean**2 + var) * 1e-30:
-            warnings.warn("essentially perfect fit: summary may be unreliable", TorchlmWarning, stacklevel=3)
-        V, self.vcov_description = fit._covariance(vcov, cluster)
-        self._full = fit._table(V)
-        self.coefficients = self._full.loc[fit.estimable]
-        self.correlation = correlation_matrix(V) if correlation else None
-        self.symbolic_cor = bool(symbolic_cor)
-        self.sigma, self.r_squared, self.adj_r_squared = fit.sigma, fit.r_squared, fit.adj_r_squared
-        self.fstatistic = fit.fstatistic
-        if self.vcov_description is not None and fit.fstatistic is not None:
-            w: Any = fit._wald(V)  # an F test (a t-based model): its df_residual is a number
-            self.fstatistic = (None if w is None
-                               else type(fit.fstatistic)(w.statistic, float(w.df), float(w.df_residual)))
-        self.df_residual = fit.df_residual
+        return bool(n > 1 and np.isfinite(fit.sigma) and fit.sigma**2 < (mean**2 + var) * 1e-30)
 
     def residual_lines(self) -> list[str]:
         """R's "Residuals:" block, from the exact quantiles (every residual when df_residual is 1 to 5).
