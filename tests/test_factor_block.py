@@ -8,10 +8,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import torchlm as tl
 from torchlm.errors import DataError, OptionError
 from torchlm.frame.factor_block import FactorDesign
+from torchlm.inference.leverages import factor_leverages
+from torchlm.solvers.factor_passes import factor_fit
 
 HERE = pathlib.Path(__file__).parent / "fixtures" / "fixest"
 R = json.loads((HERE / "fixest.json").read_text())
@@ -25,6 +28,10 @@ def fits(formula, data, **kw):
     with tl.options(factor_levels=10):
         block = tl.lm(formula, data, **kw)
     assert isinstance(block.design, FactorDesign) and not isinstance(dense.design, FactorDesign)
+    # the structured QR and leverages apply (they do not fall back to reading the dummies by rows)
+    assert factor_fit(block.design, 1e-7, torch.device("cpu"), torch.float64) is not None
+    if block.design.weights is None or (block.design.weights > 0).all():
+        assert factor_leverages(block.design, rank=block.rank) is not None
     return dense, block
 
 
@@ -41,6 +48,12 @@ CASES = [
     ("y ~ 0 + C(firm) + x1", {}),                # no intercept: every level's dummy
     ("y ~ x1 + C(firm)", {"contrasts": {"firm": "contr.sum"}}),
     ("log(cnt + 1) ~ x1 + C(firm) + C(g)", {"subset": "x2 > -1"}),
+    # several factors, and slopes per level (R's codings: x1's main effect makes the slopes' contrasts)
+    ("y ~ x1 + C(firm) + C(year) + x2", {"weights": "w"}),
+    ("y ~ x1 * C(firm)", {}),
+    ("y ~ C(year) + C(firm) + C(firm):x2", {"weights": "w"}),
+    ("y ~ x1 + x1:C(firm)", {}),
+    ("y ~ 0 + C(firm) + C(firm):x1 + xc", {}),      # xc is constant within firms: NA
 ]
 
 
@@ -58,6 +71,8 @@ def test_every_result_equals_the_dense_fit(formula, kw):
     same(block.hatvalues(), dense.hatvalues())
     same(block.cooks_distance(), dense.cooks_distance())
     same(block.rstudent(), dense.rstudent())
+    same(block.dfbeta(), dense.dfbeta(), rtol=1e-8, atol=1e-12)
+    same(block.dfbetas(), dense.dfbetas(), rtol=1e-8, atol=1e-12)
     new = DS.sample(20, random_state=1)
     same(block.predict(new, interval="prediction"), dense.predict(new, interval="prediction"))
     same(block.confint(), dense.confint())
@@ -91,8 +106,11 @@ def test_levels_below_the_threshold_stay_dense_and_the_option_is_checked():
     with tl.options(factor_levels=1000):
         assert not isinstance(tl.lm("y ~ x1 + C(firm)", DS).design, FactorDesign)
     with tl.options(factor_levels=10):
-        # used in an interaction too: R's coding of the whole formula, dense
-        assert not isinstance(tl.lm("y ~ x1 * C(firm)", DS).design, FactorDesign)
+        # in an interaction with another factor or in a transformation: R's coding of the whole formula, dense
+        assert not isinstance(tl.lm("y ~ x1 + C(firm) + C(firm):g", DS).design, FactorDesign)
+        assert not isinstance(tl.lm("y ~ x1 + C(firm) + I(firm > 3)", DS).design, FactorDesign)
+        # with a numeric column: a slope per level, kept as codes too
+        assert [b.slope for b in tl.lm("y ~ x1 * C(firm)", DS).design.blocks] == [None, "x1"]
     with pytest.raises(OptionError, match="factor_levels"):
         tl.options(factor_levels=1)
     with warnings.catch_warnings():
@@ -131,6 +149,8 @@ def glm_fits(formula, data, **kw):
     ("cnt ~ x1 + C(firm) + x2", {"family": "poisson", "offset": "log(expo)"}),
     ("I(cnt > 2) ~ C(firm) + x1", {"family": "binomial", "weights": "w"}),
     ("y ~ x1 + factor(firm)", {"family": tl.families.Gamma(link="log")}),
+    ("cnt ~ x1 * C(firm) + C(year)", {"family": "poisson", "offset": "log(expo)"}),
+    ("I(cnt > 2) ~ C(year) + C(firm) + x2", {"family": "binomial"}),
 ])
 def test_glm_results_equal_the_dense_fit(formula, kw):
     data = DS.assign(y=np.exp(DS.y / 4))
@@ -150,10 +170,10 @@ def test_glm_results_equal_the_dense_fit(formula, kw):
     same(block.cooks_distance(), dense.cooks_distance(), rtol=1e-6, atol=1e-12)
 
 
-def test_two_factors_the_larger_kept_as_codes():
+def test_two_factors_both_kept_as_codes():
     d = DS.assign(g2=(DS.index % 12).astype(str))
     dense, block = fits("y ~ x1 + C(g2) + C(firm)", d)
-    assert block.design.factor_variable == "firm"
+    assert [b.variable for b in block.design.blocks] == ["g2", "firm"]
     same(block.coef(), dense.coef())
     assert str(block.summary()) == str(dense.summary())
 
@@ -179,3 +199,17 @@ def test_sandwich_meats_without_the_dummies(weights, monkeypatch):
     same(block.vcov(cluster=["year", "g2"]), dense.vcov(cluster=["year", "g2"]), rtol=1e-9)
     same(block.vcov("HC0", cluster="firm"), dense.vcov("HC0", cluster="firm"), rtol=1e-9)
     assert used == [True] * 10  # every meat of the block fit came from the group sums
+
+
+@pytest.mark.parametrize("family", [None, "poisson"])
+def test_influence_from_the_codes_without_reading_the_dummies(family, monkeypatch):
+    """dfbeta, dfbetas, hat values and Cook's distances of a fit with two coded factors and slopes per level."""
+    formula, kw = "cnt ~ x1 * C(firm) + C(year)", {"weights": "w"}
+    if family is None:
+        dense, block = fits(formula, DS, **kw)
+    else:
+        dense, block = glm_fits(formula, DS, family=family, **kw)
+    want = {m: getattr(dense, m)() for m in ("dfbeta", "dfbetas", "hatvalues", "cooks_distance")}
+    monkeypatch.setattr(FactorDesign, "row_block", lambda *a, **k: pytest.fail("read the dummies by rows"))
+    for m, v in want.items():
+        same(getattr(block, m)(), v, rtol=1e-7, atol=1e-12)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from torchlm.errors import ModelInputError
 from torchlm.frame.design import Design
-from torchlm.frame.factor_block import FactorDesign, design_fields, large_factor_levels
+from torchlm.frame.factor_block import CodedBlock, FactorDesign, design_fields, large_factor_levels
 
 
 @dataclass
@@ -38,7 +38,7 @@ class LargeFactorDesign(FactorDesign):
 
     def _refuse(self, what: str) -> ModelInputError:
         return ModelInputError(
-            f"{what} needs the n x {self.factor_levels_index.size} dummy block of {self.factor_variable!r}, which is "
+            f"{what} needs the n x {self.block.levels.size} dummy block of {self.block.variable!r}, which is "
             f"not formed for a factor of more than {large_factor_levels()} levels; the coefficients, standard errors, "
             "vcov(parm=), the classical, HC0-HC3 and clustered covariances, predict, hat values and anova are "
             "computed from its codes (or absorb it with tl.feols)")
@@ -70,7 +70,7 @@ class LargeFactorDesign(FactorDesign):
         """
         raise self._refuse("this computation")
 
-    def newdata_block(self, values: pd.Series) -> np.ndarray:
+    def newdata_block(self, frame: pd.DataFrame, rest: np.ndarray) -> np.ndarray:
         """Refused: the factor's columns for new rows are L wide (predict reads the codes instead).
 
         Raises
@@ -171,8 +171,8 @@ def large_factor_design(design: Design, formula: str, term: str, var: str, codes
                           assign=list(design.assign[:pos]) + [term] * len(named) + list(design.assign[pos:]),
                           formula=small.formula, has_intercept=small.has_intercept, spec=small.spec)
     return LargeFactorDesign(
-        **base, factor_codes=codes.astype(np.int64), factor_coding=_sparse_coding(len(levels), treatment),
-        factor_position=pos, factor_variable=var, factor_levels_index=pd.Index(levels),
+        **base, blocks=(CodedBlock(term=term, variable=var, codes=codes.astype(np.int64), levels=pd.Index(levels),
+                                   coding=_sparse_coding(len(levels), treatment), position=pos),),
         rest_names=list(design.names), rest_formulaic_names=list(design.formulaic_names),
         rest_assign=list(design.assign), rest_spec=design.spec, treatment=treatment)
 

@@ -37,13 +37,11 @@ def newdata_matrix(design: Design, newdata: Any) -> np.ndarray:
     """
     frame = as_frame(newdata)
     if isinstance(design, FactorDesign):
-        # a many-level factor kept as codes (frame/factor_block.py): the other terms, then its columns
-        if design.factor_variable not in frame.columns:
-            raise UnknownVariableError(f"newdata has no column {design.factor_variable!r} needed by the model")
-        rest = newdata_matrix(design.rest_design(), frame)
-        pos = design.factor_position
-        block = design.newdata_block(frame[design.factor_variable])
-        return np.concatenate([rest[:, :pos], block, rest[:, pos:]], axis=1)
+        # factor terms kept as codes (frame/factor_block.py): the other terms' columns, then theirs
+        missing = [v for v in design.variables if v not in frame.columns]
+        if missing:
+            raise UnknownVariableError(f"newdata has no column(s) {', '.join(map(repr, missing))} needed by the model")
+        return design.newdata_block(frame, newdata_matrix(design.rest_design(), frame))
     needed = _needed_variables(design)
     missing = [v for v in needed if v not in frame.columns]
     if missing:

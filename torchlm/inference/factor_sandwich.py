@@ -1,9 +1,9 @@
-"""sandwich's meats of a least-squares fit whose many-level factor is kept as codes, without its dummies.
+"""sandwich's meats of a least-squares fit whose factor terms are kept as codes, without their dummies.
 
 The HC meat is Z' diag(u) Z with u_i = omega_i w_i^2 e_i^2 (omega the HC type's leverage factor):
-FactorTerms.gram gives it from group sums. A cluster's score sum has the factor's part
-sum_{i in g} w_i e_i C[code_i]: the (cluster x level) sums times C. Both are O(n k^2 + L m^2) where the
-row blocks cost O(n p^2) with p = k + m.
+FactorTerms.gram gives it from group sums. A cluster's score sum has each coded term's part
+sum_{i in g} w_i e_i v_i C[code_i] (v the slope variable, or 1): the (cluster x level) sums times C.
+Both are O(n k^2 + L m^2) where the row blocks cost O(n p^2) with p = k + m.
 """
 
 from __future__ import annotations
@@ -53,15 +53,17 @@ def factor_meat(fit: Any, type: str, factor: torch.Tensor | None, cluster: Any, 
         M = terms.gram(u).index_select(0, est).index_select(1, est)
         return M * (n / df) if type == "HC1" else M
     parts = cluster_codes(cluster)
-    if any(G * terms.L > DENSE_PAIRS for _, G, _ in parts):
+    if any(G * b.levels > DENSE_PAIRS for _, G, _ in parts for b in terms.blocks):
         return None
     M = torch.zeros(len(est), len(est), dtype=torch.float64, device=device)
     for codes, G, sign in parts:
         c = codes.to(device)
         S = we_t.new_zeros((G, terms.p))
         S[:, terms.x_at] = we_t.new_zeros((G, terms.X.shape[1])).index_add_(0, c, terms.X * we_t.unsqueeze(1))
-        pairs = we_t.new_zeros(G * terms.L).index_add_(0, c * terms.L + terms.codes, we_t).reshape(G, terms.L)
-        S[:, terms.f_at] = pairs @ terms.C
+        for b, at in zip(terms.blocks, terms.f_at):
+            u = we_t if b.values is None else we_t * b.values
+            pairs = we_t.new_zeros(G * b.levels).index_add_(0, c * b.levels + b.codes, u).reshape(G, b.levels)
+            S[:, at] = pairs @ b.contrasts
         Se = S.index_select(1, est)
         M += sign * (G / (G - 1)) * (Se.T @ Se)
     return M * ((n - 1) / df) if type == "HC1" else M

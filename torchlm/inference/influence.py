@@ -19,6 +19,7 @@ from scipy import stats
 from torchlm.errors import DataError, FitError, OptionError
 from torchlm.inference.leverages import fit_leverages
 from torchlm.inference.sandwich import working_rows
+from torchlm.solvers.factor_passes import coded_rows_times
 from torchlm.solvers.least_squares import chunk_rows
 
 if TYPE_CHECKING:
@@ -275,6 +276,10 @@ def dfbeta(fit: DiagnosticFit) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(h == 1, 0.0, e / (1 - h))
     C = _unscaled(fit)
+    out = coded_rows_times(fit, Xw, C)
+    if out is not None:
+        out *= scale[:, None]
+        return pd.DataFrame(out, index=infl.hat.index, columns=list(fit.estimable))
     out = np.empty((len(h), C.shape[0]))
     step = chunk_rows(len(h), C.shape[0])
     for s in range(0, len(h), step):

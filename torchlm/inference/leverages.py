@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from torchlm.frame.factor_block import FactorDesign
-from torchlm.solvers.absorb import Absorber
+from torchlm.solvers.factor_basis import FactorBasis, FactorBlock, NotStructured
 from torchlm.solvers.least_squares import chunk_rows
 from torchlm.sources.row_blocks import WorkingRows
 
@@ -65,38 +65,53 @@ def is_scaled(fit: Any) -> bool:
     return getattr(getattr(fit, "_qr", None), "scaling", None) is not None
 
 
-def factor_leverages(design: FactorDesign, sw: np.ndarray | None = None) -> np.ndarray | None:
+def factor_leverages(design: FactorDesign, sw: np.ndarray | None = None, rank: int | None = None) -> np.ndarray | None:
     """Hat values of a FactorDesign's weighted design without its dummies: w / n_g + w x~'(X~'WX~)^+ x~.
 
     ``sw`` are the square roots of the weights over the design's rows (a glm's working weights; None: the
-    prior weights, or 1).
+    prior weights, or 1); ``rank`` the fit's rank (R's decisions): the within part's is what is left of it.
 
-    The hat matrix is the projection on the design's column space: the dummies' (the factor's coding
-    spans them) plus the within-transformed other columns'. O(n k^2) where the row blocks cost O(n p^2).
+    The hat matrix is the projection on the design's column space: the factors' level columns' (which
+    R's codings span: solvers/factor_basis.py) plus the within-transformed other columns'. O(n k^2 + n r^2)
+    where the row blocks cost O(n p^2).
 
     Returns
     -------
     numpy.ndarray (n,) or None
-        None where a level's weights are all 0 (then the row blocks are read).
+        None where a level's weights are all 0, or the codings do not span the level columns (``rank`` is
+        below the factors' span's): then the row blocks are read.
     """
     if sw is not None:
         w = np.asarray(sw, dtype=float) ** 2
     else:
         w = np.ones(len(design.y)) if design.weights is None else np.asarray(design.weights, dtype=float)
-    L = design.factor_coding.shape[0]
-    counts = np.bincount(design.factor_codes, weights=w, minlength=L)
-    if (counts <= 0).any():
+    wt = torch.as_tensor(w)
+    blocks = [FactorBlock(torch.as_tensor(b.codes), torch.zeros((b.coding.shape[0], 0), dtype=torch.float64),
+                          b.position, None if b.values is None else torch.as_tensor(b.values, dtype=torch.float64))
+              for b in design.blocks]
+    try:
+        basis = FactorBasis(blocks, wt)
+    except NotStructured:
         return None
-    h = w / counts[design.factor_codes]
-    others = [c for c, a in zip(design.columns, design.rest_assign) if a != "1"]
-    if others:
+    h = basis.hat()
+    # the intercept is in a plain factor's span; without one it is one of the columns projected after it
+    plain = any(b.values is None for b in blocks)
+    others = [c for c, a in zip(design.columns, design.rest_assign) if a != "1" or not plain]
+    within = rank - basis.rank if rank is not None else None
+    if within is not None and not 0 <= within <= len(others):
+        return None  # the codings do not span the level columns
+    if others and within != 0:
         X = torch.as_tensor(np.column_stack(others), dtype=torch.float64)
-        wt = torch.as_tensor(w)
-        Xt = Absorber([torch.as_tensor(design.factor_codes)], [L], wt).residualize(X) * wt.sqrt().unsqueeze(1)
-        U, sv, _ = torch.linalg.svd(Xt, full_matrices=False)
-        keep = sv > sv.max() * max(Xt.shape) * torch.finfo(torch.float64).eps
-        h = h + (U[:, keep] ** 2).sum(1).numpy()
-    return h
+        root = wt.sqrt().unsqueeze(1)
+        norms = (X * root).norm(dim=0)
+        Xt = basis.residualize(X) * root
+        # scaled by the columns' own norms: dqrdc2's rule, a residual below 1e-7 of the column is aliased
+        U, sv, _ = torch.linalg.svd(Xt / torch.where(norms > 0, norms, 1.0), full_matrices=False)
+        found = int((sv > 1e-7).sum())
+        if within is not None and found != within:
+            return None  # R's decisions differ from these (near-dependent columns): read the rows
+        h = h + (U[:, :found] ** 2).sum(1)
+    return h.numpy()
 
 
 def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
@@ -121,7 +136,7 @@ def fit_leverages(fit: Any, Xw: np.ndarray | WorkingRows) -> torch.Tensor:
     design = getattr(fit, "design", None)
     if isinstance(design, FactorDesign) and isinstance(Xw, WorkingRows):
         # a factor kept as codes: the leverages without the dummies, at the working weights and rows
-        h = factor_leverages(design, Xw.sw)
+        h = factor_leverages(design, Xw.sw, getattr(fit, "rank", None))
         if h is not None:
             return torch.as_tensor(h if Xw.positions is None else h[Xw.positions], device=device)
     parts = getattr(fit, "_unscaled_parts", None)

@@ -10,8 +10,8 @@ import torch
 from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
+from torchlm.frame.coded_factors import factor_design
 from torchlm.frame.dask_frame import is_dask_frame, not_supported
-from torchlm.frame.factor_block import factor_design
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string, refit_contrasts
 from torchlm.results.base import Refit

@@ -6,9 +6,10 @@ from typing import Any
 
 from torchlm.errors import DataError
 from torchlm.frame import build_design
+from torchlm.frame.coded_factors import factor_design
 from torchlm.frame.contrasts import Relaxed
 from torchlm.frame.dask_frame import is_dask_frame
-from torchlm.frame.factor_block import FactorDesign, factor_design
+from torchlm.frame.factor_block import FactorDesign
 from torchlm.frame.large_factor import LargeFactorDesign, large_factor_design
 from torchlm.results.base import Refit
 from torchlm.results.design_methods import na_mode

@@ -254,13 +254,13 @@ class LargeFactorResult(LinearModelResult):
         slopes = [j for j, a in enumerate(d.rest_assign) if a != "1"]
         if newdata is None:
             fit, index = self._fitted.copy(), d.index
-            codes = d.factor_codes
+            codes = d.block.codes
             Xn = np.column_stack([d.columns[j] for j in slopes]) if slopes else np.zeros((len(codes), 0))
         else:
             frame = as_frame(newdata)
-            if d.factor_variable not in frame.columns:
-                raise ModelInputError(f"newdata has no column {d.factor_variable!r} needed by the model")
-            codes = d.newdata_codes(frame[d.factor_variable])
+            if d.block.variable not in frame.columns:
+                raise ModelInputError(f"newdata has no column {d.block.variable!r} needed by the model")
+            codes = d.block.new_codes(frame[d.block.variable])
             rest = newdata_matrix(d.rest_design(), frame)
             Xn = rest[:, slopes]
             index = frame.index

@@ -1,9 +1,9 @@
-"""IRLS passes over a design whose many-level factor is kept as codes (frame/factor_block.py): no dummy block.
+"""IRLS passes over a design whose factor terms are kept as codes (frame/factor_block.py): no dummy block.
 
 A pass needs eta = Z b, and for the next step Z_S' H Z_S and Z_S' v over the estimated columns S.
-With Z = [X, D C] (in formula order) those are X's products plus group sums:
-X'HX, (D'HX)'C and C' diag(D'h) C, each O(n k^2) or O(L m^2), where a pass by row blocks costs
-O(n p^2) with p = k + m. A full IRLS step is solvers/factor_qr.py's QR with the working weights.
+With Z = [X, D_1 C_1, ...] (in formula order; a slope term diag(x) D C) those are X's products plus
+group sums: X'HX, (D_a'HX)'C_a and C_a' (D_a'HD_b) C_b, each O(n k^2) or O(L m^2), where a pass by row
+blocks costs O(n p^2) with p = k + sum m. A full IRLS step is solvers/factor_qr.py's QR with the working weights.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlm.errors import ModelInputError
-from torchlm.solvers.factor_qr import FactorBlock, factor_qr
+from torchlm.solvers.factor_basis import FactorBlock, NotStructured, pair_sums
+from torchlm.solvers.factor_qr import factor_qr
 from torchlm.solvers.least_squares import QRFit
 
 
@@ -46,24 +46,22 @@ class FactorTerms:
         n = len(design.y)
         self.X = torch.as_tensor(np.column_stack(design.columns) if design.columns else np.zeros((n, 0)),
                                  dtype=dtype, device=device)
-        self.codes = torch.as_tensor(design.factor_codes, device=device)
-        self.C = torch.as_tensor(design.factor_coding, dtype=dtype, device=device)
-        self.pos, self.m = design.factor_position, design.factor_coding.shape[1]
-        self.L = design.factor_coding.shape[0]
-        k = self.X.shape[1]
-        # position in the design of each X column, and of the factor's columns
-        self.x_at = [j if j < self.pos else j + self.m for j in range(k)]
-        self.f_at = list(range(self.pos, self.pos + self.m))
+        codes: dict[str, torch.Tensor] = {}  # one tensor per factor: pair_sums sees a factor's own blocks
+        for b in design.blocks:
+            codes.setdefault(b.variable, torch.as_tensor(b.codes, device=device))
+        self.blocks = [FactorBlock(codes[b.variable], torch.as_tensor(b.coding, dtype=dtype, device=device),
+                                   b.position, None if b.values is None else
+                                   torch.as_tensor(b.values, dtype=dtype, device=device)) for b in design.blocks]
+        # position in the design of each X column, and of each block's columns
+        self.x_at = list(design.rest_at)
+        self.f_at = [list(range(b.position, b.position + b.width)) for b in self.blocks]
         intercept = [j for j, a in enumerate(design.rest_assign) if a == "1"]
         self.intercept = intercept[0] if intercept else None
 
     @property
     def p(self) -> int:
         """Columns of the design."""
-        return self.X.shape[1] + self.m
-
-    def _sums(self, v: torch.Tensor) -> torch.Tensor:
-        return v.new_zeros((self.L,) + v.shape[1:]).index_add_(0, self.codes, v)
+        return self.X.shape[1] + sum(b.width for b in self.blocks)
 
     def eta(self, beta: torch.Tensor) -> torch.Tensor:
         """Z beta for a full (p,) coefficient vector.
@@ -72,8 +70,19 @@ class FactorTerms:
         -------
         torch.Tensor (n,)
         """
-        bx = beta[self.x_at]
-        return self.X @ bx + (self.C @ beta[self.f_at])[self.codes]
+        return self.rows_times(beta.unsqueeze(1)).squeeze(1)
+
+    def rows_times(self, B: torch.Tensor) -> torch.Tensor:
+        """Z B for a (p, q) matrix, without forming Z: O(n (k + r) q).
+
+        Returns
+        -------
+        torch.Tensor (n, q)
+        """
+        out = self.X @ B[self.x_at]
+        for b, at in zip(self.blocks, self.f_at):
+            out = out + b.gather(b.contrasts @ B[at])
+        return out
 
     def gram(self, h: torch.Tensor) -> torch.Tensor:
         """Z' diag(h) Z over every column, in formula order.
@@ -84,12 +93,17 @@ class FactorTerms:
         """
         Xh = self.X * h.unsqueeze(1)
         G = self.X.new_zeros((self.p, self.p))
-        xi, fi = torch.as_tensor(self.x_at), torch.as_tensor(self.f_at)
+        xi = torch.as_tensor(self.x_at, dtype=torch.int64)
+        fi = [torch.as_tensor(at, dtype=torch.int64) for at in self.f_at]
         G[xi.unsqueeze(1), xi.unsqueeze(0)] = self.X.T @ Xh
-        cross = self._sums(Xh).T @ self.C
-        G[xi.unsqueeze(1), fi.unsqueeze(0)] = cross
-        G[fi.unsqueeze(1), xi.unsqueeze(0)] = cross.T
-        G[fi.unsqueeze(1), fi.unsqueeze(0)] = self.C.T @ (self._sums(h).unsqueeze(1) * self.C)
+        for a, (ba, ia) in enumerate(zip(self.blocks, fi)):
+            cross = ba.sums(Xh).T @ ba.contrasts
+            G[xi.unsqueeze(1), ia.unsqueeze(0)] = cross
+            G[ia.unsqueeze(1), xi.unsqueeze(0)] = cross.T
+            for bb, ib in zip(self.blocks[a:], fi[a:]):
+                S = ba.contrasts.T @ pair_sums(ba, bb, h) @ bb.contrasts
+                G[ia.unsqueeze(1), ib.unsqueeze(0)] = S
+                G[ib.unsqueeze(1), ia.unsqueeze(0)] = S.T
         return G
 
     def xtv(self, v: torch.Tensor) -> torch.Tensor:
@@ -101,7 +115,8 @@ class FactorTerms:
         """
         out = v.new_zeros(self.p)
         out[self.x_at] = self.X.T @ v
-        out[self.f_at] = self.C.T @ self._sums(v)
+        for b, at in zip(self.blocks, self.f_at):
+            out[at] = b.contrasts.T @ b.sums(v)
         return out
 
     def qr(self, z: torch.Tensor, w: torch.Tensor | None, tol: float) -> QRFit | None:
@@ -110,15 +125,12 @@ class FactorTerms:
         Returns
         -------
         QRFit or None
-            None where the structure does not apply (a level whose rows all have weight 0, an intercept-free
-            coding that does not span the dummies): the caller reads the design by row blocks instead.
+            None where the structure does not apply (a level whose rows all have weight 0, a near dependence
+            among the factors' columns): the caller reads the design by row blocks instead.
         """
-        if w is not None and bool((self._sums(w) <= 0).any()):
-            return None
-        block = FactorBlock(self.codes, self.C, self.pos)
         try:
-            return factor_qr(self.X, z, w, block, intercept=self.intercept, tol=tol)[0]
-        except ModelInputError:
+            return factor_qr(self.X, z, w, self.blocks, intercept=self.intercept, tol=tol)[0]
+        except NotStructured:
             return None
 
 
@@ -167,3 +179,29 @@ def factor_pass(passes: Any, coef: torch.Tensor, want: str | None,
         H = ft.gram(h).index_select(0, idx).index_select(1, idx)
         g = ft.xtv(v).index_select(0, idx)
     return e, m, dev if np.isfinite(dev) else float("inf"), ok, H, g
+
+
+def coded_rows_times(fit: Any, Xw: Any, C: np.ndarray) -> np.ndarray | None:
+    """Xw @ C for a fit's weighted design over its estimable columns, from its factors' codes (O(n k q)).
+
+    Parameters
+    ----------
+    fit : an lm or glm fit; Xw : its weighted design (sources/row_blocks.WorkingRows); C : (k, q).
+
+    Returns
+    -------
+    numpy.ndarray (rows of Xw, q), or None where the design keeps no factor as codes (read Xw's rows).
+    """
+    design = getattr(fit, "design", None)
+    blocks = getattr(design, "blocks", None)
+    # frame/large_factor.py's sparse codings: its result refuses what needs n x L before coming here
+    if not blocks or not hasattr(Xw, "positions") or not all(isinstance(b.coding, np.ndarray) for b in blocks):
+        return None
+    terms = FactorTerms.of(design, None, torch.float64)
+    B = torch.zeros((terms.p, C.shape[1]), dtype=torch.float64)
+    B[[fit.names.index(nm) for nm in fit.estimable]] = torch.as_tensor(np.asarray(C, dtype=np.float64))
+    prod = terms.rows_times(B)
+    if Xw.sw is not None:
+        prod = prod * torch.as_tensor(np.asarray(Xw.sw, dtype=np.float64)).unsqueeze(1)
+    out = prod.numpy()
+    return out if Xw.positions is None else out[Xw.positions]

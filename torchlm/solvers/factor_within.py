@@ -205,8 +205,8 @@ def fit_large_factor(design: Any, tol: float, device: torch.device, dtype: torch
     target = design.y if design.offset is None else design.y - design.offset
     y = torch.as_tensor(target, dtype=dtype, device=device)
     w = None if design.weights is None else torch.as_tensor(design.weights, dtype=dtype, device=device)
-    codes = torch.as_tensor(design.factor_codes, device=device)
+    codes = torch.as_tensor(design.block.codes, device=device)
     intercept = [j for j, a in enumerate(design.rest_assign) if a == "1"]
-    return within_fit(X, y, w, codes, int(design.factor_coding.shape[0]), position=design.factor_position,
+    return within_fit(X, y, w, codes, int(design.block.coding.shape[0]), position=design.block.position,
                       intercept=intercept[0] if intercept else None, treatment=design.treatment,
-                      names=list(design.rest_names), variable=design.factor_variable, tol=tol)
+                      names=list(design.rest_names), variable=design.block.variable, tol=tol)
