@@ -12,6 +12,10 @@ Jobs (n rows, ten numeric slopes):
     fe1e5  y ~ x0..x9 | f100k           (a 100,000-level factor)
     lm500  tl.lm(y ~ x0..x9 + C(f500)): R's whole output (all 510 coefficients, summary text) against
            pyfixest's absorbed fit (slopes only) and statsmodels' dense dummies
+    lm1e5  tl.lm(y ~ x0..x9 + C(f100k)): 100,010 coefficients
+    lm2    tl.lm(y ~ x0..x9 + C(firm) + C(year)): both factors as codes
+    glm500 tl.glm(c ~ x0..x9 + C(f500), poisson) against pyfixest's fepois (iid, slopes only)
+    lmslope tl.lm(y ~ x0..x9 + C(f500) + C(f500):x0): a slope per level (1009 coefficients); torchlm only
 The whole job is timed: formula, design, fit, standard errors and the coefficient table.
 """
 
@@ -59,6 +63,8 @@ JOBS = {
     "lm500": ("y", "f500", None),
     "lm1e5": ("y", "f100k", None),
     "lm2": ("y", "firm + year", None),
+    "glm500": ("c", "f500", None),
+    "lmslope": ("y", "f500", None),
 }
 
 
@@ -82,8 +88,8 @@ def run_one(tool: str, job: str, n: int) -> dict:
     elif tool == "statsmodels":
         import statsmodels.formula.api as smf
     t = time.perf_counter()
-    if job.startswith("lm"):
-        return _lm_job(tool, df, lhs, fe, t)
+    if job.startswith(("lm", "glm")):
+        return _lm_job(tool, df, lhs, fe, t, job)
     if tool == "torchlm":
         fit = (tl.fepois if pois else tl.feols)(fml, df, vcov={"CRV1": cl})
         tab = fit.coef_table()
@@ -101,26 +107,33 @@ def run_one(tool: str, job: str, n: int) -> dict:
     return {"seconds": time.perf_counter() - t, "x0": b0}
 
 
-def _lm_job(tool: str, df: pd.DataFrame, lhs: str, fe: str, t: float) -> dict:
-    """The factor as R's lm has it: every coefficient and the summary (torchlm), iid SEs for the others."""
+def _lm_job(tool: str, df: pd.DataFrame, lhs: str, fe: str, t: float, job: str) -> dict:
+    """The factor as R's lm (glm) has it: every coefficient and the summary (torchlm), iid SEs for the others."""
     slopes = " + ".join(SLOPES)
     factors = " + ".join(f"C({f.strip()})" for f in fe.split("+"))
+    if job == "lmslope":
+        factors += f" + C({fe.strip()}):x0"
+    glm = job.startswith("glm")
     if tool == "torchlm":
         import torchlm as tl
 
-        fit = tl.lm(f"{lhs} ~ {slopes} + {factors}", df)
+        fml = f"{lhs} ~ {slopes} + {factors}"
+        fit = tl.glm(fml, df, family="poisson") if glm else tl.lm(fml, df)
         text = str(fit.summary())
         b0 = float(fit.coef()["x0"])
         assert len(text) > 0
     elif tool == "pyfixest":
         import pyfixest as pf
 
-        fit = pf.feols(f"{lhs} ~ {slopes} | {fe}", data=df, vcov="iid")
+        if job == "lmslope":
+            raise SystemExit("pyfixest has no slopes per level here")
+        fit = (pf.fepois if glm else pf.feols)(f"{lhs} ~ {slopes} | {fe}", data=df, vcov="iid")
         b0 = float(fit.tidy()["Estimate"].iloc[0])
     else:
         import statsmodels.formula.api as smf
 
-        res = smf.ols(f"{lhs} ~ {slopes} + {factors}", df).fit()
+        model = (smf.poisson if glm else smf.ols)(f"{lhs} ~ {slopes} + {factors}", df)
+        res = model.fit(disp=0) if glm else model.fit()
         res.summary()
         b0 = float(res.params["x0"])
     return {"seconds": time.perf_counter() - t, "x0": b0}

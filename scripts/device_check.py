@@ -88,6 +88,17 @@ def main(device: str) -> None:
         c, g = fn(f, fe), fn(f, fe, device=device)
         agree(f"{fn.__name__} {f} coef", c.coef(), g.coef(), 1e-9)
         agree(f"{fn.__name__} {f} clustered SE", c.std_errors(), g.std_errors(), 1e-9)
+    # factors kept as codes (two factors and slopes per level; beyond 4000 levels the within fit)
+    for f, kw in (("y ~ x1 + C(firm) + C(year) + C(firm):x2", {}), ("c ~ x1 * C(firm) + C(year)", {"family": "poisson"})):
+        fit = tl.glm if kw else tl.lm
+        c, g = fit(f, fe, **kw), fit(f, fe, device=device, **kw)
+        agree(f"coded factors {f} coef", c.coef(), g.coef(), 1e-9)
+        agree(f"coded factors {f} SE", c.std_errors(), g.std_errors(), 1e-9)
+        agree(f"coded factors {f} HC1", np.diag(c.vcov("HC1")), np.diag(g.vcov("HC1")), 1e-9)
+    with tl.options(large_factor_levels=200):
+        c, g = tl.lm("y ~ x1 + x2 + C(firm)", fe), tl.lm("y ~ x1 + x2 + C(firm)", fe, device=device)
+        agree("within fit (300 levels > 200) coef", c.coef(), g.coef(), 1e-9)
+        agree("within fit SE", c.std_errors(), g.std_errors(), 1e-9)
     # float32 on the device: reported
     c, g = tl.lm("mpg ~ wt + C(cyl)", data=mt), tl.lm("mpg ~ wt + C(cyl)", data=mt, device=device, dtype="float32")
     agree("lm float32 coef (loose: 1e-4)", c.coef(), g.coef(), 1e-4)

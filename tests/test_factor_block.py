@@ -87,6 +87,21 @@ def test_equals_r_lm_with_factor():
     same(block.deviance, ref["rss"])
 
 
+@pytest.mark.parametrize("case, formula, kw, blocks", [
+    ("lm_two_factors_slopes", "y ~ x1 + factor(firm) + factor(year) + factor(firm):x2", {"weights": "w"}, 3),
+    ("lm_factor_times_x", "y ~ x1 * factor(firm)", {}, 2),
+])
+def test_two_factors_and_slopes_equal_r(case, formula, kw, blocks):
+    """R's own lm: every coefficient, SE and the residual sum of squares."""
+    _, block = fits(formula, DS, **kw)
+    assert len(block.design.blocks) == blocks
+    ref = R[case]
+    want = np.array([np.nan if v is None else v for v in ref["coef"]])
+    same(block.coef(), want)
+    same(block.std_errors(), np.array([np.nan if v is None else v for v in ref["se"]]))
+    same(block.deviance, ref["rss"])
+
+
 def test_drop1_and_names_r():
     dense, block = fits("y ~ x1 + C(firm) + x2", DS)
     assert str(tl.drop1(block, test="F")) == str(tl.drop1(dense, test="F"))

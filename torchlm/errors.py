@@ -54,6 +54,10 @@ class FitError(TorchlmError):
     """The fit could not be completed from this data and start (no valid coefficients, singular information)."""
 
 
+class NotStructured(FitError):
+    """A fast structured path does not apply to this design (caught inside torchlm, which then reads the rows)."""
+
+
 class NotAtMinimumError(TorchlmError):
     """The Hessian has negative curvature: the parameters are at a saddle point or maximum, not a minimum."""
 

@@ -168,7 +168,7 @@ class FactorDesign(Design):
     def block(self) -> CodedBlock:
         """The one coded block of a design that has one (frame/large_factor.py's)."""
         if len(self.blocks) != 1:
-            raise ValueError("the design has several coded factor terms")
+            raise ValueError("the design has several coded factor terms")  # internal: large_factor's designs have one
         return self.blocks[0]
 
     @property

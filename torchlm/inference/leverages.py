@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchlm.errors import NotStructured
 from torchlm.frame.factor_block import FactorDesign
-from torchlm.solvers.factor_basis import FactorBasis, FactorBlock, NotStructured
+from torchlm.solvers.factor_basis import FactorBasis, FactorBlock
 from torchlm.solvers.least_squares import chunk_rows
 from torchlm.sources.row_blocks import WorkingRows
 

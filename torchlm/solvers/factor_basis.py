@@ -25,15 +25,13 @@ import numpy as np
 import scipy.linalg.lapack as lapack
 import torch
 
+from torchlm.errors import NotStructured
+
 # pivots of the unit-diagonal Gram: below DROP a column is an exact combination of the others (rounding
 # leaves ~1e-16 there); between DROP and CLEAR (a residual norm within 3e-5 of 0) the Gram cannot
 # resolve it as R's QR would, and the structured path is not taken
 DROP = 1e-13
 CLEAR = 1e-9
-
-
-class NotStructured(Exception):
-    """The blocks' span is not reliably resolved from group sums (a level without weight, a near dependence)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchlm.solvers.factor_basis import FactorBlock, NotStructured, pair_sums
+from torchlm.errors import NotStructured
+from torchlm.solvers.factor_basis import FactorBlock, pair_sums
 from torchlm.solvers.factor_qr import factor_qr
 from torchlm.solvers.least_squares import QRFit
 

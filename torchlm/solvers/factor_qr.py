@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from torchlm.errors import NotStructured
 from torchlm.solvers.autograd import limited_pivoting
-from torchlm.solvers.factor_basis import FactorBasis, FactorBlock, NotStructured
+from torchlm.solvers.factor_basis import FactorBasis, FactorBlock
 from torchlm.solvers.least_squares import QRFit
 
 __all__ = ["FactorBlock", "NotStructured", "factor_qr", "rest_positions"]
