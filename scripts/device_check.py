@@ -89,7 +89,8 @@ def main(device: str) -> None:
         agree(f"{fn.__name__} {f} coef", c.coef(), g.coef(), 1e-9)
         agree(f"{fn.__name__} {f} clustered SE", c.std_errors(), g.std_errors(), 1e-9)
     # factors kept as codes (two factors and slopes per level; beyond 4000 levels the within fit)
-    for f, kw in (("y ~ x1 + C(firm) + C(year) + C(firm):x2", {}), ("c ~ x1 * C(firm) + C(year)", {"family": "poisson"})):
+    for f, kw in (("y ~ x1 + C(firm) + C(year) + C(firm):x2", {}),
+                  ("c ~ x1 * C(firm) + C(year)", {"family": "poisson"})):
         fit = tl.glm if kw else tl.lm
         c, g = fit(f, fe, **kw), fit(f, fe, device=device, **kw)
         agree(f"coded factors {f} coef", c.coef(), g.coef(), 1e-9)

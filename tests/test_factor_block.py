@@ -228,3 +228,16 @@ def test_influence_from_the_codes_without_reading_the_dummies(family, monkeypatc
     monkeypatch.setattr(FactorDesign, "row_block", lambda *a, **k: pytest.fail("read the dummies by rows"))
     for m, v in want.items():
         same(getattr(block, m)(), v, rtol=1e-7, atol=1e-12)
+
+
+def test_glm_refits_on_some_columns_from_the_codes(monkeypatch):
+    """Profile intervals and drop1 refit a glm on some of its columns: from the codes too (no dense QR)."""
+    import torchlm.solvers.irls as irls
+
+    formula, kw = "cnt ~ x1 + C(firm) + x2", {"family": "poisson", "offset": "log(expo)"}
+    dense, block = glm_fits(formula, DS, **kw)
+    want_ci = dense.confint(parm=["x1", "x2"], method="profile")
+    want_drop = str(tl.drop1(dense, test="Chisq"))
+    monkeypatch.setattr(irls, "qr_solve", lambda *a, **k: pytest.fail("the dense QR was used"))
+    same(block.confint(parm=["x1", "x2"], method="profile"), want_ci, rtol=1e-7)
+    assert str(tl.drop1(block, test="Chisq")) == want_drop

@@ -120,8 +120,9 @@ class FactorTerms:
             out[at] = b.contrasts.T @ b.sums(v)
         return out
 
-    def qr(self, z: torch.Tensor, w: torch.Tensor | None, tol: float) -> QRFit | None:
-        """The weighted least-squares fit of z on every column, by factor_qr.
+    def qr(self, z: torch.Tensor, w: torch.Tensor | None, tol: float,
+           columns: list[int] | None = None) -> QRFit | None:
+        """The weighted least-squares fit of z on the columns (None: every column), by factor_qr.
 
         Returns
         -------
@@ -130,7 +131,7 @@ class FactorTerms:
             among the factors' columns): the caller reads the design by row blocks instead.
         """
         try:
-            return factor_qr(self.X, z, w, self.blocks, intercept=self.intercept, tol=tol)[0]
+            return factor_qr(self.X, z, w, self.blocks, intercept=self.intercept, tol=tol, columns=columns)[0]
         except NotStructured:
             return None
 

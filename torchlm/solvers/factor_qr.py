@@ -66,7 +66,7 @@ def _column_map(X: torch.Tensor, intercept: int | None,
 
 def factor_qr(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
               blocks: FactorBlock | Sequence[FactorBlock], *, intercept: int | None,
-              tol: float = 1e-7) -> tuple[QRFit, torch.Tensor]:
+              tol: float = 1e-7, columns: Sequence[int] | None = None) -> tuple[QRFit, torch.Tensor]:
     """lm.fit of [X with the blocks' columns inserted at their positions] on y, from the factors' codes.
 
     Parameters
@@ -76,6 +76,7 @@ def factor_qr(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
     blocks : the factor blocks (one, or several in increasing position).
     intercept : position of the intercept column in X, or None.
     tol : dqrdc2's tolerance.
+    columns : the design's columns to fit on, in order (a refit on some of them: Z_S = Q0 R0 M_S); None: all.
 
     Raises
     ------
@@ -85,10 +86,13 @@ def factor_qr(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
     Returns
     -------
     (QRFit, torch.Tensor)
-        The fit in the full design's formula order (as qr_solve gives it), and the residuals y - fitted.
+        The fit over ``columns`` in their order (as qr_solve of those columns gives it), and the residuals.
     """
     blocks = [blocks] if isinstance(blocks, FactorBlock) else list(blocks)
     M, nc = _column_map(X, intercept, blocks)
+    full = M.shape[1]
+    if columns is not None:
+        M = M[:, list(columns)]
     p = M.shape[1]
     basis = FactorBasis(blocks, w)
     Z = torch.cat([X[:, nc], y.unsqueeze(1)], dim=1)
@@ -116,7 +120,9 @@ def factor_qr(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
     coef = np.full(p, np.nan)
     b = torch.linalg.solve_triangular(R, c.unsqueeze(1), upper=True).squeeze(1) if rank else c
     coef[est] = b.cpu().double().numpy()
-    resid = y - fitted_values(X, blocks, coef)
+    on_all = np.zeros(full)
+    on_all[list(range(full)) if columns is None else list(columns)] = np.nan_to_num(coef)
+    resid = y - fitted_values(X, blocks, on_all)
     rss = float(((sw * resid) ** 2).sum())
     fit = QRFit(coef=coef, R=R, pivot=pivot, rank=rank, effects=c.cpu().double().numpy(), rss=rss, accurate=False)
     return fit, resid

@@ -256,8 +256,8 @@ class GLMPasses:
         sw, rw = self.working(eta, mu)
         z = (eta - self.offset) + rw
         p = self.p
-        if self._factor is not None and p == self._factor.p:
-            fit = self._factor.qr(z, sw * sw, tol)
+        if self._factor is not None:
+            fit = self._factor.qr(z, sw * sw, tol, None if p == self._factor.p else self.columns)
             if fit is not None:
                 return fit
 
