@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import dask.dataframe as dd  # the test and dask extras install dask: CI runs this module (no skip)
-import distributed
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,19 +50,6 @@ def _partitioned(k: int):
     if DIVISIONS[k] is None:
         return dd.from_pandas(DF, npartitions=1)
     return dd.from_pandas(DF, npartitions=1).repartition(divisions=DIVISIONS[k])
-
-
-@pytest.fixture(scope="module")
-def client():
-    import cloudpickle
-
-    # the bad-partition helpers below travel to the worker processes by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
 
 
 MODELS = [
@@ -225,8 +211,6 @@ def test_what_is_refused(client):
         tl.lm("y ~ poly(x, 2)", ddf)
     with pytest.raises(ModelInputError, match="weights= of a Dask DataFrame fit must be a column name"):
         tl.lm("y ~ x", ddf, weights=np.ones(len(DF)))
-    with pytest.raises(NotSupportedForDask, match="tl.glm"):
-        tl.glm("y ~ x", ddf)
     d = tl.lm("y ~ x + g", ddf, weights="w")
     for call in (lambda: d.vcov("HAC"), lambda: d.vcov(cluster=DF.g.to_numpy()), lambda: d.rstudent(),
                  lambda: tl.anova(d), lambda: d.predict(se_fit=True)):

@@ -11,7 +11,7 @@ from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
 from torchlm.frame.coded_factors import factor_design
-from torchlm.frame.dask_frame import is_dask_frame, not_supported
+from torchlm.frame.dask_frame import is_dask_frame
 from torchlm.models.families import as_family
 from torchlm.models.lm import _call_string, refit_contrasts
 from torchlm.results.base import Refit
@@ -65,8 +65,10 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     wt           -4.0240
     Name: Estimate, dtype: float64
     """
-    if is_dask_frame(data):  # the IRLS passes over the partitions are issue 11's next step; tl.lm takes one now
-        raise not_supported("tl.glm (IRLS over the partitions)")
+    if is_dask_frame(data):  # one pass over the partitions per IRLS iteration (models/dask_glm.py)
+        return _glm_dask(formula, data, dict(family=family, weights=weights, offset=offset, subset=subset, start=start,
+                                             na_action=na_action, control=control, information=information,
+                                             exact=exact, contrasts=contrasts, names=names, device=device, dtype=dtype))
     fam = as_family(family)
     if information not in ("expected", "observed"):
         raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")
@@ -99,6 +101,18 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
                                              contrasts=refit_contrasts(contrasts), names=names, device=device,
                                              dtype=dtype))
     return result
+
+
+def _glm_dask(formula: str, data: Any, args: dict[str, Any]) -> GeneralizedLinearModelResult:
+    """tl.glm of a Dask DataFrame (models/dask_glm.py), with the in-memory fit's call and refit."""
+    from torchlm.models.dask_glm import glm_dask
+
+    call = _call_string(formula, args["weights"], args["offset"], args["subset"], fn="glm",
+                        contrasts=args["contrasts"])
+    fit = glm_dask(formula, data, **args, check_start=start_values,
+                   call=call[:-1] + f", family = {as_family(args['family']).r_call()})")
+    fit._refit = Refit(glm, formula, dict(args, data=data, contrasts=refit_contrasts(args["contrasts"])))
+    return fit
 
 
 def glm_tensors(design: Any, start: Any, device: Any, dtype: Any) -> tuple[torch.Tensor, torch.Tensor,

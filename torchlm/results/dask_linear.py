@@ -344,17 +344,41 @@ class DaskLinearModelResult(LinearModelResult):
         cached = self.__dict__.get("_quantiles")
         if cached is not None:
             return cached
-        n = self._total.n
-        h = (n - 1) * np.array([0.25, 0.5, 0.75])
-        lo = np.floor(h).astype(np.int64)
-        ranks = sorted({int(k) for k in lo} | {min(int(k) + 1, n - 1) for k in lo})
-        stats = order_statistics(self._ddf, self._plan, self._estimate, n, ranks)
-        inner = [float(np.quantile(np.array([stats[int(k)], stats[min(int(k) + 1, n - 1)]]), g - k))
-                 for g, k in zip(h, lo)]
         r = self._residual_sums
-        q = np.array([r.r_min] + inner + [r.r_max])
+        q = exact_quantiles(self._ddf, self._plan, self._estimate, self._total.n, r.r_min, r.r_max)
         self.__dict__["_quantiles"] = q
         return q
+
+
+def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, highest: float,
+                    counts: Any = None) -> np.ndarray:
+    """R's quantile(values) (type 7) at 0, 1/4, 1/2, 3/4, 1 of per-row values, from exact order statistics.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+    plan : DaskPlan
+    est : Any
+        What ``counts`` reads (default: an Estimate, the pearson residuals).
+    n : int
+        The number of values.
+    lowest, highest : float
+        Their minimum and maximum (from a pass of sums).
+    counts : callable, optional
+        The per-partition counts (see dask_source.order_statistics).
+
+    Returns
+    -------
+    numpy.ndarray
+        (5,) as numpy.quantile of all the values gives them.
+    """
+    h = (n - 1) * np.array([0.25, 0.5, 0.75])
+    lo = np.floor(h).astype(np.int64)
+    ranks = sorted({int(k) for k in lo} | {min(int(k) + 1, n - 1) for k in lo})
+    stats = order_statistics(ddf, plan, est, n, ranks, counts=counts)
+    inner = [float(np.quantile(np.array([stats[int(k)], stats[min(int(k) + 1, n - 1)]]), g - k))
+             for g, k in zip(h, lo)]
+    return np.array([lowest] + inner + [highest])
 
 
 #: what reads the rows in memory: refused by name until the partition passes for it exist
@@ -416,7 +440,22 @@ class DaskLMSummary(LMSummary):
 
     def _row_names(self, rows: pd.Index) -> list[str]:
         """R's row names: 1, 2, ... where the data's index is pandas' default (a RangeIndex from 0)."""
-        ddf = self.fit._ddf
-        automatic = (isinstance(ddf._meta.index, pd.RangeIndex) and ddf.known_divisions and ddf.divisions[0] == 0
-                     and rows.is_unique)
-        return rf.row_labels(rows, pd.RangeIndex(0, 1) if automatic else rows)
+        return row_names(self.fit._ddf, rows)
+
+
+def row_names(ddf: Any, rows: pd.Index) -> list[str]:
+    """R's row names of rows of a Dask DataFrame: 1, 2, ... where its index is pandas' default (a RangeIndex from 0).
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+    rows : pandas.Index
+        The labels of the rows.
+
+    Returns
+    -------
+    list of str
+    """
+    automatic = (isinstance(ddf._meta.index, pd.RangeIndex) and ddf.known_divisions and ddf.divisions[0] == 0
+                 and rows.is_unique)
+    return rf.row_labels(rows, pd.RangeIndex(0, 1) if automatic else rows)

@@ -87,11 +87,28 @@ def qr_reduction(part: pd.DataFrame, number: int, plan: DaskPlan) -> QRPart:
     t = rows.y if rows.offset is None else rows.y - rows.offset
     sw = None if w is None else np.sqrt(w)
     A = np.column_stack([X, t]) if sw is None else np.column_stack([X * sw[:, None], t * sw])
+    return qr_part(rows, A)
+
+
+def qr_part(rows: PartitionRows, A: np.ndarray) -> QRPart:
+    """The QRPart of a partition's rows: the R factor of ``A`` (its weighted design and response) and the sums.
+
+    Parameters
+    ----------
+    rows : PartitionRows
+    A : numpy.ndarray
+        (m, q) the rows' weighted columns (lm: [sqrt(w) X | sqrt(w) (y - offset)]; glm: its working ones).
+
+    Returns
+    -------
+    QRPart
+    """
+    X, w = rows.X, rows.weights
     with threads.limit(1):
         R = torch.linalg.qr(torch.from_numpy(np.asfortranarray(A)), mode="r").R.numpy()
-    pos = np.ones(len(t), dtype=bool) if w is None else w != 0
+    pos = np.ones(len(rows.y), dtype=bool) if w is None else w != 0
     return QRPart(
-        R=R, n=len(t), nobs=int(pos.sum()), n_dropped=rows.n_dropped,
+        R=R, n=len(rows.y), nobs=int(pos.sum()), n_dropped=rows.n_dropped,
         sum_log_w=0.0 if w is None else float(np.sum(np.log(w[pos]))),
         w_min=np.inf if w is None or not len(w) else float(w.min()),
         w_max=-np.inf if w is None or not len(w) else float(w.max()),
@@ -224,7 +241,23 @@ def residual_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estima
         Per range: int64 counts per bin (SELECTION_BINS of them), or the sorted keys in the range.
     """
     rows = partition_rows(part, number, plan)
-    keys = _keys(_pearson(rows, partition_fit(rows, est)[2]))
+    return range_counts(_pearson(rows, partition_fit(rows, est)[2]), ranges)
+
+
+def range_counts(values: np.ndarray, ranges: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
+    """Counts of ``values`` in bins of each key range (lo, hi, width), or (width 0) their sorted keys.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float64 values (their bit patterns are the keys).
+    ranges : tuple of (lo, hi, width)
+
+    Returns
+    -------
+    list of numpy.ndarray
+    """
+    keys = _keys(values)
     out = []
     for lo, hi, width in ranges:
         inside = keys[(keys >= lo) & (keys <= hi)]
@@ -237,8 +270,8 @@ def residual_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estima
     return out
 
 
-def order_statistics(ddf: Any, plan: DaskPlan, est: Estimate, n: int, ranks: list[int],
-                     collect: int = SELECTION_COLLECT) -> dict[int, float]:
+def order_statistics(ddf: Any, plan: DaskPlan, est: Any, n: int, ranks: list[int],
+                     collect: int = SELECTION_COLLECT, counts: Any = None) -> dict[int, float]:
     """The exact order statistics of the pearson residuals (0-based ranks), by passes of counts over the partitions.
 
     Each pass narrows the range of keys (the residuals' bit patterns) that holds each wanted rank by
@@ -250,25 +283,29 @@ def order_statistics(ddf: Any, plan: DaskPlan, est: Estimate, n: int, ranks: lis
     ddf : dask.dataframe.DataFrame
     plan : DaskPlan
     est : Estimate
+        (or what ``counts`` takes)
     n : int
         The number of residuals (rows used).
     ranks : list of int
         The wanted ranks, 0 .. n - 1.
     collect : int
         Largest count of residuals a range may hold to be collected.
+    counts : callable, optional
+        ``counts(part, number, plan, est, ranges)`` of other per-row values (default the pearson residuals').
 
     Returns
     -------
     dict
         rank -> value.
     """
+    task = counts or residual_counts
     state = {k: (-(2**63), 2**63 - 1, 0, n) for k in set(ranks)}  # lo, hi, residuals below lo, inside
     found: dict[int, float] = {}
     while len(found) < len(state):
         open_ranges = sorted({(lo, hi, cnt) for k, (lo, hi, _, cnt) in state.items() if k not in found})
         asks = tuple((lo, hi, 0 if cnt <= collect else -(-(hi - lo + 1) // SELECTION_BINS))
                      for lo, hi, cnt in open_ranges)
-        answers = map_partitions_computed(ddf, residual_counts, plan, est, asks)
+        answers = map_partitions_computed(ddf, task, plan, est, asks)
         for j, (lo, hi, width) in enumerate(asks):
             parts = [a[j] for a in answers]
             ks = [k for k, s in state.items() if k not in found and (s[0], s[1]) == (lo, hi)]
