@@ -124,6 +124,10 @@ def test_levels_below_the_threshold_stay_dense_and_the_option_is_checked():
         # in an interaction with another factor or in a transformation: R's coding of the whole formula, dense
         assert not isinstance(tl.lm("y ~ x1 + C(firm) + C(firm):g", DS).design, FactorDesign)
         assert not isinstance(tl.lm("y ~ x1 + C(firm) + I(firm > 3)", DS).design, FactorDesign)
+        # a slope variable also in a transformation that cannot be evaluated on the few rows: the dense fit
+        with tl.options(factor_levels=None):
+            dense = tl.lm("y ~ poly(x1, 2) + C(firm) + C(firm):x1", DS)
+        same(tl.lm("y ~ poly(x1, 2) + C(firm) + C(firm):x1", DS).coef(), dense.coef())
         # with a numeric column: a slope per level, kept as codes too
         assert [b.slope for b in tl.lm("y ~ x1 * C(firm)", DS).design.blocks] == [None, "x1"]
     with pytest.raises(OptionError, match="factor_levels"):

@@ -186,8 +186,11 @@ def _small_design_blocks(formula: str, design: Design, found: list[Found], coded
     few = frame_data.iloc[sub.rows].copy()
     for s in {s for _, _, s in found if s is not None}:
         few[s] = 1.0
-    small = model_matrix(formula, replace(sub, data=few.reset_index(drop=True), rows=np.arange(len(pick)),
-                                          subset=None), **kw)
+    try:
+        small = model_matrix(formula, replace(sub, data=few.reset_index(drop=True), rows=np.arange(len(pick)),
+                                              subset=None), **kw)
+    except Exception:  # a transformation of a slope variable set to 1 here (poly(x)): the dense design
+        return None
     blocks, taken = [], set()
     used = frame_data.iloc[design.rows]
     for term, var, slope in found:

@@ -25,7 +25,6 @@ from torchlm.solvers.irls import _halving_warnings, control_settings
 from torchlm.solvers.least_squares import QRFit, linear_chunks, qr_solve
 from torchlm.solvers.newton import Evaluation, Reason, RelativeChange, RHalving, State, Step, solve
 from torchlm.sources.dask_irls import (
-    ROW_SUM_AIC,
     FinalPart,
     FinalSpec,
     IRLSPart,
@@ -36,9 +35,6 @@ from torchlm.sources.dask_irls import (
     irls_reduction,
 )
 from torchlm.sources.dask_source import combine_qr
-
-#: the families whose aic the partitions can share (see dask_irls._aic_share)
-SHARED_AIC = ROW_SUM_AIC + ("gaussian", "Gamma", "inverse.gaussian")
 
 
 class _Passes:
@@ -168,7 +164,7 @@ def _check_glm(family: Family, information: str, control: dict) -> None:
         raise not_supported("information='observed' (the autograd Hessian reads every row)")
     if control["exact"]:
         raise not_supported("exact=True (the polishing Newton steps)")
-    if family.name not in SHARED_AIC or type(family).__module__ != "torchlm.models.families":
+    if family.aic_dispersion == "unknown" or type(family).__module__ != "torchlm.models.families":
         raise not_supported(f"the family {family.name!r} (R's families are: gaussian, binomial, poisson, Gamma, "
                             "inverse.gaussian and the quasi families)")
 

@@ -61,6 +61,11 @@ class Family(ABC):
         statistic) rather than estimated from the Pearson residuals (t tests, F).
     aic_counts_dispersion : bool
         R's logLik.glm counts the dispersion as a parameter (gaussian, Gamma, inverse.gaussian).
+    aic_dispersion : str or None
+        What R's aic() divides the deviance by to get the dispersion it uses: "rows" (gaussian: the
+        number of observations), "weights" (Gamma, inverse.gaussian: the prior weights' sum), None (a
+        sum over rows needing none: binomial, poisson), "unknown" (a family of the user's): how the AIC
+        of data in parts (a Dask DataFrame's partitions) adds up.
     has_likelihood : bool
         AIC and logLik exist (False for the quasi families: R's AIC is NA).
     deviance_is_rss : bool
@@ -81,6 +86,7 @@ class Family(ABC):
     default_link = ""
     fixed_dispersion = False
     aic_counts_dispersion = False
+    aic_dispersion: str | None = "unknown"
     has_likelihood = True
     deviance_is_rss = False
     boundary_message: str | None = None
@@ -311,6 +317,7 @@ class Gaussian(Family):
     links = ("identity", "log", "inverse")
     default_link = "identity"
     aic_counts_dispersion = True
+    aic_dispersion = "rows"
     deviance_is_rss = True
 
     def variance(self, mu: torch.Tensor) -> torch.Tensor:
@@ -337,6 +344,7 @@ class Gaussian(Family):
 class Binomial(Family):
     name = "binomial"
     links = ("logit", "probit", "cloglog", "cauchit", "log")
+    aic_dispersion = None
     default_link = "logit"
     fixed_dispersion = True
     boundary_message: str | None = "glm.fit: fitted probabilities numerically 0 or 1 occurred"
@@ -428,6 +436,7 @@ class Poisson(Family):
     name = "poisson"
     links = ("log", "identity", "sqrt")
     default_link = "log"
+    aic_dispersion = None
     fixed_dispersion = True
     boundary_message: str | None = "glm.fit: fitted rates numerically 0 occurred"
 
@@ -476,6 +485,7 @@ class Gamma(Family):
     links = ("inverse", "identity", "log")
     default_link = "inverse"
     aic_counts_dispersion = True
+    aic_dispersion = "weights"
 
     def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu * mu
@@ -507,6 +517,7 @@ class InverseGaussian(Family):
     links = ("1/mu^2", "inverse", "identity", "log")
     default_link = "1/mu^2"
     aic_counts_dispersion = True
+    aic_dispersion = "weights"
 
     def variance(self, mu: torch.Tensor) -> torch.Tensor:
         return mu**3

@@ -26,13 +26,10 @@ from torchlm import threads
 from torchlm.errors import _WARNINGS_LOCK, DataError
 from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, partition_rows
 from torchlm.inference.dask_sandwich import MeatSpec, _hc_factor
-from torchlm.models.families import Family, Gaussian
+from torchlm.models.families import Family
 from torchlm.solvers.irls import GLMPasses
 from torchlm.sources.dask_source import QRPart, qr_part, range_counts
 from torchlm.sources.row_blocks import ArraySource
-
-#: families whose aic is a sum over rows (their deviance argument unused): each partition's is its share
-ROW_SUM_AIC = ("binomial", "quasibinomial", "poisson", "quasipoisson")
 
 
 @dataclass(frozen=True)
@@ -311,9 +308,9 @@ def working_at(g: GLMRows, spec: FinalSpec, family: Family) -> tuple[torch.Tenso
 def _aic_share(family: Family, g: GLMRows, mu: torch.Tensor, spec: FinalSpec) -> tuple[float, int]:
     """The partition's share of family.aic: the family's own function on its rows, the deviance scaled so that
     the dispersion it derives (deviance over the rows or over the weights) is the whole data's."""
-    if family.name in ROW_SUM_AIC:
+    if family.aic_dispersion is None:
         return family.aic(g.y, torch.ones_like(g.y), mu, g.w, spec.deviance), 0
-    local, total = ((float(len(g.y)), float(spec.n)) if isinstance(family, Gaussian)
+    local, total = ((float(len(g.y)), float(spec.n)) if family.aic_dispersion == "rows"
                     else (float(g.w.sum()), spec.sum_w))
     if local == 0:
         return 0.0, 0  # no rows (or only zero weights): its terms are 0, but for the constant counted once
