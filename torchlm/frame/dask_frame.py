@@ -6,7 +6,8 @@ rows gathered (the prototype): its formulaic ModelSpec holds every level the row
 the in-memory fit gives them, and the columns' names. Each partition then builds its own rows with that
 spec (:func:`partition_rows`), in the worker, with the in-memory path's rules: subset, then the removal of
 rows with a missing value in any variable, the weights or the offset, weights checked on the rows left.
-Stateful transforms whose state needs every row (poly, scale, ns, bs, ...) are refused for now.
+Stateful transforms (scale, poly, ns, bs, ...) code every partition with the state learnt on every row
+beforehand (:mod:`torchlm.frame.dask_state`), which replaces the prototype's own in the specs.
 
 dask is imported only by the functions that need it: ``import torchlm`` works without it.
 """
@@ -14,6 +15,8 @@ dask is imported only by the functions that need it: ``import torchlm`` works wi
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import re
 import warnings
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from formulaic.errors import DataMismatchWarning
 
 from torchlm.errors import DataError, ModelInputError, TorchlmError, UnknownVariableError, warnings_guard
 from torchlm.frame.contrasts import Coding
+from torchlm.frame.dask_compute import compute, in_task, task_threads
 from torchlm.frame.data import as_frame, logical_factors, prepare_columns
 from torchlm.frame.design import (
     Design,
@@ -42,10 +46,12 @@ from torchlm.frame.model_frame import ModelFrame, _subset_mask, check_na_action,
 from torchlm.frame.response import offset_values
 from torchlm.frame.rexpr import Logical, evaluate_r
 from torchlm.frame.rfunctions import formula_context
-from torchlm.frame.stateful import stateful_expressions
+from torchlm.frame.stateful import expression_variables, stateful_expressions
 
 #: rows of each partition that join the prototype besides one row per factor level (its numbers are not used)
 SAMPLE_ROWS = 3
+#: rows of each partition with distinct values of a stateful transform's variable that join the prototype
+SAMPLE_DISTINCT = 12
 #: dask's placeholder category of a categorical whose categories are not known (dask.dataframe.utils)
 UNKNOWN_CATEGORIES = "__UNKNOWN_CATEGORIES__"
 
@@ -99,8 +105,9 @@ def not_supported(what: str) -> NotSupportedForDask:
     """
     return NotSupportedForDask(
         f"{what} is not supported yet for a model fitted to a Dask DataFrame (issue 11; the rows stay in the "
-        "partitions): coef, vcov (const, HC0-HC5, clusters), std_errors, confint, summary, logLik/AIC/BIC, fitted, "
-        "residuals, predict, hatvalues, rstandard and cooks_distance are; fit a sample in memory for the rest")
+        "partitions): coef, vcov (const, HC0-HC5, clusters, HAC), std_errors, confint, summary, anova, drop1, "
+        "logLik/AIC/BIC, fitted, residuals, predict and the influence measures (hatvalues, rstandard, rstudent, "
+        "cooks_distance, dffits, covratio, dfbeta, dfbetas) are; fit a sample in memory for the rest")
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,8 @@ class DaskPlan:
     numeric : those of them that the data's schema (dask's meta) says are numeric.
     categories : known categories of the categorical columns among them (dask's meta).
     contrasts, names_style : the fit's contrasts= and names= (the scan pass codes factors as the fit does).
+    stateful_columns : the variables that stateful transforms read (the scan gathers rows of their distinct values).
+    transform_state : formulaic's state of the stateful transforms, learnt on every row (frame/dask_state.py).
     """
 
     formula: str
@@ -136,6 +145,8 @@ class DaskPlan:
     categories: dict[str, list] = field(default_factory=dict)
     contrasts: Any = None
     names_style: str = "formulaic"
+    stateful_columns: tuple[str, ...] = ()
+    transform_state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,32 +226,28 @@ def check_arguments(ddf: Any, weights: Any, offset: Any, subset: Any) -> None:
                                   "(each partition numbers its own rows); select with a logical expression")
 
 
-def learn_plan(formula: str, ddf: Any, *, weights: str | None, offset: str | None, subset: str | None,
-               na_action: str, contrasts: Any, names: str) -> tuple[DaskPlan, Design]:
-    """The frozen plan of a Dask fit, and the in-memory design on its prototype rows (one scan pass).
+def initial_plan(formula: str, ddf: Any, *, weights: str | None, offset: str | None, subset: str | None,
+                 na_action: str, contrasts: Any, names: str) -> tuple[DaskPlan, list[str]]:
+    """The plan's rules (no specs yet: no pass over the data), and the formula's stateful factors.
 
     Parameters
     ----------
     formula : str
         The formula as given.
     ddf : dask.dataframe.DataFrame
-        The data (read, never computed whole).
+        The data (its schema only is read).
     weights, offset, subset, na_action, contrasts, names : as in tl.lm.
 
     Returns
     -------
-    (DaskPlan, Design)
-        The plan; the design of the prototype (its spec, names and assignment are the fit's).
+    (DaskPlan, list of str)
+        The plan without specs; the factors that call a stateful transform (``scale(x)``, ``ns(x, df=3)``).
     """
     check_na_action(na_action)
     check_arguments(ddf, weights, offset, subset)
     meta = as_frame(ddf._meta_nonempty)
     expanded, offset_terms = split_offsets(expand_dot(formula, ddf.columns))
     parsed = formulaic_formula(expanded, meta.columns)
-    if refused := stateful_expressions(parsed):
-        raise ModelInputError(f"{', '.join(map(repr, refused))}: transforms that learn from every row (poly, scale, "
-                              "center, ns, bs) are not supported for a Dask DataFrame yet; compute the column "
-                              "first (e.g. with ddf.assign) or fit in memory")
     variables = tuple(str(c) for c in formula_columns(parsed, meta.columns))
     dtypes = ddf.dtypes
     numeric = tuple(v for v in variables if pd.api.types.is_numeric_dtype(dtypes[v])
@@ -249,30 +256,79 @@ def learn_plan(formula: str, ddf: Any, *, weights: str | None, offset: str | Non
     categories = {v: list(dtypes[v].categories) for v in variables
                   if isinstance(dtypes[v], pd.CategoricalDtype) and dtypes[v].categories is not None
                   and UNKNOWN_CATEGORIES not in dtypes[v].categories}
+    exprs = stateful_expressions(parsed)
+    columns = set().union(*(expression_variables(e) for e in exprs)) if exprs else set()
     plan = DaskPlan(formula=expanded, rhs=None, lhs=None, names=(), weights=weights, offset=offset,
                     offset_terms=tuple(offset_terms), subset=subset, na_action=na_action, variables=variables,
-                    numeric=numeric, categories=categories, contrasts=contrasts, names_style=names)
+                    numeric=numeric, categories=categories, contrasts=contrasts, names_style=names,
+                    stateful_columns=tuple(v for v in variables if v in columns))
+    return plan, exprs
+
+
+def learn_specs(formula: str, ddf: Any, plan: DaskPlan) -> tuple[DaskPlan, Design]:
+    """The frozen plan of a Dask fit, and the in-memory design on its prototype rows (one scan pass).
+
+    The stateful transforms' state (``plan.transform_state``, learnt on every row beforehand) codes the
+    scan's rows and replaces what the prototype's design learnt on its few rows, in both specs.
+
+    Parameters
+    ----------
+    formula : str
+        The formula as given.
+    ddf : dask.dataframe.DataFrame
+        The data (read, never computed whole).
+    plan : DaskPlan
+        :func:`initial_plan`'s, with the transforms' state where the formula has stateful factors.
+
+    Returns
+    -------
+    (DaskPlan, Design)
+        The plan; the design of the prototype (its spec, names and assignment are the fit's).
+    """
     scans = map_partitions_computed(ddf, scan_partition, plan)
     if not sum(s.n_kept for s in scans):
         raise DataError("no observations left after the subset and removing rows with missing values "
                         f"(in any of the {ddf.npartitions} partitions)")
     proto = pd.concat([s.rows for s in scans if len(s.rows)], ignore_index=True)
-    for v, cats in categories.items():  # one dtype for the partitions' rows, dask's known categories
+    dtypes = ddf.dtypes
+    for v, cats in plan.categories.items():  # one dtype for the partitions' rows, dask's known categories
         proto[v] = pd.Categorical(proto[v], categories=cats, ordered=bool(dtypes[v].ordered))
-    design = build_design(formula, proto, weights=weights, offset=offset, na_action=na_action, contrasts=contrasts,
-                          names=names)
-    coding = Coding.make(contrasts, names, formula)
+    design = build_design(formula, proto, weights=plan.weights, offset=plan.offset, na_action=plan.na_action,
+                          contrasts=plan.contrasts, names=plan.names_style)
+    coding = Coding.make(plan.contrasts, plan.names_style, formula)
     work = _prepared(proto.iloc[design.rows].reset_index(drop=True), plan)
-    lhs = materialize(design.formula, work, "drop", coding.spec_options()).model_spec.lhs
+    lhs = materialize(design.formula, work, "drop", _spec_options(coding, plan)).model_spec.lhs
+    if plan.transform_state:  # the prototype learnt its own: the whole data's replaces it
+        design = dataclasses.replace(design, spec=_with_state(design.spec, plan))
+        lhs = _with_state(lhs, plan)
     plan = DaskPlan(**{**plan.__dict__, "formula": design.formula, "rhs": design.spec, "lhs": lhs,
                        "names": tuple(design.formulaic_names or design.names)})
     return plan, design
+
+
+def _spec_options(coding: Coding, plan: DaskPlan) -> dict[str, Any]:
+    """formulaic's ModelSpec settings of the fit: R's codings, and the transforms' state learnt on every row."""
+    options = coding.spec_options()
+    if plan.transform_state:
+        options["transform_state"] = copy.deepcopy(plan.transform_state)
+    return options
+
+
+def _with_state(spec: ModelSpec, plan: DaskPlan) -> ModelSpec:
+    """The spec with the whole data's transform state; a transform whose state it lacks is refused."""
+    state = dict(spec.transform_state)
+    if missing := [k for k, v in state.items() if v and k not in plan.transform_state]:
+        raise not_supported(f"the transform(s) {', '.join(map(repr, missing))} (their state would be the "
+                            "prototype rows', not the data's; compute the column first, e.g. with ddf.assign)")
+    state.update({k: copy.deepcopy(v) for k, v in plan.transform_state.items() if k in state})
+    return spec.update(transform_state=state)
 
 
 def map_partitions_computed(ddf: Any, fn: Any, *args: Any) -> list:
     """``fn(partition, number, *args)`` for every partition, computed (on the current scheduler), in order.
 
     A torchlm error in one partition is raised here, as itself (no remote traceback), and no result is kept.
+    Within :func:`showing_progress` the pass shows Dask's progress bar.
 
     Parameters
     ----------
@@ -289,9 +345,11 @@ def map_partitions_computed(ddf: Any, fn: Any, *args: Any) -> list:
     import dask
 
     shared = [dask.delayed(a, pure=True) if not isinstance(a, (int, float, str, type(None))) else a for a in args]
-    tasks = [dask.delayed(fn, pure=True)(part, k, *shared) for k, part in enumerate(ddf.to_delayed())]
+    parts = ddf.to_delayed()
+    task, share = dask.delayed(in_task, pure=True), task_threads(parts)  # torch's threads: the task's share
+    tasks = [task(fn, share, part, k, *shared) for k, part in enumerate(parts)]
     try:
-        return list(dask.compute(*tasks))
+        return compute(tasks)
     except TorchlmError as e:
         raise type(e)(str(e)) from None
 
@@ -365,11 +423,13 @@ def scan_partition(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
         if frame is None:
             return PartitionScan(part.iloc[:0], 0)
         work = _prepared(part.iloc[frame.rows].reset_index(drop=True), plan)
+        if not len(complete := _complete(work, plan)):
+            return PartitionScan(part.iloc[:0], 0)
         coding = Coding.make(plan.contrasts, plan.names_style, plan.formula)
         fa = "drop" if plan.na_action == "omit" else "raise"
         with warnings_guard():
             warnings.simplefilter("ignore", DataMismatchWarning)
-            mm = materialize(plan.formula, work, fa, coding.spec_options())
+            mm = materialize(plan.formula, complete, fa, _spec_options(coding, plan))
         kept = np.intersect1d(np.asarray(mm.rhs.index, dtype=np.int64), np.asarray(mm.lhs.index, dtype=np.int64))
         _check_weights(frame.weights, kept, plan)
         chosen = set(kept[:SAMPLE_ROWS].tolist())
@@ -378,6 +438,11 @@ def scan_partition(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
             if values is not None:
                 seen = pd.Series(values[kept], index=kept).dropna()
                 chosen |= set(seen[~seen.duplicated()].index.tolist())
+        for v in plan.stateful_columns:  # the prototype's transforms learn their own state: not a degenerate one
+            seen = pd.Series(np.asarray(work[v], dtype=object)[kept], index=kept).dropna()
+            chosen |= set(seen[~seen.duplicated()].index[:SAMPLE_DISTINCT].tolist())
+            if len(seen) and pd.api.types.is_numeric_dtype(work[v]):  # its range: given knots fall within
+                chosen |= {seen.astype(np.float64).idxmin(), seen.astype(np.float64).idxmax()}
         rows = frame.rows[sorted(chosen)]
         return PartitionScan(part.iloc[rows], len(kept))
 
@@ -398,17 +463,21 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
     -------
     PartitionRows
     """
+    if isinstance(part, PartitionRows):  # built once and kept in the workers (frame/dask_persist.py)
+        return part
     p = len(plan.names)
     with in_partition(number):
         part = as_frame(part)
         _check_schema(part, plan)
         frame, dropped = _frame(part, plan)
-        if frame is None:
+        work = None if frame is None else _prepared(part.iloc[frame.rows].reset_index(drop=True), plan)
+        complete = None if work is None else _complete(work, plan)
+        if frame is None or work is None or complete is None or not len(complete):
+            dropped += 0 if frame is None or work is None else frame.n_dropped + len(work)
             return PartitionRows(np.zeros((0, p)), np.zeros(0), None, None, part.index[:0], dropped,
                                  np.zeros(0, dtype=np.int64))
-        work = _prepared(part.iloc[frame.rows].reset_index(drop=True), plan)
         keep = ~_outside_levels(work, plan)
-        rhs, lhs = _spec_matrix(plan.rhs, work, plan), _spec_matrix(plan.lhs, work, plan)
+        rhs, lhs = _spec_matrix(plan.rhs, complete, plan), _spec_matrix(plan.lhs, complete, plan)
         for side in (rhs.index, lhs.index):
             inside = np.zeros(len(work), dtype=bool)
             inside[np.asarray(side, dtype=np.int64)] = True
@@ -426,6 +495,15 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
             raise DataError("non-finite values (Inf) in the response")
         off = None if frame.offset is None else frame.offset[pos]
         return PartitionRows(X, y, w, off, frame.index[pos], frame.n_dropped + len(work) - len(pos), frame.rows[pos])
+
+
+def _complete(work: pd.DataFrame, plan: DaskPlan) -> pd.DataFrame:
+    """The rows without a missing value in a stateful transform's variable, as the in-memory design drops them
+    before formulaic sees them (a spline of no value at all is an error); their labels are kept (positions)."""
+    if not plan.stateful_columns or plan.na_action != "omit":
+        return work
+    missing = np.asarray(work[list(plan.stateful_columns)].isna()).any(axis=1)
+    return work.loc[~missing] if missing.any() else work
 
 
 def _check_weights(weights: np.ndarray | None, rows: np.ndarray, plan: DaskPlan) -> None:

@@ -3,8 +3,9 @@
 R's sandwich package, as :func:`torchlm.inference.sandwich.robust_covariance` computes it in memory, from
 passes over the partitions: HC2-HC5 need the leverages h_i = |sqrt(w_i) x_i R^-1|^2 (one pass for their sum
 and maximum, which HC4, HC4m and HC5 read, then the meat's pass); a clustered meat adds each partition's score
-sums per cluster, so a cluster spread over partitions is summed on the client before its outer product. The
-leverages, standardized residuals and Cook's distances are also lazy Dask series (:func:`partition_influence`).
+sums per cluster, so a cluster spread over partitions is summed on the client before its outer product; HAC
+is :mod:`torchlm.inference.dask_hac`'s, from the scores of :func:`partition_scores`. The
+influence measures are :mod:`torchlm.inference.dask_influence`'s (from :func:`leverage_spec`'s R^-1).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from torchlm import threads
 from torchlm.errors import DataError, OptionError, TorchlmWarning
 from torchlm.frame.dask_frame import DaskPlan, map_partitions_computed, not_supported, partition_rows
+from torchlm.inference.dask_hac import dask_hac_covariance
 from torchlm.inference.sandwich import check_type, describe
 from torchlm.sources.dask_source import Estimate, partition_fit
 
@@ -51,6 +53,24 @@ def _scores(rows: Any, est: Estimate) -> tuple[np.ndarray, np.ndarray]:
     e = partition_fit(rows, est)[2]
     sw = np.ones(len(e)) if rows.weights is None else np.sqrt(rows.weights)
     return rows.X[:, list(est.estimable)] * (sw * sw * e)[:, None], sw
+
+
+def partition_scores(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate) -> np.ndarray:
+    """One partition's scores w x_i e_i over the estimable columns (formula order): HAC's rows.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+    number : int
+    plan : DaskPlan
+    est : Estimate
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows used, k).
+    """
+    return _scores(partition_rows(part, number, plan), est)[0]
 
 
 def _leverages(rows: Any, sw: np.ndarray, spec: MeatSpec) -> np.ndarray:
@@ -173,7 +193,7 @@ def dask_robust_covariance(fit: Any, type: str, cluster: Any = None) -> tuple[pd
     """
     check_type(type, cluster)
     if type == "HAC":
-        raise not_supported("HAC (Newey-West) covariances")
+        return dask_hac_covariance(fit, fit._ddf, partition_scores, fit._estimate)
     clusters = () if cluster is None else _clusters(cluster)
     if missing := [c for c in clusters if c not in fit._ddf.columns]:
         raise OptionError(f"cluster {missing[0]!r} is not a column of the data")
@@ -218,43 +238,3 @@ def leverage_spec(fit: Any, type: str = "HC0") -> MeatSpec:
     R = fit._qr.R.cpu().double()
     Rinv = torch.linalg.solve_triangular(R, torch.eye(R.shape[0], dtype=R.dtype), upper=True).numpy()
     return MeatSpec(type=type, n=fit._total.n, Rinv=Rinv, pivot=tuple(fit._qr.pivot[:k]))
-
-
-def partition_influence(part: pd.DataFrame, plan: DaskPlan, est: Estimate, spec: MeatSpec, kind: str, sigma: float,
-                        rank: int, partition_info: dict | None = None) -> pd.Series:
-    """One partition's leverages ("hat"), standardized residuals ("rstandard") or Cook's distances ("cooks_distance").
-
-    R's lm.influence definitions, over the rows of non-zero weight: h_i (1 above 1 - 10 eps), r_i / (sigma
-    sqrt(1 - h_i)) and (r_i / (sigma (1 - h_i)))^2 h_i / rank with r_i = sqrt(w_i) e_i; NaN where R's are infinite.
-
-    Parameters
-    ----------
-    part : pandas.DataFrame
-    plan : DaskPlan
-    est : Estimate
-    spec : MeatSpec
-        With the fit's R^-1 (:func:`leverage_spec`).
-    kind : str
-    sigma : float
-        The fit's residual standard error.
-    rank : int
-    partition_info : dict, optional
-        dask's map_partitions information (the partition's number, for errors).
-
-    Returns
-    -------
-    pandas.Series
-        Named ``kind``, indexed by the partition's labels of the rows of non-zero weight.
-    """
-    number = -1 if partition_info is None else int(partition_info.get("number", -1))
-    rows = partition_rows(part, number, plan)
-    e = partition_fit(rows, est)[2]
-    sw = np.ones(len(e)) if rows.weights is None else np.sqrt(rows.weights)
-    used = sw != 0
-    h = _leverages(rows, sw, spec)[used]
-    r = (sw * e)[used]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = (h if kind == "hat" else r / (sigma * np.sqrt(1 - h)) if kind == "rstandard"
-                  else (r / (sigma * (1 - h))) ** 2 * h / rank)
-    values = np.where(np.isinf(values), np.nan, values)
-    return pd.Series(values, index=rows.index[used], name=kind)

@@ -126,6 +126,9 @@ def drop1(fit: Fit, scope: str | list[str] | None = None, *, test: str | None = 
     ---
     Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1
     """
+    own = getattr(fit, "_own_drop1", None)  # a fit whose refits are its own (a Dask DataFrame's partitions)
+    if own is not None:
+        return own(scope, test=test, k=k)
     test = _check(fit, test, k, "drop1")
     rt = _terms(fit, "drop1")
     if isinstance(scope, str) and "~" not in scope:

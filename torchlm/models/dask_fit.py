@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from torchlm.errors import DataError, ModelInputError
-from torchlm.frame.dask_frame import learn_plan, map_partitions_computed
+from torchlm.frame.dask_frame import map_partitions_computed
+from torchlm.frame.dask_persist import PersistedPartitions
+from torchlm.frame.dask_state import learn_plan
 from torchlm.results.dask_linear import DaskLinearModelResult
 from torchlm.solvers.least_squares import linear_chunks, qr_solve
 from torchlm.solvers.options import check_tol
@@ -33,7 +35,7 @@ def _check_options(na_action: str, device: Any, dtype: Any) -> str:
 
 def lm_dask(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
             na_action: str = "omit", tol: float = 1e-7, contrasts: dict | None = None, names: str = "formulaic",
-            device: Any = None, dtype: Any = None, call: str = "") -> DaskLinearModelResult:
+            device: Any = None, dtype: Any = None, call: str = "", persist: bool = False) -> DaskLinearModelResult:
     """tl.lm for a dask DataFrame: the in-memory fit's numbers from per-partition reductions.
 
     Parameters
@@ -42,6 +44,9 @@ def lm_dask(formula: str, data: Any, *, weights: Any = None, offset: Any = None,
         weights, offset and subset are column names or expressions (strings).
     call : str
         The call as the summary prints it.
+    persist : bool
+        Build each partition's design rows once and keep them (with the partition) in the workers for the passes
+        (frame/dask_persist.py): the QR, the residual sums, the summary's order statistics, HC2-HC5 and clusters.
 
     Returns
     -------
@@ -62,10 +67,11 @@ def lm_dask(formula: str, data: Any, *, weights: Any = None, offset: Any = None,
     na_action = _check_options(na_action, device, dtype)
     plan, prototype = learn_plan(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action,
                                  contrasts=contrasts, names=names)
-    total = combine_qr(map_partitions_computed(data, qr_reduction, plan))
+    source = PersistedPartitions(data, plan) if persist else data
+    total = combine_qr(map_partitions_computed(source, qr_reduction, plan))
     if weights is not None and not total.nobs:
         raise DataError(f"0 observations with a non-zero weight (of {total.n} rows): nothing to fit")
     p = len(plan.names)
     chunks = linear_chunks(total.R[:, :p].copy(order="F"), total.R[:, p].copy())
     qr = qr_solve(chunks, p, tol, torch.device("cpu"), torch.float64, accurate=True, names=list(prototype.names))
-    return DaskLinearModelResult(data, plan, prototype, qr, total, tol=tol, call=call)
+    return DaskLinearModelResult(source, plan, prototype, qr, total, tol=tol, call=call)

@@ -11,9 +11,10 @@ from torchlm import threads
 from torchlm.errors import ModelInputError, OptionError, silenced
 from torchlm.frame import build_design
 from torchlm.frame.coded_factors import factor_design
+from torchlm.frame.dask_compute import showing_progress
 from torchlm.frame.dask_frame import is_dask_frame
 from torchlm.models.families import as_family
-from torchlm.models.lm import _call_string, refit_contrasts
+from torchlm.models.lm import _call_string, check_flag, dask_only, refit_contrasts
 from torchlm.results.base import Refit
 from torchlm.results.design_methods import na_mode
 from torchlm.results.generalized import GeneralizedLinearModelResult
@@ -25,7 +26,8 @@ from torchlm.sources.row_blocks import DesignSource
 def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = None, offset: Any = None,
         subset: Any = None, na_action: str = "omit", start: Any = None, control: dict | None = None,
         information: str = "expected", exact: bool = False, contrasts: dict | None = None,
-        names: str = "formulaic", device: Any = None, dtype: Any = None) -> GeneralizedLinearModelResult:
+        names: str = "formulaic", device: Any = None, dtype: Any = None, progress: bool = False,
+        persist: bool = False) -> GeneralizedLinearModelResult:
     """Fit a generalized linear model by Fisher scoring, as R's glm() (glm.fit), or to the exact MLE.
 
     Parameters
@@ -52,6 +54,7 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
         (autograd Hessian of the negative log-likelihood); they agree for canonical links.
     contrasts, names : R's contrasts= per variable and R's coefficient names, as in tl.lm.
     device, dtype : as in tl.lm.
+    progress, persist : for a Dask DataFrame ``data`` only, as in tl.lm (IRLS passes on the kept rows).
 
     Returns
     -------
@@ -65,10 +68,8 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
     wt           -4.0240
     Name: Estimate, dtype: float64
     """
-    if is_dask_frame(data):  # one pass over the partitions per IRLS iteration (models/dask_glm.py)
-        return _glm_dask(formula, data, dict(family=family, weights=weights, offset=offset, subset=subset, start=start,
-                                             na_action=na_action, control=control, information=information,
-                                             exact=exact, contrasts=contrasts, names=names, device=device, dtype=dtype))
+    if is_dask_frame(data) or progress is not False or persist is not False:  # Dask: models/dask_glm.py
+        return _glm_dask(formula, data, dict(locals()))  # the arguments as given (the refit's too)
     fam = as_family(family)
     if information not in ("expected", "observed"):
         raise ModelInputError(f"information must be 'expected' or 'observed', not {information!r}")
@@ -104,13 +105,20 @@ def glm(formula: str, data: Any, *, family: Any = "gaussian", weights: Any = Non
 
 
 def _glm_dask(formula: str, data: Any, args: dict[str, Any]) -> GeneralizedLinearModelResult:
-    """tl.glm of a Dask DataFrame (models/dask_glm.py), with the in-memory fit's call and refit."""
+    """tl.glm of a Dask DataFrame (models/dask_glm.py), with the in-memory fit's call and refit; progress= and
+    persist= are refused for other data."""
     from torchlm.models.dask_glm import glm_dask
 
+    args = {k: v for k, v in args.items() if k not in ("formula", "data")}
+    if not is_dask_frame(data):
+        dask_only(progress=args["progress"], persist=args["persist"])
     call = _call_string(formula, args["weights"], args["offset"], args["subset"], fn="glm",
                         contrasts=args["contrasts"])
-    fit = glm_dask(formula, data, **args, check_start=start_values,
-                   call=call[:-1] + f", family = {as_family(args['family']).r_call()})")
+    check_flag("progress", args["progress"])
+    check_flag("persist", args["persist"])
+    with showing_progress(args["progress"]):
+        fit = glm_dask(formula, data, **{k: v for k, v in args.items() if k != "progress"}, check_start=start_values,
+                       call=call[:-1] + f", family = {as_family(args['family']).r_call()})")
     fit._refit = Refit(glm, formula, dict(args, data=data, contrasts=refit_contrasts(args["contrasts"])))
     return fit
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlm.errors import DataError
+from torchlm.errors import DataError, OptionError
 from torchlm.frame import build_design
 from torchlm.frame.coded_factors import factor_design
 from torchlm.frame.contrasts import Relaxed
+from torchlm.frame.dask_compute import showing_progress
 from torchlm.frame.dask_frame import is_dask_frame
 from torchlm.frame.factor_block import FactorDesign
 from torchlm.frame.large_factor import LargeFactorDesign, large_factor_design
@@ -48,7 +49,7 @@ def refit_contrasts(contrasts: Any) -> Any:
 
 def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subset: Any = None,
        na_action: str = "omit", tol: float = 1e-7, contrasts: dict | None = None, names: str = "formulaic",
-       device: Any = None, dtype: Any = None) -> LinearModelResult:
+       device: Any = None, dtype: Any = None, progress: bool = False, persist: bool = False) -> LinearModelResult:
     """Fit a linear model by least squares, as R's lm().
 
     Parameters
@@ -73,6 +74,10 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
         summary and everything else that shows the coefficients.
     device : torch device ("cpu", "cuda", "cuda:1"); default cpu.
     dtype : torch.float64 (default) or torch.float32 (warns: digits are lost).
+    progress : for a Dask DataFrame ``data``: show Dask's progress bar for each pass over the partitions
+        (docs/scale.md); an OptionError with other data.
+    persist : for a Dask DataFrame ``data``: build each partition's design rows once and keep them in the
+        workers for the later passes (memory: the rows of the design); an OptionError with other data.
 
     Returns
     -------
@@ -87,15 +92,10 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
     Name: Estimate, dtype: float64
     """
     if is_dask_frame(data):  # reduced partition by partition in the workers (models/dask_fit.py)
-        from torchlm.models.dask_fit import lm_dask
-
-        fit = lm_dask(formula, data, weights=weights, offset=offset, subset=subset, na_action=na_action, tol=tol,
-                      contrasts=contrasts, names=names, device=device, dtype=dtype,
-                      call=_call_string(formula, weights, offset, subset, contrasts=contrasts))
-        fit._refit = Refit(lm, formula, dict(data=data, weights=weights, offset=offset, subset=subset,
-                                             na_action=na_action, tol=tol, contrasts=refit_contrasts(contrasts),
-                                             names=names, device=device, dtype=dtype))
-        return fit
+        return _lm_dask(formula, data, dict(weights=weights, offset=offset, subset=subset, na_action=na_action,
+                                            tol=tol, contrasts=contrasts, names=names, device=device, dtype=dtype,
+                                            progress=progress, persist=persist))
+    dask_only(progress=progress, persist=persist)
     tol = check_tol(tol)
     dev, dt = resolve_device_dtype(device, dtype)
     frame_na, exclude = na_mode(na_action)  # na.exclude drops rows as na.omit does; the fit pads its results
@@ -114,6 +114,56 @@ def lm(formula: str, data: Any, *, weights: Any = None, offset: Any = None, subs
                                             na_action=na_action, tol=tol, contrasts=refit_contrasts(contrasts),
                                             names=names, device=device, dtype=dtype))
     return fitted
+
+
+def dask_only(**options: Any) -> None:
+    """Refuse the options that are for a Dask DataFrame's data (progress=, persist=) with other data.
+
+    Parameters
+    ----------
+    **options : bool
+        The options as given (False: not asked for).
+
+    Returns
+    -------
+    None
+    """
+    for name, value in options.items():
+        check_flag(name, value)
+        if value:
+            raise OptionError(f"{name}= is for Dask DataFrame input (data= a dask.dataframe.DataFrame); the data "
+                              "here is in memory: drop it")
+
+
+def _lm_dask(formula: str, data: Any, args: dict[str, Any]) -> LinearModelResult:
+    """tl.lm of a Dask DataFrame (models/dask_fit.py), with the in-memory fit's call and refit."""
+    from torchlm.models.dask_fit import lm_dask
+
+    progress = args.pop("progress")
+    check_flag("progress", progress)
+    check_flag("persist", args["persist"])
+    with showing_progress(progress):
+        fit = lm_dask(formula, data, **args, call=_call_string(formula, args["weights"], args["offset"],
+                                                               args["subset"], contrasts=args["contrasts"]))
+    fit._refit = Refit(lm, formula, dict(args, data=data, progress=progress,
+                                         contrasts=refit_contrasts(args["contrasts"])))
+    return fit
+
+
+def check_flag(name: str, value: Any) -> None:
+    """A True/False option (progress=, persist=), or an OptionError naming it.
+
+    Parameters
+    ----------
+    name : str
+    value : Any
+
+    Returns
+    -------
+    None
+    """
+    if not isinstance(value, bool):
+        raise OptionError(f"{name} must be True or False, not {value!r}")
 
 
 def _fit_design(design: Any, tol: float, dev: Any, dt: Any, call: str) -> LinearModelResult:

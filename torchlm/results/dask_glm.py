@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,9 @@ import torch
 from torchlm.errors import OptionError, TorchlmError, TorchlmWarning
 from torchlm.frame import Design, as_frame
 from torchlm.frame.dask_frame import DaskPlan, is_dask_frame, map_partitions_computed, not_supported
+from torchlm.inference.dask_anova import DaskTableMethods
+from torchlm.inference.dask_hac import dask_hac_covariance
+from torchlm.inference.dask_influence import DaskInfluenceMethods
 from torchlm.inference.dask_sandwich import LEVERAGE_TYPES, MeatSpec, _cluster_meat, _clusters, leverage_spec
 from torchlm.inference.sandwich import check_type, describe
 from torchlm.models.families import Family
@@ -28,45 +31,22 @@ from torchlm.present import rformat as rf
 from torchlm.present.summary import DIGITS, GLMSummary
 from torchlm.results.dask_linear import ROW_METHODS, DaskDesign, _refusal, exact_quantiles, row_names
 from torchlm.results.generalized import RESIDUAL_TYPES, GeneralizedLinearModelResult
-from torchlm.solvers.least_squares import QRFit
+from torchlm.sources.dask_glm_passes import DaskIRLSFit
 from torchlm.sources.dask_irls import (
     FinalPart,
     FinalSpec,
-    IRLSPart,
-    Point,
     deviance_counts,
     glm_meat_reduction,
+    glm_scores,
     partition_series,
 )
 from torchlm.sources.dask_source import partition_predict
-
-
-@dataclass
-class DaskIRLSFit:
-    """The end of IRLS over the partitions.
-
-    coef : (p,) estimates, NaN where aliased; qr : the working least squares at ``origin`` (R's last iteration's
-    start, whose working weights R's covariance uses); final : the estimate as a Point; deviance; iterations
-    (R's count); converged, boundary; first : the first pass (its QRPart has the rows' counts and weights' sums).
-    """
-
-    coef: np.ndarray
-    qr: QRFit
-    final: Point
-    origin: Point
-    deviance: float
-    iterations: int
-    converged: bool
-    boundary: bool
-    first: IRLSPart
-    polish_steps: int = 0
-
 
 #: the in-memory result's per-row tensors: refused by name when looked up
 ROW_TENSORS = ("_y", "_w", "_offset", "_mu_eta", "_working_w", "_good")
 
 
-class DaskGeneralizedLinearModelResult(GeneralizedLinearModelResult):
+class DaskGeneralizedLinearModelResult(DaskTableMethods, DaskInfluenceMethods, GeneralizedLinearModelResult):
     """A GLM fitted to a Dask DataFrame (tl.glm with ``data=ddf``): R's glm from one pass per IRLS iteration.
 
     The numbers are the in-memory fit's; ``fitted()``, ``linear_predictors()``, ``residuals()`` and
@@ -136,7 +116,8 @@ class DaskGeneralizedLinearModelResult(GeneralizedLinearModelResult):
         """sandwich's vcovHC / vcovCL from passes: the leverages' sum and maximum, then the meat (or cluster sums)."""
         check_type(type, cluster)
         if type == "HAC":
-            raise not_supported("HAC (Newey-West) covariances")
+            return dask_hac_covariance(self, self._source, glm_scores, (self.family, self._spec,
+                                                                         sorted(self._qr.pivot[: self.rank])))
         clusters = () if cluster is None else _clusters(cluster)
         if missing := [c for c in clusters if c not in self._ddf.columns]:
             raise OptionError(f"cluster {missing[0]!r} is not a column of the data")
@@ -287,7 +268,7 @@ def _inverse_link(eta: pd.Series, family: Family) -> pd.Series:
     return pd.Series(mu, index=eta.index, name="fit")
 
 
-for _name in ROW_METHODS + ("hatvalues", "rstandard", "cooks_distance", "profile"):
+for _name in ROW_METHODS + ("profile",):
     setattr(DaskGeneralizedLinearModelResult, _name, _refusal(_name))
 
 

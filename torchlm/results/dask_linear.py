@@ -22,7 +22,9 @@ import torch
 from torchlm.errors import OptionError, TorchlmError, TorchlmWarning
 from torchlm.frame import Design, as_frame, newdata_matrix, newdata_offset
 from torchlm.frame.dask_frame import DaskPlan, is_dask_frame, map_partitions_computed, not_supported
-from torchlm.inference.dask_sandwich import dask_robust_covariance, leverage_spec, partition_influence
+from torchlm.inference.dask_anova import DaskTableMethods
+from torchlm.inference.dask_influence import DaskInfluenceMethods
+from torchlm.inference.dask_sandwich import dask_robust_covariance
 from torchlm.inference.sandwich import check_type, describe
 from torchlm.present import rformat as rf
 from torchlm.present.summary import DIGITS, LMSummary
@@ -92,7 +94,7 @@ class DaskDesign:
         raise not_supported(f"the design's {name}")
 
 
-class DaskLinearModelResult(LinearModelResult):
+class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelResult):
     """A linear model fitted to a Dask DataFrame (tl.lm with ``data=ddf``): R's lm from per-partition reductions.
 
     The numbers are the in-memory fit's; ``fitted()``, ``residuals()`` and ``predict(newdata=ddf)`` are
@@ -232,39 +234,6 @@ class DaskLinearModelResult(LinearModelResult):
             return self._series("pearson")
         raise OptionError(f"residual type must be response, working, pearson or deviance, not {type!r}")
 
-    def _influence(self, kind: str) -> Any:
-        return self._ddf.map_partitions(partition_influence, self._plan, self._estimate, leverage_spec(self), kind,
-                                        self.sigma, self.rank, meta=pd.Series(dtype=np.float64, name=kind))
-
-    def hatvalues(self) -> Any:
-        """Leverages (R's hatvalues) as a lazy Dask series over the rows of non-zero weight.
-
-        Returns
-        -------
-        dask.dataframe.Series
-        """
-        return self._influence("hat")
-
-    def rstandard(self, type: str | None = None) -> Any:
-        """Standardized residuals (R's rstandard, type "sd.1") as a lazy Dask series over the rows of non-zero weight.
-
-        Returns
-        -------
-        dask.dataframe.Series
-        """
-        if type not in (None, "sd.1"):
-            raise not_supported(f"rstandard(type={type!r})")
-        return self._influence("rstandard")
-
-    def cooks_distance(self) -> Any:
-        """Cook's distances (R's cooks.distance) as a lazy Dask series over the rows of non-zero weight.
-
-        Returns
-        -------
-        dask.dataframe.Series
-        """
-        return self._influence("cooks_distance")
-
     def predict(self, newdata: Any = None, *, se_fit: bool = False, interval: str | None = None,
                 level: float = 0.95, type: str = "response", terms: Any = None, offset: Any = None,
                 vcov: Any = None, pred_var: Any = None, weights: Any = None) -> Any:
@@ -382,8 +351,7 @@ def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, h
 
 
 #: what reads the rows in memory: refused by name until the partition passes for it exist
-ROW_METHODS = ("rstudent", "dffits", "dfbeta", "dfbetas", "covratio",
-               "influence", "influence_measures", "plot", "augment", "alias", "dummy_coef", "drop1", "add1", "step")
+ROW_METHODS = ("influence", "influence_measures", "plot", "augment", "alias", "dummy_coef", "add1", "step")
 #: the parent's per-row arrays (read by sequential anova and the influence code): refused when looked up
 ROW_ARRAYS = {"_fitted": "sequential anova (the fitted values in memory)", "_resid": "the residuals in memory",
               "_w_used": "the rows' weights in memory"}

@@ -468,9 +468,7 @@ def glm_meat_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: tup
     with threads.limit(1):
         g = rows_of(part, number, plan, family)
         W, wres, _ = working_at(g, final, family)
-        cols = sorted(spec.pivot)
-        # rows off R's good set have W = 0 and a working residual that may be infinite: their scores are 0
-        S = (g.X[:, cols] * torch.where(W > 0, W * wres, torch.zeros_like(W))[:, None]).numpy()
+        S = _score_rows(g, W, wres, sorted(spec.pivot)).numpy()
         if spec.clusters:  # the cluster columns are the partition's (never passed persisted rows)
             return _cluster_sums(part, number, g.rows, S, spec)
         h = None
@@ -484,6 +482,33 @@ def glm_meat_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: tup
         f = np.ones(len(S)) if h is None else _hc_factor(spec, h)
         St = torch.from_numpy(S)
         return (St.T @ (St * torch.from_numpy(f)[:, None])).numpy()
+
+
+def _score_rows(g: GLMRows, W: torch.Tensor, wres: torch.Tensor, cols: list[int]) -> torch.Tensor:
+    # rows off R's good set have W = 0 and a working residual that may be infinite: their scores are 0
+    return g.X[:, cols] * torch.where(W > 0, W * wres, torch.zeros_like(W))[:, None]
+
+
+def glm_scores(part: Any, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec, list[int]]) -> np.ndarray:
+    """One partition's scores W x (y - mu) / mu'(eta) over the estimable columns ``est[2]``: HAC's rows.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame or GLMRows
+    number : int
+    plan : DaskPlan
+    est : (Family, FinalSpec, columns)
+
+    Returns
+    -------
+    numpy.ndarray
+        (rows used, k).
+    """
+    family, final, cols = est
+    with threads.limit(1):
+        g = rows_of(part, number, plan, family)
+        W, wres, _ = working_at(g, final, family)
+        return _score_rows(g, W, wres, cols).numpy()
 
 
 def _cluster_sums(part: pd.DataFrame, number: int, rows: PartitionRows, S: np.ndarray, spec: MeatSpec) -> list:

@@ -270,7 +270,7 @@ def range_counts(values: np.ndarray, ranges: tuple[tuple[int, int, int], ...]) -
     return out
 
 
-def order_statistics(ddf: Any, plan: DaskPlan, est: Any, n: int, ranks: list[int],
+def order_statistics(ddf: Any, plan: Any, est: Any, n: int, ranks: list[int],
                      collect: int = SELECTION_COLLECT, counts: Any = None) -> dict[int, float]:
     """The exact order statistics of the pearson residuals (0-based ranks), by passes of counts over the partitions.
 
@@ -282,6 +282,7 @@ def order_statistics(ddf: Any, plan: DaskPlan, est: Any, n: int, ranks: list[int
     ----------
     ddf : dask.dataframe.DataFrame
     plan : DaskPlan
+        (or what ``counts`` takes as its plan)
     est : Estimate
         (or what ``counts`` takes)
     n : int
