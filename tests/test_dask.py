@@ -237,3 +237,34 @@ def test_other_verbs_refuse_a_dask_frame_rather_than_collect_it():
                  lambda: tl.nls("mpg ~ a * exp(b * wt)", ddf, start={"a": 40.0, "b": -0.3})):
         with pytest.raises(ModelInputError, match="Dask DataFrame"):
             call()
+
+
+def test_a_numeric_formula_learns_its_design_from_the_first_partition(monkeypatch):
+    """No level to learn: one partition's scan (not a pass); a logical term's levels still come from every one."""
+    import dask
+
+    import torchlm.frame.dask_frame as dask_frame
+
+    scanned: list[int] = []
+    real = dask_frame.scan_partition
+
+    def counting(part, number, plan):
+        scanned.append(number)
+        return real(part, number, plan)
+
+    monkeypatch.setattr(dask_frame, "scan_partition", counting)
+    rng = np.random.default_rng(4)
+    d = pd.DataFrame({"x": np.linspace(2, -1, 60), "w": rng.uniform(0.5, 2, 60)})
+    d["y"] = 1 + d.x + (d.x > 0) + rng.normal(size=60)
+    ddf = dd.from_pandas(d, npartitions=3)  # the first partition's x are all above 0
+    with dask.config.set(scheduler="sync"):
+        fit = tl.lm("y ~ x", ddf, weights="w")
+        assert scanned == [0]
+        _close(fit.coef(), tl.lm("y ~ x", d, weights="w").coef())
+        scanned.clear()
+        fit = tl.lm("y ~ I(x > 0) + x", ddf)
+        assert sorted(scanned) == [0, 0, 1, 2]  # the first partition, then the whole scan pass
+        _close(fit.coef(), tl.lm("y ~ I(x > 0) + x", d).coef())
+        bad = dd.from_pandas(d.assign(w=np.where(d.index == 50, -1.0, d.w)), npartitions=3)
+        with pytest.raises(DataError, match="partition 2"):
+            tl.lm("y ~ x", bad, weights="w")  # found by the fit's pass, with the partition named

@@ -171,10 +171,12 @@ class PartitionRows:
 
 @dataclass
 class PartitionScan:
-    """The scan pass's answer for one partition: its rows kept and the rows that show each factor level."""
+    """The scan pass's answer for one partition: its rows kept and the rows that show each factor level (whether
+    the formula has categorical factors there: a logical term such as I(x > 0) on numeric columns)."""
 
     rows: pd.DataFrame
     n_kept: int
+    categorical: bool = False
 
 
 @contextlib.contextmanager
@@ -285,7 +287,7 @@ def learn_specs(formula: str, ddf: Any, plan: DaskPlan) -> tuple[DaskPlan, Desig
     (DaskPlan, Design)
         The plan; the design of the prototype (its spec, names and assignment are the fit's).
     """
-    scans = map_partitions_computed(ddf, scan_partition, plan)
+    scans = _scans(ddf, plan)
     if not sum(s.n_kept for s in scans):
         raise DataError("no observations left after the subset and removing rows with missing values "
                         f"(in any of the {ddf.npartitions} partitions)")
@@ -322,6 +324,28 @@ def _with_state(spec: ModelSpec, plan: DaskPlan) -> ModelSpec:
                             "prototype rows', not the data's; compute the column first, e.g. with ddf.assign)")
     state.update({k: copy.deepcopy(v) for k, v in plan.transform_state.items() if k in state})
     return spec.update(transform_state=state)
+
+
+#: partitions scanned one by one for a prototype before the whole scan pass is run
+FIRST_PARTITIONS = 3
+
+
+def _scans(ddf: Any, plan: DaskPlan) -> list[PartitionScan]:
+    """The scan pass, or, for a formula of numeric columns only (no level to learn, no transform's state), the
+    first partition that keeps rows: every partition's rows are checked again when the fit's passes build them."""
+    import dask
+
+    if set(plan.variables) <= set(plan.numeric) and not plan.stateful_columns and not plan.transform_state:
+        for k, part in enumerate(ddf.to_delayed()[:FIRST_PARTITIONS]):
+            try:
+                scan = dask.delayed(scan_partition, pure=True)(part, k, plan).compute()
+            except TorchlmError as e:
+                raise type(e)(str(e)) from None
+            if scan.n_kept:
+                if not scan.categorical:
+                    return [scan]
+                break  # a logical term (I(x > 0)): its levels are those of every partition
+    return map_partitions_computed(ddf, scan_partition, plan)
 
 
 def map_partitions_computed(ddf: Any, fn: Any, *args: Any) -> list:
@@ -444,7 +468,9 @@ def scan_partition(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
             if len(seen) and pd.api.types.is_numeric_dtype(work[v]):  # its range: given knots fall within
                 chosen |= {seen.astype(np.float64).idxmin(), seen.astype(np.float64).idxmax()}
         rows = frame.rows[sorted(chosen)]
-        return PartitionScan(part.iloc[rows], len(kept))
+        categorical = bool(list(_categorical_factors(mm.model_spec.rhs))) or bool(
+            list(_categorical_factors(mm.model_spec.lhs)))
+        return PartitionScan(part.iloc[rows], len(kept), categorical)
 
 
 def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> PartitionRows:
