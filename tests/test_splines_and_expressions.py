@@ -327,3 +327,14 @@ def test_expression_errors_name_the_problem():
     # R's na.fail: an NA subset is a missing value
     with pytest.raises(tl.DataError, match="na_action='fail'.*" + R["s_na_fail"]["message"]):
         tl.lm("Ozone ~ Wind", AIRQUALITY.dropna(subset=["Ozone"]), subset="Solar.R > 150", na_action="fail")
+
+
+@pytest.mark.parametrize("case", ["lm_ns_missing_other", "lm_scale_missing_other", "lm_bs_subset"])
+def test_backquoted_names_in_transforms_learn_on_every_row_too(case):
+    """`w.t` in scale(`w.t`): the transform's variable is found behind R's backquotes (it was not, and a missing
+    value of another variable then left no rows): R's numbers, which do not depend on the names."""
+    formula, data, kw = EVERY_ROW[case]
+    dotted = data.rename(columns={"wt": "w.t", "hp": "h.p"})
+    formula = re.sub(r"\bwt\b", "`w.t`", re.sub(r"\bhp\b", "`h.p`", formula))
+    fit = tl.lm(formula, dotted, **kw)
+    np.testing.assert_allclose(fit.coef().to_numpy(), R[case]["coef"], rtol=1e-9)

@@ -37,6 +37,9 @@ _RAW = re.compile(r"\braw\s*=\s*(True|1)\b")
 _POLY_DEGREE = re.compile(r"poly\((\w+), (?:degree=)?(\d+)\)")
 
 
+_QUOTED = "__torchlm_quoted__"
+
+
 def expression_variables(expr: str) -> set[str]:
     """The names an expression of formulaic's reads (its columns, and the functions it calls).
 
@@ -50,10 +53,13 @@ def expression_variables(expr: str) -> set[str]:
     set of str
         The names; the expression itself when it is not Python (a name formulaic looks up as it stands).
     """
+    # R's backquoted names (`Sepal.Length`) are not Python: read them apart, the rest with a placeholder
+    quoted = set(re.findall(r"`([^`]*)`", expr))
     try:
-        return {str(v) for v in get_expression_variables(expr, {})}
+        names = {str(v) for v in get_expression_variables(re.sub(r"`[^`]*`", _QUOTED, expr), {})}
     except Exception:  # not Python: a name formulaic looks up as it stands
         return {expr}
+    return (names - {_QUOTED}) | quoted
 
 
 def stateful_expressions(f: Formula | None) -> list[str]:
