@@ -268,3 +268,15 @@ def test_a_numeric_formula_learns_its_design_from_the_first_partition(monkeypatc
         bad = dd.from_pandas(d.assign(w=np.where(d.index == 50, -1.0, d.w)), npartitions=3)
         with pytest.raises(DataError, match="partition 2"):
             tl.lm("y ~ x", bad, weights="w")  # found by the fit's pass, with the partition named
+
+
+def test_a_comparison_with_a_missing_value_is_missing_in_the_partitions_too():
+    import dask
+
+    mt = tl.datasets.load("mtcars").reset_index(drop=True)
+    mt.loc[[2, 7], "hp"] = np.nan
+    with dask.config.set(scheduler="sync"):
+        d = tl.lm("mpg ~ wt + I(hp > 120)", dd.from_pandas(mt, npartitions=3))
+    m = tl.lm("mpg ~ wt + I(hp > 120)", mt)
+    assert d.df_residual == m.df_residual == 27  # R's
+    _close(d.coef(), m.coef())

@@ -224,3 +224,21 @@ def test_user_data_never_modified(df):
     assert mf.subset.all()
     build_design("y ~ scale(x) + C(g)", df, weights="w", offset="o", subset=SUBSET)
     assert df.equals(before) and df.index.equals(before.index) and list(df.columns) == list(before.columns)
+
+
+def test_a_comparison_with_a_missing_value_is_missing_as_in_r():
+    """R: NA > 120 is NA, so lm(mpg ~ wt + I(hp > 120)) drops hp's NA rows (df.residual 27 with two of them, R
+    4.2.2); is.na(hp) | hp > 120 is TRUE there and keeps them (29). numpy's NaN > 120 is False."""
+    mt = tl.datasets.load("mtcars").copy()
+    mt.loc[mt.index[[2, 7]], "hp"] = np.nan
+    before = mt.copy()
+    fit = tl.lm("mpg ~ wt + I(hp > 120)", mt)
+    assert fit.df_residual == 27
+    ref = tl.lm("mpg ~ wt + I(hp > 120)", mt.dropna(subset=["hp"]))
+    np.testing.assert_allclose(fit.coef().to_numpy(), ref.coef().to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fit.coef().to_numpy(), [35.19014, -4.08363, -3.65216], atol=5e-6)  # R's
+    kept = tl.lm("mpg ~ wt + I(is.na(hp) | (hp > 120))", mt)
+    assert kept.df_residual == 29
+    own = tl.lm("mpg ~ wt + big", mt.assign(big=(mt.hp.isna() | (mt.hp > 120)).astype(float)))
+    np.testing.assert_allclose(kept.coef().to_numpy(), own.coef().to_numpy(), rtol=1e-12)
+    pd.testing.assert_frame_equal(mt, before)

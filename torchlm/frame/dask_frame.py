@@ -40,6 +40,7 @@ from torchlm.frame.design import (
     _logical_terms,
     _raw_values,
     build_design,
+    missing_first,
 )
 from torchlm.frame.formula import expand_dot, formula_columns, formulaic_formula, materialize, split_offsets
 from torchlm.frame.model_frame import ModelFrame, _subset_mask, check_na_action, model_frame
@@ -128,6 +129,8 @@ class DaskPlan:
     categories : known categories of the categorical columns among them (dask's meta).
     contrasts, names_style : the fit's contrasts= and names= (the scan pass codes factors as the fit does).
     stateful_columns : the variables that stateful transforms read (the scan gathers rows of their distinct values).
+    missing_first : the variables whose missing values go before formulaic sees a partition's rows (design.py's
+        missing_first: the stateful transforms' and the comparisons').
     transform_state : formulaic's state of the stateful transforms, learnt on every row (frame/dask_state.py).
     """
 
@@ -146,6 +149,7 @@ class DaskPlan:
     contrasts: Any = None
     names_style: str = "formulaic"
     stateful_columns: tuple[str, ...] = ()
+    missing_first: tuple[str, ...] = ()
     transform_state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -260,10 +264,12 @@ def initial_plan(formula: str, ddf: Any, *, weights: str | None, offset: str | N
                   and UNKNOWN_CATEGORIES not in dtypes[v].categories}
     exprs = stateful_expressions(parsed)
     columns = set().union(*(expression_variables(e) for e in exprs)) if exprs else set()
+    first = missing_first([fa.expr for side in (parsed.lhs, parsed.rhs) for term in side for fa in term.factors])
     plan = DaskPlan(formula=expanded, rhs=None, lhs=None, names=(), weights=weights, offset=offset,
                     offset_terms=tuple(offset_terms), subset=subset, na_action=na_action, variables=variables,
                     numeric=numeric, categories=categories, contrasts=contrasts, names_style=names,
-                    stateful_columns=tuple(v for v in variables if v in columns))
+                    stateful_columns=tuple(v for v in variables if v in columns),
+                    missing_first=tuple(v for v in variables if v in first))
     return plan, exprs
 
 
@@ -524,11 +530,11 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
 
 
 def _complete(work: pd.DataFrame, plan: DaskPlan) -> pd.DataFrame:
-    """The rows without a missing value in a stateful transform's variable, as the in-memory design drops them
-    before formulaic sees them (a spline of no value at all is an error); their labels are kept (positions)."""
-    if not plan.stateful_columns or plan.na_action != "omit":
+    """The rows without a missing value in a stateful transform's or a comparison's variable, as the in-memory
+    design drops them before formulaic sees them (design.missing_first); their labels are kept (positions)."""
+    if not plan.missing_first or plan.na_action != "omit":
         return work
-    missing = np.asarray(work[list(plan.stateful_columns)].isna()).any(axis=1)
+    missing = np.asarray(work[list(plan.missing_first)].isna()).any(axis=1)
     return work.loc[~missing] if missing.any() else work
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -357,14 +358,46 @@ def _logical_terms(f: Formula | None, work: pd.DataFrame) -> list[str]:
     return [c for c in work.columns if c in lookups and c not in inside and is_logical(work[c])]
 
 
+# a comparison in a term (I(hp > 120)) is NA in R where its variable is; numpy's is False. Unless the term
+# handles missing values itself (is.na(x) | x > 3, ifelse(...)), such rows are missing, as R's na.omit has them
+_COMPARISON = re.compile(r"[<>]|==|!=")
+_NA_AWARE = re.compile(r"is[._]?na|isnull|notnull|notna|ifelse|where|fillna|coalesce|complete")
+
+
 def _formula_variables(f: Formula | None, work: pd.DataFrame) -> tuple[list, list]:
-    """The data columns the formula reads, and those that stateful transforms (scale(x), poly(x, 2)) read."""
+    """The data columns the formula reads, and those whose missing values go before formulaic sees the rows:
+    what stateful transforms (scale(x), poly(x, 2)) read, and what comparisons (I(hp > 120)) compare."""
     if f is None:
         return [], []
     exprs = [fa.expr for side in (f.lhs, f.rhs) for term in side for fa in term.factors]
     every = formula_columns(f, work.columns)
-    names = set().union(*(expression_variables(e) for e in exprs if STATEFUL_CALL.search(e)))
+    names = missing_first(exprs)
     return every, [c for c in every if c in names]
+
+
+def missing_first(exprs: list[str]) -> set[str]:
+    """The names whose missing values make a row missing before formulaic sees it (R's model.frame has them NA).
+
+    Those read by a stateful transform (scale(x), which learns on the non-missing values) or compared in a term
+    that does not handle missing values itself (I(hp > 120), not is.na(hp) | hp > 120).
+
+    Parameters
+    ----------
+    exprs : list of str
+        The formula's factors, as formulaic writes them.
+
+    Returns
+    -------
+    set of str
+
+    Examples
+    --------
+    >>> from torchlm.frame.design import missing_first
+    >>> sorted(missing_first(["wt", "I(hp > 120)", "scale(disp)", "I(is_na(qsec) | (qsec > 18))"]))
+    ['I', 'disp', 'hp', 'scale']
+    """
+    return set().union(*(expression_variables(e) for e in exprs if STATEFUL_CALL.search(e)
+                         or (_COMPARISON.search(e) and not _NA_AWARE.search(e))))
 
 
 def _missing_rows(work: pd.DataFrame, variables: list[str], na_action: str) -> np.ndarray:
