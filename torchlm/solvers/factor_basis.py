@@ -178,25 +178,22 @@ class FactorBasis:
                 raise NotStructured("a dropped column of the factors' span is not a combination of the others")
 
     # --- the triangular pieces ------------------------------------------------------------------------
-    def _rt_solve(self, B: torch.Tensor) -> torch.Tensor:
-        """R^-T B."""
+    def _tri_solve(self, B: torch.Tensor, transposed: bool) -> torch.Tensor:
+        """R^-T B (transposed) or R^-1 B."""
         if self.diagonal:
             return B / (self.R if B.dim() == 1 else self.R.unsqueeze(1))
         col = B.dim() == 1
-        out = torch.linalg.solve_triangular(self.R.T, B.unsqueeze(1) if col else B, upper=False)
+        R = self.R.T if transposed else self.R
+        out = torch.linalg.solve_triangular(R, B.unsqueeze(1) if col else B, upper=not transposed)
         return out.squeeze(1) if col else out
 
-    def _r_solve(self, B: torch.Tensor) -> torch.Tensor:
-        """R^-1 B."""
-        if self.diagonal:
-            return B / (self.R if B.dim() == 1 else self.R.unsqueeze(1))
-        col = B.dim() == 1
-        out = torch.linalg.solve_triangular(self.R, B.unsqueeze(1) if col else B, upper=True)
-        return out.squeeze(1) if col else out
+    def _rt_solve(self, B: torch.Tensor) -> torch.Tensor:
+        """R^-T B."""
+        return self._tri_solve(B, True)
 
     def _solve(self, B: torch.Tensor) -> torch.Tensor:
         """(F_k'WF_k)^-1 B."""
-        return self._r_solve(self._rt_solve(B))
+        return self._tri_solve(self._rt_solve(B), False)
 
     @property
     def rank(self) -> int:
