@@ -129,7 +129,8 @@ def test_lazy_values_and_predict(client):
 
 
 def test_residual_quantiles_are_exact_by_passes(client):
-    from torchlm.sources.dask_source import order_statistics
+    from torchlm.sources.dask_selection import order_statistics
+    from torchlm.sources.dask_source import residual_counts
 
     formula, kw = MODELS[0]
     d = tl.lm(formula, _partitioned(3), **kw)
@@ -137,7 +138,7 @@ def test_residual_quantiles_are_exact_by_passes(client):
     n = len(r)
     ranks = [0, 1, 37, n // 2, n - 2, n - 1]
     # collecting only ranges of at most 4 residuals: several counting passes; ties at 0 (the zero weights)
-    got = order_statistics(d._ddf, d._plan, d._estimate, n, ranks, collect=4)
+    got = order_statistics(d._ddf, d._plan, d._estimate, n, ranks, residual_counts, collect=4)
     assert [got[k] for k in ranks] == [r[k] for k in ranks]
     q = d.residual_quantiles()
     assert (q == np.quantile(r, [0, 0.25, 0.5, 0.75, 1])).all()
@@ -280,3 +281,40 @@ def test_a_comparison_with_a_missing_value_is_missing_in_the_partitions_too():
     m = tl.lm("mpg ~ wt + I(hp > 120)", mt)
     assert d.df_residual == m.df_residual == 27  # R's
     _close(d.coef(), m.coef())
+
+
+def test_a_fit_and_its_summary_read_the_partitions_three_times(monkeypatch):
+    """QR factors, residual sums with their sketch, one pass collecting the quantiles' brackets (was five)."""
+    import dask
+
+    import torchlm.frame.dask_frame as dask_frame
+
+    passes: list[str] = []
+    real = dask_frame.compute
+    monkeypatch.setattr(dask_frame, "compute", lambda tasks: passes.append("pass") or real(tasks))
+    rng = np.random.default_rng(8)
+    d = pd.DataFrame({"x": rng.normal(size=4000), "z": rng.normal(size=4000)})
+    d["y"] = 1 + d.x + rng.standard_t(3, size=4000)
+    with dask.config.set(scheduler="sync"):
+        fit = tl.lm("y ~ x + z", dd.from_pandas(d, npartitions=5))
+        text = str(fit.summary())
+    assert len(passes) == 3
+    assert text.split("Residual standard")[0] == str(tl.lm("y ~ x + z", d).summary()).split("Residual standard")[0]
+
+
+def test_partitions_read_by_pieces_give_the_same_numbers(monkeypatch):
+    """A partition longer than PIECE_ROWS is reduced piece by piece: the same fit, summary and quantiles."""
+    import dask
+
+    import torchlm.frame.dask_compute as dask_compute
+
+    monkeypatch.setattr(dask_compute, "PIECE_ROWS", 7)
+    formula, kw = MODELS[0]
+    m = tl.lm(formula, DF, **kw)
+    with dask.config.set(scheduler="sync"):
+        d = tl.lm(formula, _partitioned(3), **kw)
+        _close(d.coef(), m.coef())
+        for v in ("const", "HC0", "HC3"):
+            _close(d.vcov(v), m.vcov(v))
+        assert str(d.summary()) == str(m.summary())
+        _close(d.residual_quantiles(), np.quantile(m.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1]))

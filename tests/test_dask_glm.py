@@ -171,8 +171,8 @@ def test_persisted_rows_and_a_worker_killed_between_passes(client, monkeypatch):
     formula, kw = MODELS["poisson-offset"]
     passes, real = [], dask_glm._Passes.at
 
-    def at(self, point):  # after the second IRLS pass, one worker process dies with its persisted rows
-        out = real(self, point)
+    def at(self, point, final=None):  # after the second IRLS pass, one worker process dies with its persisted rows
+        out = real(self, point, final)
         passes.append(point)
         if len(passes) == 2:
             worker = sorted(client.scheduler_info()["workers"])[0]
@@ -270,3 +270,45 @@ def test_step_halving_as_in_memory(client):
     assert (d.iterations, d.boundary) == (m.iterations, m.boundary) and m.boundary
     _close(d.coef(), m.coef())
     _close(d.vcov(), m.vcov())
+
+
+@pytest.mark.parametrize("family, final_pass", [("binomial", 0), ("Gamma", 1)])
+def test_the_converging_pass_is_the_final_pass(monkeypatch, family, final_pass):
+    """binomial: one pass per iteration and none after (its AIC needs no total deviance); Gamma one more."""
+    import dask
+
+    import torchlm.frame.dask_frame as dask_frame
+
+    passes: list[str] = []
+    real = dask_frame.compute
+    monkeypatch.setattr(dask_frame, "compute", lambda tasks: passes.append("pass") or real(tasks))
+    rng = np.random.default_rng(9)
+    d = pd.DataFrame({"x": rng.normal(size=3000)})
+    d["yb"] = (rng.uniform(size=3000) < 1 / (1 + np.exp(-d.x))).astype(float)
+    d["yg"] = rng.gamma(2.0, np.exp(0.3 * d.x) / 2.0)
+    formula = "yb ~ x" if family == "binomial" else "yg ~ x"
+    with dask.config.set(scheduler="sync"):
+        fit = tl.glm(formula, dd.from_pandas(d, npartitions=4), family=family)
+    m = tl.glm(formula, d, family=family)
+    assert len(passes) == 1 + fit.iterations + final_pass  # R's start, then one per iteration
+    _close([fit.deviance, fit.null_deviance, fit.aic(), fit.dispersion],
+           [m.deviance, m.null_deviance, m.aic(), m.dispersion])
+    assert str(fit.summary()) == str(m.summary())
+
+
+@pytest.mark.parametrize("name", ["binomial", "gamma-log"])
+def test_partitions_read_by_pieces_give_the_same_glm(monkeypatch, name):
+    """IRLS, final sums (the aic's constant once) and quantiles by pieces of 7 rows: the in-memory fit's."""
+    import dask
+
+    import torchlm.frame.dask_compute as dask_compute
+
+    monkeypatch.setattr(dask_compute, "PIECE_ROWS", 7)
+    formula, kw = MODELS[name]
+    m = tl.glm(formula, DF, **kw)
+    with dask.config.set(scheduler="sync"):
+        d = tl.glm(formula, _partitioned(3), **kw)
+        _close(d.coef(), m.coef())
+        _close([d.deviance, d.null_deviance, d.aic(), d.dispersion], [m.deviance, m.null_deviance, m.aic(),
+                                                                       m.dispersion])
+        assert str(d.summary()) == str(m.summary())

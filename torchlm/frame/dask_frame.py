@@ -42,7 +42,14 @@ from torchlm.frame.design import (
     build_design,
     missing_first,
 )
-from torchlm.frame.formula import expand_dot, formula_columns, formulaic_formula, materialize, split_offsets
+from torchlm.frame.formula import (
+    expand_dot,
+    formula_columns,
+    formulaic_formula,
+    materialize,
+    spec_matrix,
+    split_offsets,
+)
 from torchlm.frame.model_frame import ModelFrame, _subset_mask, check_na_action, model_frame
 from torchlm.frame.response import offset_values
 from torchlm.frame.rexpr import Logical, evaluate_r
@@ -517,8 +524,8 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
         pos = np.flatnonzero(keep)
         if [str(c) for c in rhs.columns] != list(plan.names):
             raise DataError(f"the design's columns are {[str(c) for c in rhs.columns]}, the fit's {list(plan.names)}")
-        X = np.asarray(rhs.loc[pos].to_numpy(dtype=np.float64))
-        y = _response(lhs.loc[pos])
+        X = np.asarray(_at(rhs, pos).to_numpy(dtype=np.float64))
+        y = _response(_at(lhs, pos))
         _check_weights(frame.weights, pos, plan)
         w = None if frame.weights is None else frame.weights[pos]
         if bad := [n for n, c in zip(plan.names, X.T) if not np.isfinite(c).all()]:
@@ -527,6 +534,13 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
             raise DataError("non-finite values (Inf) in the response")
         off = None if frame.offset is None else frame.offset[pos]
         return PartitionRows(X, y, w, off, frame.index[pos], frame.n_dropped + len(work) - len(pos), frame.rows[pos])
+
+
+def _at(matrix: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:
+    """The matrix's rows labelled ``pos`` (itself when those are all its rows: no copy of the partition's design)."""
+    if len(pos) == len(matrix) and np.array_equal(np.asarray(matrix.index), pos):
+        return matrix
+    return matrix.loc[pos]
 
 
 def _complete(work: pd.DataFrame, plan: DaskPlan) -> pd.DataFrame:
@@ -566,10 +580,10 @@ def _outside_levels(work: pd.DataFrame, plan: DaskPlan) -> np.ndarray:
 
 def _spec_matrix(spec: Any, work: pd.DataFrame, plan: DaskPlan) -> pd.DataFrame:
     """formulaic's matrix of one side of the formula on the rows, with the frozen spec (rows with NA dropped)."""
-    fa = "drop" if plan.na_action == "omit" else "raise"
     with warnings_guard():
         warnings.simplefilter("ignore", DataMismatchWarning)  # values outside levels=: rows dropped above
-        return spec.get_model_matrix(work, na_action=fa, context=formula_context())
+        return spec_matrix(spec, work, na_action="drop" if plan.na_action == "omit" else "raise",
+                           context=formula_context())
 
 
 def _response(lhs: pd.DataFrame) -> np.ndarray:

@@ -12,7 +12,7 @@ state, not its own nor the prototype's:
 - R's orthogonal poly: formulaic's three-term recurrence, its ``alpha`` and ``norms2`` one degree per pass
   (each pass evaluates the polynomials found so far), with R's checks (no missing value, enough points);
 - ns and bs: the boundary knots from the range (one pass), the inner knots R's type-7 quantiles of x by the
-  exact order statistics of :func:`torchlm.sources.dask_source.order_statistics` (counting passes).
+  exact order statistics of :func:`torchlm.sources.dask_selection.order_statistics` (counting passes).
 
 Other stateful transforms (formulaic's cr, cs, cc, its own bs spellings) and a stateful call inside another's
 arguments are refused with :class:`torchlm.frame.dask_frame.NotSupportedForDask`.
@@ -35,6 +35,7 @@ from formulaic.utils.layered_mapping import LayeredMapping
 from formulaic.utils.stateful_transforms import stateful_eval
 
 from torchlm.errors import DataError, TorchlmError
+from torchlm.frame.dask_compute import by_pieces
 from torchlm.frame.dask_frame import (
     DaskPlan,
     in_partition,
@@ -48,7 +49,14 @@ from torchlm.frame.design import Design
 from torchlm.frame.rfunctions import formula_context
 from torchlm.frame.splines import _inner_probs, as_float
 from torchlm.frame.stateful import check_poly, expression_variables
-from torchlm.sources.dask_source import order_statistics, range_counts
+from torchlm.sources.dask_selection import (
+    RangeAnswer,
+    Sketch,
+    combine_range_answers,
+    order_statistics,
+    range_counts,
+    sketch_of,
+)
 
 #: the transform behind each name a formula may call, and how its state is learnt
 _SCALES = ("scale", "center", "standardize")
@@ -376,8 +384,9 @@ def _spline_state(ddf: Any, t: Transform, parts: list[tuple[int, float, float, n
     return state
 
 
+@by_pieces(combine_range_answers)
 def inside_counts(part: pd.DataFrame, number: int, t: Transform, bounds: tuple[float, float],
-                  ranges: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
+                  ranges: tuple[tuple[int, int, int], ...]) -> list[RangeAnswer]:
     """Counts (or keys) of a spline argument's values within the boundary knots, in the ranges of a selection pass.
 
     Parameters
@@ -388,11 +397,11 @@ def inside_counts(part: pd.DataFrame, number: int, t: Transform, bounds: tuple[f
     bounds : (float, float)
         The boundary knots (values beyond them do not place the inner knots, as R's).
     ranges : tuple of (lo, hi, width)
-        See :func:`torchlm.sources.dask_source.range_counts`.
+        See :func:`torchlm.sources.dask_selection.range_counts`.
 
     Returns
     -------
-    list of numpy.ndarray
+    list of RangeAnswer
     """
     with in_partition(number):
         x = _values(as_frame(part), t)
@@ -404,21 +413,23 @@ def _quantiles(ddf: Any, t: Transform, bounds: np.ndarray, n: int | None, probs:
     exact order statistics."""
     if bounds.shape != (2,) or not np.isfinite(bounds).all():
         raise DataError(f"{t.kind}: Boundary.knots must be two finite numbers, not {t.options['Boundary_knots']!r}")
-    if n is None:
-        n = int(sum(map_partitions_computed(ddf, _inside_count, t, (float(bounds[0]), float(bounds[1])))))
+    sketches = None
+    if n is None:  # the pass that counts the values also sketches them: then one pass collects the knots
+        sketches = map_partitions_computed(ddf, _inside_sketch, t, (float(bounds[0]), float(bounds[1])))
+        n = sum(s.size for s in sketches)
     if not n:
         return np.full(len(probs), np.nan)
     index = (n - 1) * probs  # R's 1 + (n - 1) * probs, from 0
     lo, hi = np.floor(index).astype(np.int64), np.ceil(index).astype(np.int64)
     stats = order_statistics(ddf, t, (float(bounds[0]), float(bounds[1])), n, sorted({*lo.tolist(), *hi.tolist()}),
-                             counts=inside_counts)
+                             counts=inside_counts, sketches=sketches)
     qs, qh = np.array([stats[k] for k in lo]), np.array([stats[k] for k in hi])
     h = index - lo
     return np.where((index > lo) & (qh != qs), (1 - h) * qs + h * qh, qs)
 
 
-def _inside_count(part: pd.DataFrame, number: int, t: Transform, bounds: tuple[float, float]) -> int:
+def _inside_sketch(part: pd.DataFrame, number: int, t: Transform, bounds: tuple[float, float]) -> Sketch:
     with in_partition(number):
         x = _values(as_frame(part), t)
-        return int(((x >= bounds[0]) & (x <= bounds[1])).sum())
+        return sketch_of(x[(x >= bounds[0]) & (x <= bounds[1])])
 

@@ -501,3 +501,54 @@ def _first_line(e: Exception) -> str:
     """The first line of an error message, without the terminal colour codes formulaic adds."""
     text = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def spec_matrix(spec: Any, data: Any, *, na_action: str, context: Any = None) -> Any:
+    """formulaic's model matrix of a frozen ModelSpec on ``data``, leaving no reference cycle that holds the data.
+
+    formulaic's materializer sits in reference cycles (its evaluated factors' closures) with the data and its
+    evaluated columns, freed only by a full collection of the cycle collector: a Dask worker's threads would pile
+    partitions up until one runs. Here the materializer is emptied after use: its own caches and the layer lists
+    of its LayeredMappings (not the layers: the context and formulaic's transforms are shared).
+
+    Parameters
+    ----------
+    spec : formulaic.ModelSpec
+    data : pandas.DataFrame
+    na_action : str
+        formulaic's ("drop", "raise", "ignore").
+    context : mapping, optional
+        Names for the factors' evaluation.
+
+    Returns
+    -------
+    formulaic.ModelMatrix
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from formulaic import model_matrix
+    >>> from torchlm.frame.formula import spec_matrix
+    >>> spec = model_matrix("x", pd.DataFrame({"x": [1.0, 2.0]})).model_spec
+    >>> spec_matrix(spec, pd.DataFrame({"x": [3.0, 5.0]}), na_action="drop")["x"].tolist()
+    [3.0, 5.0]
+    """
+    spec = spec.update(na_action=na_action)
+    materializer = spec.get_materializer(data, context=context)
+    try:
+        return materializer.get_model_matrix(spec)
+    finally:
+        _empty(materializer)
+
+
+def _empty(materializer: Any) -> None:
+    for cache in ("factor_cache", "encoded_cache"):
+        if isinstance(getattr(materializer, cache, None), dict):
+            getattr(materializer, cache).clear()
+    pending = [materializer.__dict__.get("layered_context")]
+    while pending:
+        layers = getattr(pending.pop(), "_layers", None)  # a LayeredMapping: the data is one of its layers
+        if isinstance(layers, list):
+            pending.extend(layer for layer in layers if hasattr(layer, "_layers"))
+            layers.clear()
+    materializer.__dict__.clear()

@@ -33,6 +33,7 @@ from torchlm.inference.rterms import (
 from torchlm.inference.single_term import _check, _columns, _terms
 from torchlm.inference.tables import AnovaTable, anova_table, is_glm
 from torchlm.solvers.least_squares import linear_chunks, qr_solve
+from torchlm.solvers.tall_qr import weighted_r_factor
 from torchlm.sources.dask_glm_passes import DaskIRLSFit, IRLSPasses, dask_irls
 from torchlm.sources.dask_irls import FinalSpec, Point, rows_of, working_at
 from torchlm.sources.dask_source import Estimate, partition_fit
@@ -251,8 +252,7 @@ def rao_reduction(part: Any, number: int, plan: DaskPlan, family: Any, points: t
         W, wres, _ = working_at(g, FinalSpec(final, origin, 0.0, 0, 0.0, None), family)
         r = torch.where((W > 0) & torch.isfinite(wres), wres, torch.zeros_like(wres))
         sw = torch.sqrt(W)
-        A = torch.column_stack([g.X[:, list(cols)] * sw[:, None], r * sw])
-        R = torch.linalg.qr(A, mode="r").R.numpy()
+        R = weighted_r_factor(g.X, r, sw, list(cols))
         return R, float(W.sum()), float((W * r).sum()), float((W * r * r).sum())
 
 

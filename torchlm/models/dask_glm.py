@@ -8,6 +8,7 @@ the working least squares at that point (the next step), so an iteration costs o
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,10 @@ from torchlm.sources.dask_glm_passes import dask_irls
 from torchlm.sources.dask_irls import (
     FinalPart,
     FinalSpec,
+    IRLSPart,
     PersistedRows,
     Point,
+    combine_final,
     final_reduction,
 )
 
@@ -101,7 +104,9 @@ def glm_dask(formula: str, data: Any, *, family: Any = "gaussian", weights: Any 
         raise not_supported("a model without coefficients (y ~ 0)")
     source = PersistedRows(data, plan, fam) if persist else data
     passes = _Passes(source, plan, fam, tol, None, list(prototype.names))
-    fit = dask_irls(passes, b0, Point(None), ctl)
+    # the pass that converges also gives the final sums, where the aic needs no total deviance (to scale by)
+    fit = dask_irls(passes, b0, Point(None), ctl, final_spec=_final_spec(prototype, plan) if fam.aic_dispersion is None
+                    else None)
     total = fit.first.qr
     if weights is not None and not total.nobs:
         raise DataError(f"0 observations with a non-zero weight (of {total.n} rows): nothing to fit")
@@ -110,20 +115,27 @@ def glm_dask(formula: str, data: Any, *, family: Any = "gaussian", weights: Any 
                                             source=source)
 
 
+def _final_spec(prototype: Any, plan: Any) -> Callable[..., FinalSpec]:
+    """The FinalSpec of a fit at ``final`` whose last working weights are at ``origin``, from the first pass."""
+    has_offset = plan.offset is not None or bool(plan.offset_terms)
+
+    def spec(first: IRLSPart, final: Point, origin: Point, deviance: float = math.nan) -> FinalSpec:
+        null_mu = first.sum_wy / first.sum_w if prototype.has_intercept and not has_offset else None
+        return FinalSpec(final=final, origin=origin, deviance=deviance, n=first.qr.n, sum_w=first.sum_w,
+                         null_mu=null_mu)
+
+    return spec
+
+
 def _final_pass(passes: _Passes, fit: DaskIRLSFit, prototype: Any, control: dict) -> tuple[FinalSpec, FinalPart]:
-    """The final pass's sums; the null deviance by its own IRLS where R refits (intercept and offset)."""
-    first = fit.first
+    """The final pass's sums (from the converging pass where it computed them); the null deviance by its own IRLS
+    where R refits (intercept and offset)."""
     has_offset = passes.plan.offset is not None or bool(passes.plan.offset_terms)
-    null_mu = first.sum_wy / first.sum_w if prototype.has_intercept and not has_offset else None
-    spec = FinalSpec(final=fit.final, origin=fit.origin, deviance=fit.deviance, n=first.qr.n, sum_w=first.sum_w,
-                     null_mu=null_mu)
-    parts = map_partitions_computed(passes.ddf, final_reduction, passes.plan, passes.family, spec)
-    terms = sum(q.aic_terms for q in parts)
-    total = FinalPart(pearson=float(sum(q.pearson for q in parts)),
-                      aic=float(sum(q.aic for q in parts)) - 2 * max(terms - 1, 0),
-                      aic_terms=terms, null_deviance=float(sum(q.null_deviance for q in parts)),
-                      dev_min=min(q.dev_min for q in parts), dev_max=max(q.dev_max for q in parts),
-                      warnings=tuple(dict.fromkeys(m for q in parts for m in q.warnings)))
+    spec = _final_spec(prototype, passes.plan)(fit.first, fit.final, fit.origin, fit.deviance)
+    if fit.final_sums is not None:
+        total = fit.final_sums
+    else:
+        total = combine_final(map_partitions_computed(passes.ddf, final_reduction, passes.plan, passes.family, spec))
     for message in total.warnings:
         warnings.warn(message, TorchlmWarning, stacklevel=5)
     if prototype.has_intercept and has_offset:

@@ -22,6 +22,7 @@ from torchlm.errors import OptionError, TorchlmError, TorchlmWarning
 from torchlm.frame import Design, as_frame
 from torchlm.frame.dask_frame import DaskPlan, is_dask_frame, map_partitions_computed, not_supported
 from torchlm.inference.dask_anova import DaskTableMethods
+from torchlm.inference.dask_glm_meat import glm_meat_reduction, glm_scores
 from torchlm.inference.dask_hac import dask_hac_covariance
 from torchlm.inference.dask_influence import DaskInfluenceMethods
 from torchlm.inference.dask_sandwich import LEVERAGE_TYPES, MeatSpec, _cluster_meat, _clusters, leverage_spec
@@ -32,14 +33,7 @@ from torchlm.present.summary import DIGITS, GLMSummary
 from torchlm.results.dask_linear import ROW_METHODS, DaskDesign, _refusal, exact_quantiles, row_names
 from torchlm.results.generalized import RESIDUAL_TYPES, GeneralizedLinearModelResult
 from torchlm.sources.dask_glm_passes import DaskIRLSFit
-from torchlm.sources.dask_irls import (
-    FinalPart,
-    FinalSpec,
-    deviance_counts,
-    glm_meat_reduction,
-    glm_scores,
-    partition_series,
-)
+from torchlm.sources.dask_irls import FinalPart, FinalSpec, deviance_counts, partition_series
 from torchlm.sources.dask_source import partition_predict
 
 #: the in-memory result's per-row tensors: refused by name when looked up
@@ -257,7 +251,7 @@ class DaskGeneralizedLinearModelResult(DaskTableMethods, DaskInfluenceMethods, G
         if cached is None:
             s = self._sums
             cached = exact_quantiles(self._source, self._plan, self._est, self._total.n, s.dev_min, s.dev_max,
-                                     counts=deviance_counts)
+                                     counts=deviance_counts, sketches=list(s.sketches))
             self.__dict__["_quantiles"] = cached
         return cached
 

@@ -5,7 +5,7 @@ deviance, logLik, AIC, BIC, HC0/HC1) is computed as for an in-memory fit; HC2-HC
 take further passes (:mod:`torchlm.inference.dask_sandwich`); per-row results (fitted values, residuals,
 leverages, standardized residuals, Cook's distances, predictions of a Dask newdata) are lazy Dask series; the
 summary's residual quantiles are R's, found exactly by passes of counts
-(:func:`torchlm.sources.dask_source.order_statistics`). What reads the rows themselves otherwise (sequential
+(:func:`torchlm.sources.dask_selection.order_statistics`). What reads the rows themselves otherwise (sequential
 anova, drop1, rstudent, dfbeta, HAC, plots) raises NotSupportedForDask for now.
 """
 
@@ -30,13 +30,15 @@ from torchlm.present import rformat as rf
 from torchlm.present.summary import DIGITS, LMSummary
 from torchlm.results.linear import FStatistic, LinearModelResult
 from torchlm.solvers.least_squares import QRFit, linear_chunks
+from torchlm.sources.dask_selection import Sketch, order_statistics
 from torchlm.sources.dask_source import (
     Estimate,
     QRPart,
     ResidualPart,
-    order_statistics,
+    combine_residuals,
     partition_predict,
     partition_values,
+    residual_counts,
     residual_reduction,
 )
 
@@ -144,11 +146,7 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
         return float(t.wcolsum[j])
 
     def _residual_pass(self) -> ResidualPart:
-        parts = map_partitions_computed(self._ddf, residual_reduction, self._plan, self._estimate)
-        return ResidualPart(
-            rss=float(sum(r.rss for r in parts)), mss=float(sum(r.mss for r in parts)),
-            ss_fitted=float(sum(r.ss_fitted for r in parts)), r_min=min(r.r_min for r in parts),
-            r_max=max(r.r_max for r in parts), meat=np.sum([r.meat for r in parts], axis=0))
+        return combine_residuals(map_partitions_computed(self._ddf, residual_reduction, self._plan, self._estimate))
 
     def __getattr__(self, name: str) -> Any:
         # only names not found otherwise: the parent's per-row arrays are refused by name
@@ -314,13 +312,14 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
         if cached is not None:
             return cached
         r = self._residual_sums
-        q = exact_quantiles(self._ddf, self._plan, self._estimate, self._total.n, r.r_min, r.r_max)
+        q = exact_quantiles(self._ddf, self._plan, self._estimate, self._total.n, r.r_min, r.r_max,
+                            sketches=list(r.sketches))
         self.__dict__["_quantiles"] = q
         return q
 
 
 def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, highest: float,
-                    counts: Any = None) -> np.ndarray:
+                    counts: Any = residual_counts, sketches: list[Sketch] | None = None) -> np.ndarray:
     """R's quantile(values) (type 7) at 0, 1/4, 1/2, 3/4, 1 of per-row values, from exact order statistics.
 
     Parameters
@@ -334,7 +333,9 @@ def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, h
     lowest, highest : float
         Their minimum and maximum (from a pass of sums).
     counts : callable, optional
-        The per-partition counts (see dask_source.order_statistics).
+        The per-partition counts (see dask_selection.order_statistics; default the pearson residuals').
+    sketches : list of Sketch, optional
+        The partitions' sketches of the values (from an earlier pass): the ranks' starting brackets.
 
     Returns
     -------
@@ -344,7 +345,7 @@ def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, h
     h = (n - 1) * np.array([0.25, 0.5, 0.75])
     lo = np.floor(h).astype(np.int64)
     ranks = sorted({int(k) for k in lo} | {min(int(k) + 1, n - 1) for k in lo})
-    stats = order_statistics(ddf, plan, est, n, ranks, counts=counts)
+    stats = order_statistics(ddf, plan, est, n, ranks, counts, sketches=sketches)
     inner = [float(np.quantile(np.array([stats[int(k)], stats[min(int(k) + 1, n - 1)]]), g - k))
              for g, k in zip(h, lo)]
     return np.array([lowest] + inner + [highest])

@@ -32,7 +32,8 @@ class DaskIRLSFit:
 
     coef : (p,) estimates, NaN where aliased; qr : the working least squares at ``origin`` (R's last iteration's
     start, whose working weights R's covariance uses); final : the estimate as a Point; deviance; iterations
-    (R's count); converged, boundary; first : the first pass (its QRPart has the rows' counts and weights' sums).
+    (R's count); converged, boundary; first : the first pass (its QRPart has the rows' counts and weights' sums);
+    final_sums : the final pass's FinalPart when the converging pass computed it (see ``dask_irls``'s final_spec).
     """
 
     coef: np.ndarray
@@ -45,6 +46,7 @@ class DaskIRLSFit:
     boundary: bool
     first: IRLSPart
     polish_steps: int = 0
+    final_sums: Any = None
 
 
 class IRLSPasses:
@@ -70,14 +72,20 @@ class IRLSPasses:
         self.columns, self.names = columns, names
         self.warned = False
 
-    def at(self, point: Point) -> IRLSPart:
+    def at(self, point: Point, final: Any = None) -> IRLSPart:
         """One pass at a point (R's glm.fit errors raised where the whole point is valid).
+
+        Parameters
+        ----------
+        point : Point
+        final : FinalSpec, optional
+            Also the final pass's sums at the point (see irls_reduction).
 
         Returns
         -------
         IRLSPart
         """
-        parts = map_partitions_computed(self.ddf, irls_reduction, self.plan, self.family, point, self.columns)
+        parts = map_partitions_computed(self.ddf, irls_reduction, self.plan, self.family, point, self.columns, final)
         total = combine_irls(parts, combine_qr)
         if not self.warned:  # the family's initialize warns once, as in memory (every pass repeats it)
             self.warned = True
@@ -121,11 +129,18 @@ class IRLSProblem:
     Parameters
     ----------
     passes : IRLSPasses
+    final_spec : callable, optional
+        ``final_spec(final, origin)``: the FinalSpec of the final pass were IRLS to stop at ``final``; a pass
+        after a relative change of the deviance below ``speculate_below`` computes those sums too, so that the
+        pass that converges serves as the final pass (quadratic convergence: the next change is its square).
+    speculate_below : float
     """
 
-    def __init__(self, passes: IRLSPasses) -> None:
+    def __init__(self, passes: IRLSPasses, final_spec: Any = None, speculate_below: float = 0.0) -> None:
         self.passes = passes
         self.origin: tuple[Point, QRFit] | None = None  # the last step's point and its least squares
+        self.final_spec, self.speculate_below = final_spec, speculate_below
+        self.deviances: list[float] = []
 
     def evaluate(self, coef: torch.Tensor) -> Evaluation:
         """The deviance at ``coef`` and the working least squares there (one pass).
@@ -135,12 +150,19 @@ class IRLSProblem:
         Evaluation
         """
         point = self.passes.point(coef)
+        final = None
+        d = self.deviances
+        if self.final_spec is not None and self.origin is not None and len(d) > 1 \
+                and abs(d[-1] - d[-2]) / (abs(d[-1]) + 0.1) < self.speculate_below:
+            final = self.final_spec(point, self.origin[0])
         try:
-            P = self.passes.at(point)
+            P = self.passes.at(point, final)
         except TorchlmError:
             raise
         except Exception as e:  # the scheduler's (a lost connection): not an invalid point to halve away from
             raise FitError(f"a pass over the Dask partitions failed: {type(e).__name__}: {e}") from e
+        if P.valid and math.isfinite(P.deviance):
+            d.append(P.deviance)
         return Evaluation(P.deviance, valid=P.valid, aux=(point, P))
 
     def propose(self, state: State) -> Step | None:
@@ -161,7 +183,8 @@ class IRLSProblem:
         return Step(direction=new - state.x, newton=False, point=new)
 
 
-def dask_irls(passes: IRLSPasses, start: torch.Tensor | None, start_point: Point, control: dict) -> DaskIRLSFit:
+def dask_irls(passes: IRLSPasses, start: torch.Tensor | None, start_point: Point, control: dict,
+              final_spec: Any = None) -> DaskIRLSFit:
     """R's glm.fit over the partitions: the in-memory IRLS's iterations, halvings, warnings and errors.
 
     Parameters
@@ -172,6 +195,9 @@ def dask_irls(passes: IRLSPasses, start: torch.Tensor | None, start_point: Point
         Where the first iteration starts.
     control : dict
         glm.control settings.
+    final_spec : callable, optional
+        ``final_spec(first, final, origin)`` (first: the first pass): the final pass's FinalSpec at a point, to
+        compute its sums within the passes near convergence (see IRLSProblem).
 
     Returns
     -------
@@ -196,7 +222,9 @@ def dask_irls(passes: IRLSPasses, start: torch.Tensor | None, start_point: Point
         raise DataError("cannot find valid starting values: please specify some (start= coefficients whose "
                         f"linear predictor is inside the range of the {family.link.name} link and the family)")
     maxit = int(control["maxit"])
-    problem = IRLSProblem(passes)
+    spec = None if final_spec is None else (lambda final, origin: final_spec(P0, final, origin))
+    problem = IRLSProblem(passes, spec, speculate_below=10 * math.sqrt(control["epsilon"]))
+    problem.deviances.append(P0.deviance)
     x0 = start.clone() if start is not None else torch.zeros(p, dtype=torch.float64)
     res = solve(problem, x0, control=RHalving(maxit), test=RelativeChange(control["epsilon"]), maxit=maxit,
                 initial=Evaluation(P0.deviance, aux=(point0, P0)), anchored=start is not None,
@@ -221,5 +249,6 @@ def dask_irls(passes: IRLSPasses, start: torch.Tensor | None, start_point: Point
     coef = np.full(p, np.nan)
     est = qr.pivot[: qr.rank]
     coef[est] = res.x.cpu().double().numpy()[est]
+    sums = P.final if P.final_spec is not None and P.final_spec.origin is origin else None
     return DaskIRLSFit(coef=coef, qr=qr, final=point, origin=origin, deviance=P.deviance, iterations=res.iterations,
-                       converged=conv, boundary=boundary, first=P0)
+                       converged=conv, boundary=boundary, first=P0, final_sums=sums)

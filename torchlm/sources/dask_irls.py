@@ -5,9 +5,10 @@ worker). At a point (coefficients, or R's starting means) a partition builds its
 plan, applies the family's initialize to its response, and returns the deviance there, whether eta and mu are
 valid, and the R factor of [sqrt(W) X | sqrt(W) z] for the working weights and response at that point
 (:func:`irls_reduction`), so that one pass per IRLS iteration gives the client both R's convergence test and
-the next step. The final pass (:func:`final_reduction`) returns the sums behind the dispersion, the AIC and
-the null deviance; further passes the robust covariances' meats (:func:`glm_meat_reduction`) and the deviance
-residuals' order statistics (:func:`deviance_counts`). The per-row GLM arithmetic is the in-memory fit's
+the next step. The final sums (:func:`final_sums`: the dispersion, the AIC, the null deviance and a sketch of
+the deviance residuals) come from the pass that converges, or from a final pass (:func:`final_reduction`);
+further passes give the deviance residuals' order statistics (:func:`deviance_counts`) and the robust
+covariances' meats (torchlm.inference.dask_glm_meat). The per-row GLM arithmetic is the in-memory fit's
 (:class:`torchlm.solvers.irls.GLMPasses` and the family's functions), one partition at a time.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,12 @@ import torch
 
 from torchlm import threads
 from torchlm.errors import _WARNINGS_LOCK, DataError
+from torchlm.frame.dask_compute import by_pieces
 from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, partition_rows
-from torchlm.inference.dask_sandwich import MeatSpec, _hc_factor
 from torchlm.models.families import Family
 from torchlm.solvers.irls import GLMPasses
-from torchlm.sources.dask_source import QRPart, qr_part, range_counts
+from torchlm.sources.dask_selection import RangeAnswer, Sketch, combine_range_answers, range_counts, sketch_of
+from torchlm.sources.dask_source import QRPart, combine_qr, qr_part
 from torchlm.sources.row_blocks import ArraySource
 
 
@@ -54,7 +56,8 @@ class IRLSPart:
     deviance : sum of the deviance residuals; valid : eta and mu inside the link's and family's ranges;
     error : the message of R's glm.fit error the working weights raised there (raised only at a valid point);
     n_good : rows in the working least squares; sum_wy, sum_w : prior-weighted sums of y (after initialize) and
-    the weights; at_boundary : means at the family's boundary; warnings : what the family warned.
+    the weights; at_boundary : means at the family's boundary; warnings : what the family warned; final : the
+    final pass's sums at the point (asked for with ``final_spec`` where the pass may be IRLS's last).
     """
 
     qr: QRPart
@@ -66,6 +69,8 @@ class IRLSPart:
     sum_w: float
     at_boundary: bool
     warnings: tuple[str, ...] = ()
+    final: FinalPart | None = None
+    final_spec: FinalSpec | None = None
 
 
 @dataclass
@@ -99,7 +104,7 @@ def glm_rows(part: pd.DataFrame, number: int, plan: DaskPlan, family: Family) ->
     """
     rows = partition_rows(part, number, plan)
     n = len(rows.y)
-    X = torch.from_numpy(np.ascontiguousarray(rows.X))
+    X = torch.from_numpy(rows.X)  # formulaic's columns: Fortran order, read in row blocks as they are
     y = torch.from_numpy(rows.y)
     w = torch.ones(n, dtype=torch.float64) if rows.weights is None else torch.from_numpy(rows.weights)
     off = torch.zeros(n, dtype=torch.float64) if rows.offset is None else torch.from_numpy(rows.offset)
@@ -185,8 +190,9 @@ def eta_mu(g: GLMRows, point: Point, family: Family) -> tuple[torch.Tensor, torc
     return eta, link.linkinv(eta)
 
 
+@by_pieces(lambda parts: combine_irls(parts, combine_qr))
 def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Family, point: Point,
-                   columns: tuple[int, ...] | None) -> IRLSPart:
+                   columns: tuple[int, ...] | None, final: FinalSpec | None = None) -> IRLSPart:
     """One partition's IRLS pass at a point: deviance, validity and the factor of its working least squares.
 
     Parameters
@@ -199,6 +205,9 @@ def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Fami
         Where eta and mu are taken.
     columns : tuple of int or None
         The design columns of the working least squares (None: all).
+    final : FinalSpec, optional
+        Also the final pass's sums (:func:`final_sums`), at ``final.final`` (the point): the pass that finds
+        IRLS converged then serves as the final pass.
 
     Returns
     -------
@@ -207,9 +216,9 @@ def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Fami
     with threads.limit(1):
         g = rows_of(part, number, plan, family)
         eta, mu = eta_mu(g, point, family)
-        dev = float(family.dev_resids(g.y, mu, g.w).sum())
+        d = family.dev_resids(g.y, mu, g.w)
+        dev = float(d.sum())
         valid = bool(family.link.valideta(eta) and family.validmu(mu))
-        X = g.X if columns is None else g.X[:, list(columns)]
         sw = torch.zeros_like(eta)
         z = torch.zeros_like(eta)
         error = None
@@ -222,11 +231,15 @@ def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Fami
             except DataError as e:  # R's error only if the whole point turns out valid (as GLMPasses.at)
                 error = str(e)
                 sw = torch.zeros_like(eta)
-        A = torch.column_stack([X * sw[:, None], z * sw]).numpy()
         wy = g.w * g.y
-        return IRLSPart(qr=qr_part(g.rows, A), deviance=dev if math.isfinite(dev) else math.inf, valid=valid,
+        qr = qr_part(g.rows, g.X, z, sw, None if columns is None else list(columns))
+        sums = None
+        if final is not None and valid and math.isfinite(dev):
+            sums = final_sums(g, number, family, final, (eta, mu, d))
+        return IRLSPart(qr=qr, deviance=dev if math.isfinite(dev) else math.inf, valid=valid,
                         error=error, n_good=int((sw != 0).sum()), sum_wy=float(wy.sum()), sum_w=float(g.w.sum()),
-                        at_boundary=bool(len(mu)) and valid and family.at_boundary(mu), warnings=g.warnings)
+                        at_boundary=bool(len(mu)) and valid and family.at_boundary(mu), warnings=g.warnings,
+                        final=sums, final_spec=final)
 
 
 def combine_irls(parts: list[IRLSPart], combine: Any) -> IRLSPart:
@@ -248,7 +261,9 @@ def combine_irls(parts: list[IRLSPart], combine: Any) -> IRLSPart:
         valid=all(p.valid for p in parts), error=next((p.error for p in parts if p.error), None),
         n_good=sum(p.n_good for p in parts), sum_wy=float(sum(p.sum_wy for p in parts)),
         sum_w=float(sum(p.sum_w for p in parts)), at_boundary=any(p.at_boundary for p in parts),
-        warnings=tuple(dict.fromkeys(m for p in parts for m in p.warnings)))
+        warnings=tuple(dict.fromkeys(m for p in parts for m in p.warnings)),
+        final=None if any(p.final is None for p in parts) else combine_final([p.final for p in parts if p.final]),
+        final_spec=parts[0].final_spec if parts else None)
 
 
 @dataclass(frozen=True)
@@ -272,7 +287,8 @@ class FinalSpec:
 @dataclass
 class FinalPart:
     """One partition's final sums: Pearson's (for the dispersion), its share of the aic, the null deviance, the
-    deviance residuals' range; ``aic_terms`` counts the partitions whose aic carries the family's constant."""
+    deviance residuals' range and sketch (one per partition once combined); ``aic_terms`` counts the partitions
+    whose aic carries the family's constant."""
 
     pearson: float
     aic: float
@@ -281,9 +297,11 @@ class FinalPart:
     dev_min: float
     dev_max: float
     warnings: tuple[str, ...] = ()
+    sketches: tuple[Sketch, ...] = ()
 
 
-def working_at(g: GLMRows, spec: FinalSpec, family: Family) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def working_at(g: GLMRows, spec: FinalSpec, family: Family,
+               at: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """R's working weights at the origin (0 off the good rows), the working residuals and the means at the estimate.
 
     Parameters
@@ -291,13 +309,15 @@ def working_at(g: GLMRows, spec: FinalSpec, family: Family) -> tuple[torch.Tenso
     g : GLMRows
     spec : FinalSpec
     family : Family
+    at : (eta, mu), optional
+        Their values at the estimate, when the caller has them.
 
     Returns
     -------
     (W, working residuals, mu) torch tensors
     """
     link = family.link
-    eta, mu = eta_mu(g, spec.final, family)
+    eta, mu = eta_mu(g, spec.final, family) if at is None else at
     eta_o, mu_o = eta_mu(g, spec.origin, family)
     me_o, var = link.mu_eta(eta_o), family.variance(mu_o)
     good = (g.w > 0) & (me_o != 0)
@@ -317,6 +337,7 @@ def _aic_share(family: Family, g: GLMRows, mu: torch.Tensor, spec: FinalSpec) ->
     return family.aic(g.y, torch.ones_like(g.y), mu, g.w, spec.deviance * local / total), 1
 
 
+@by_pieces(lambda parts: combine_final(parts))
 def final_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Family, spec: FinalSpec) -> FinalPart:
     """One partition's final sums at the estimate (dispersion, AIC, null deviance, deviance residuals' range).
 
@@ -333,25 +354,64 @@ def final_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Fam
     FinalPart
     """
     with threads.limit(1):
-        g = rows_of(part, number, plan, family)
-        W, wres, mu = working_at(g, spec, family)
-        positive = g.w > 0
-        pearson = float((W * wres**2)[positive].sum())
-        with in_partition(number), _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            aic, terms = _aic_share(family, g, mu, spec) if family.has_likelihood else (math.nan, 0)
-        if spec.null_mu is not None:
-            null = family.dev_resids(g.y, torch.full_like(g.y, spec.null_mu), g.w)
-        else:
-            null = family.dev_resids(g.y, family.link.linkinv(g.off), g.w)
-        r = deviance_residuals(g, mu, family)
-        return FinalPart(pearson=pearson, aic=aic, aic_terms=terms, null_deviance=float(null.sum()),
-                         dev_min=float(r.min()) if len(r) else math.inf,
-                         dev_max=float(r.max()) if len(r) else -math.inf,
-                         warnings=g.warnings + tuple(str(c.message) for c in caught))
+        return final_sums(rows_of(part, number, plan, family), number, family, spec)
 
 
-def deviance_residuals(g: GLMRows, mu: torch.Tensor, family: Family) -> torch.Tensor:
+def final_sums(g: GLMRows, number: int, family: Family, spec: FinalSpec, at: tuple | None = None) -> FinalPart:
+    """The final sums of a partition's GLMRows (see :func:`final_reduction`).
+
+    Parameters
+    ----------
+    g : GLMRows
+    number : int
+        The partition's position (its warnings name it).
+    family : Family
+    spec : FinalSpec
+    at : (eta, mu, deviance residuals' squares), optional
+        Their values at the estimate, when an IRLS pass has them.
+
+    Returns
+    -------
+    FinalPart
+    """
+    W, wres, mu = working_at(g, spec, family, None if at is None else at[:2])
+    positive = g.w > 0
+    pearson = float((W * wres**2)[positive].sum())
+    with in_partition(number), _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aic, terms = _aic_share(family, g, mu, spec) if family.has_likelihood else (math.nan, 0)
+    if spec.null_mu is not None:
+        null = family.dev_resids(g.y, torch.full_like(g.y, spec.null_mu), g.w)
+    else:
+        null = family.dev_resids(g.y, family.link.linkinv(g.off), g.w)
+    r = deviance_residuals(g, mu, family, None if at is None else at[2])
+    return FinalPart(pearson=pearson, aic=aic, aic_terms=terms, null_deviance=float(null.sum()),
+                     dev_min=float(r.min()) if len(r) else math.inf, dev_max=float(r.max()) if len(r) else -math.inf,
+                     warnings=g.warnings + tuple(str(c.message) for c in caught), sketches=(sketch_of(r.numpy()),))
+
+
+def combine_final(parts: list[FinalPart]) -> FinalPart:
+    """The partitions' final sums as the data's (the family's constant in the aic counted once).
+
+    Parameters
+    ----------
+    parts : list of FinalPart
+
+    Returns
+    -------
+    FinalPart
+    """
+    terms = sum(q.aic_terms for q in parts)
+    # the constant is in the combined aic once: a partition's pieces combined count as one term of the data's
+    return FinalPart(pearson=float(sum(q.pearson for q in parts)),
+                     aic=float(sum(q.aic for q in parts)) - 2 * max(terms - 1, 0),
+                     aic_terms=min(terms, 1), null_deviance=float(sum(q.null_deviance for q in parts)),
+                     dev_min=min(q.dev_min for q in parts), dev_max=max(q.dev_max for q in parts),
+                     warnings=tuple(dict.fromkeys(m for q in parts for m in q.warnings)),
+                     sketches=tuple(s for q in parts for s in q.sketches))
+
+
+def deviance_residuals(g: GLMRows, mu: torch.Tensor, family: Family, d: torch.Tensor | None = None) -> torch.Tensor:
     """R's deviance residuals sign(y - mu) sqrt(d_i), as the in-memory result computes them.
 
     Parameters
@@ -359,12 +419,14 @@ def deviance_residuals(g: GLMRows, mu: torch.Tensor, family: Family) -> torch.Te
     g : GLMRows
     mu : torch.Tensor
     family : Family
+    d : torch.Tensor, optional
+        family.dev_resids at mu, when the caller has them.
 
     Returns
     -------
     torch.Tensor
     """
-    d = torch.clamp(family.dev_resids(g.y, mu, g.w), min=0)
+    d = torch.clamp(family.dev_resids(g.y, mu, g.w) if d is None else d, min=0)
     return torch.sign(g.y - mu) * torch.sqrt(d)
 
 
@@ -396,8 +458,9 @@ def residual_values(g: GLMRows, spec: FinalSpec, family: Family, kind: str) -> t
     return g.y - mu
 
 
+@by_pieces(combine_range_answers)
 def deviance_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec],
-                    ranges: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
+                    ranges: tuple[tuple[int, int, int], ...]) -> list[RangeAnswer]:
     """The deviance residuals' counts in the ranges of an exact selection (see dask_source.order_statistics).
 
     Parameters
@@ -410,7 +473,7 @@ def deviance_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: tuple[
 
     Returns
     -------
-    list of numpy.ndarray
+    list of RangeAnswer
     """
     family, spec = est
     with threads.limit(1):
@@ -443,95 +506,3 @@ def partition_series(part: pd.DataFrame, plan: DaskPlan, family: Family, spec: F
         values = residual_values(g, spec, family, kind).numpy()
     name = {"fitted": "fitted", "link": "eta"}.get(kind, "residuals")
     return pd.Series(values, index=g.rows.index, name=name)
-
-
-def glm_meat_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec],
-                       spec: MeatSpec) -> Any:
-    """One partition's share of a GLM's sandwich meat: scores W x (y - mu) / mu'(eta) at the working weights.
-
-    With ``spec.Rinv`` and no type other than HC0/HC1, only the leverages' sum, maximum and rows close to 1
-    (the first of the two passes of HC2-HC5); with clusters, the score sums per cluster.
-
-    Parameters
-    ----------
-    part : pandas.DataFrame
-    number : int
-    plan : DaskPlan
-    est : (Family, FinalSpec)
-    spec : MeatSpec
-
-    Returns
-    -------
-    numpy.ndarray (k, k), per clustering term a pandas.DataFrame of score sums, or (sum, max, close rows)
-    """
-    family, final = est
-    with threads.limit(1):
-        g = rows_of(part, number, plan, family)
-        W, wres, _ = working_at(g, final, family)
-        S = _score_rows(g, W, wres, sorted(spec.pivot)).numpy()
-        if spec.clusters:  # the cluster columns are the partition's (never passed persisted rows)
-            return _cluster_sums(part, number, g.rows, S, spec)
-        h = None
-        if spec.Rinv is not None:
-            Xw = g.X[:, list(spec.pivot)] * torch.sqrt(W)[:, None]
-            h = (Xw @ torch.from_numpy(spec.Rinv)).square().sum(dim=1).numpy()
-            h = np.where(h > 1 - 10 * np.finfo(float).eps, 1.0, h)
-            if spec.type == "leverages":
-                close = g.rows.index[h > 1 - math.sqrt(np.finfo(float).eps)].tolist()
-                return float(h.sum()), float(h.max()) if len(h) else 0.0, close
-        f = np.ones(len(S)) if h is None else _hc_factor(spec, h)
-        St = torch.from_numpy(S)
-        return (St.T @ (St * torch.from_numpy(f)[:, None])).numpy()
-
-
-def _score_rows(g: GLMRows, W: torch.Tensor, wres: torch.Tensor, cols: list[int]) -> torch.Tensor:
-    # rows off R's good set have W = 0 and a working residual that may be infinite: their scores are 0
-    return g.X[:, cols] * torch.where(W > 0, W * wres, torch.zeros_like(W))[:, None]
-
-
-def glm_scores(part: Any, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec, list[int]]) -> np.ndarray:
-    """One partition's scores W x (y - mu) / mu'(eta) over the estimable columns ``est[2]``: HAC's rows.
-
-    Parameters
-    ----------
-    part : pandas.DataFrame or GLMRows
-    number : int
-    plan : DaskPlan
-    est : (Family, FinalSpec, columns)
-
-    Returns
-    -------
-    numpy.ndarray
-        (rows used, k).
-    """
-    family, final, cols = est
-    with threads.limit(1):
-        g = rows_of(part, number, plan, family)
-        W, wres, _ = working_at(g, final, family)
-        return _score_rows(g, W, wres, cols).numpy()
-
-
-def _cluster_sums(part: pd.DataFrame, number: int, rows: PartitionRows, S: np.ndarray, spec: MeatSpec) -> list:
-    keys = []
-    for c in spec.clusters:
-        values = pd.Series(np.asarray(part[c])[rows.positions])
-        if values.isna().any():
-            raise DataError(f"partition {number} of the Dask DataFrame: cluster {c!r} has missing values at rows "
-                            "the fit uses")
-        keys.append(values)
-    terms = [[k] for k in keys] + ([keys] if len(keys) == 2 else [])
-    return [pd.DataFrame(S).groupby(t, sort=False).sum() for t in terms]
-
-
-def leverage_spec_of(spec: MeatSpec) -> MeatSpec:
-    """The spec of the leverage pass (sum, maximum, rows close to 1) from one with the fit's R^-1.
-
-    Parameters
-    ----------
-    spec : MeatSpec
-
-    Returns
-    -------
-    MeatSpec
-    """
-    return replace(spec, type="leverages")

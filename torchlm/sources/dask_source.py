@@ -2,9 +2,10 @@
 
 Every task is a pure function of its partition (dask may recompute one after losing a worker) and returns a
 few numbers: the R factor of [sqrt(w) X | sqrt(w) (y - offset)] and sums (:func:`qr_reduction`), the sums of
-the residual pass at a known estimate (:func:`residual_reduction`), counts of the residuals in the ranges of
-an exact selection (:func:`residual_counts`). The partition's torch work runs with one intra-op thread (the
-scheduler's threads are the parallelism: torch's own would multiply them).
+the residual pass at a known estimate with a sketch of the residuals (:func:`residual_reduction`), counts of
+the residuals in the ranges of an exact selection (:func:`residual_counts`, see
+torchlm.sources.dask_selection). The partition's torch work runs with one intra-op thread (the scheduler's
+threads are the parallelism: torch's own would multiply them).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ import torch
 
 from torchlm import threads
 from torchlm.frame import Design, newdata_matrix, newdata_offset
-from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, map_partitions_computed, partition_rows
-
-#: bins of each pass of the exact selection (each pass narrows the range of a residual's bit pattern by this)
-SELECTION_BINS = 2048
-#: a range holding at most this many residuals is collected, sorted, and read
-SELECTION_COLLECT = 65536
-_SIGN_OFF = np.int64(0x7FFFFFFFFFFFFFFF)
+from torchlm.frame.dask_compute import by_pieces
+from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, partition_rows
+from torchlm.solvers.tall_qr import weighted_r_factor
+from torchlm.sources.dask_selection import RangeAnswer, Sketch, combine_range_answers, range_counts, sketch_of
 
 
 @dataclass
@@ -55,7 +53,8 @@ class ResidualPart:
 
     rss : sum w e^2; mss : sum over w > 0 of w (f - m)^2 (f = X b, m the weighted mean; f^2 without intercept);
     ss_fitted : sum of (fitted - mean fitted)^2; r_min, r_max : range of sqrt(w) e; meat : sum of the
-    score outer products over the estimable columns (HC0's meat).
+    score outer products over the estimable columns (HC0's meat); sketches : of sqrt(w) e, one per partition
+    (the summary's quantiles).
     """
 
     rss: float
@@ -64,8 +63,10 @@ class ResidualPart:
     r_min: float
     r_max: float
     meat: np.ndarray
+    sketches: tuple[Sketch, ...] = ()
 
 
+@by_pieces(lambda parts: combine_qr(parts))
 def qr_reduction(part: pd.DataFrame, number: int, plan: DaskPlan) -> QRPart:
     """The least-squares reduction of one partition (its design built in the worker, with the plan).
 
@@ -83,36 +84,39 @@ def qr_reduction(part: pd.DataFrame, number: int, plan: DaskPlan) -> QRPart:
     QRPart
     """
     rows = partition_rows(part, number, plan)
-    X, w = rows.X, rows.weights
     t = rows.y if rows.offset is None else rows.y - rows.offset
-    sw = None if w is None else np.sqrt(w)
-    A = np.column_stack([X, t]) if sw is None else np.column_stack([X * sw[:, None], t * sw])
-    return qr_part(rows, A)
+    return qr_part(rows, rows.X, t, None if rows.weights is None else np.sqrt(rows.weights))
 
 
-def qr_part(rows: PartitionRows, A: np.ndarray) -> QRPart:
-    """The QRPart of a partition's rows: the R factor of ``A`` (its weighted design and response) and the sums.
+def qr_part(rows: PartitionRows, X: Any, target: Any, sw: Any = None, columns: list[int] | None = None) -> QRPart:
+    """The QRPart of a partition's rows: the R factor of [sqrt(w) X | sqrt(w) target] (by row blocks) and the sums.
 
     Parameters
     ----------
     rows : PartitionRows
-    A : numpy.ndarray
-        (m, q) the rows' weighted columns (lm: [sqrt(w) X | sqrt(w) (y - offset)]; glm: its working ones).
+    X : numpy.ndarray or torch.Tensor
+        (m, p) the rows' design (lm: the partition's; glm: the same rows, with the working weights as ``sw``).
+    target : numpy.ndarray or torch.Tensor
+        (m,) lm: y - offset; glm: the working response.
+    sw : numpy.ndarray or torch.Tensor, optional
+        Square roots of the weights (None: 1).
+    columns : list of int, optional
+        The columns of X in the factor (default all).
 
     Returns
     -------
     QRPart
     """
-    X, w = rows.X, rows.weights
+    X0, w = rows.X, rows.weights
     with threads.limit(1):
-        R = torch.linalg.qr(torch.from_numpy(np.asfortranarray(A)), mode="r").R.numpy()
+        R = weighted_r_factor(X, target, sw, columns)
     pos = np.ones(len(rows.y), dtype=bool) if w is None else w != 0
     return QRPart(
         R=R, n=len(rows.y), nobs=int(pos.sum()), n_dropped=rows.n_dropped,
         sum_log_w=0.0 if w is None else float(np.sum(np.log(w[pos]))),
         w_min=np.inf if w is None or not len(w) else float(w.min()),
         w_max=-np.inf if w is None or not len(w) else float(w.max()),
-        colsum=X.sum(axis=0), wcolsum=X.sum(axis=0) if w is None else w @ X,
+        colsum=X0.sum(axis=0), wcolsum=X0.sum(axis=0) if w is None else w @ X0,
         offset_sum=0.0 if rows.offset is None else float(rows.offset.sum()))
 
 
@@ -180,6 +184,7 @@ def _pearson(rows: PartitionRows, e: np.ndarray) -> np.ndarray:
     return e if rows.weights is None else np.sqrt(rows.weights) * e
 
 
+@by_pieces(lambda parts: combine_residuals(parts))
 def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate) -> ResidualPart:
     """The residual pass of one partition: the sums of squares at the estimate and HC0's meat.
 
@@ -208,22 +213,31 @@ def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Est
     return ResidualPart(
         rss=float(np.sum(w * e**2)), mss=float(np.sum(w[used] * c**2)),
         ss_fitted=float(np.sum((fitted - est.fitted_mean) ** 2)),
-        r_min=float(r.min()) if len(r) else np.inf, r_max=float(r.max()) if len(r) else -np.inf, meat=meat)
+        r_min=float(r.min()) if len(r) else np.inf, r_max=float(r.max()) if len(r) else -np.inf, meat=meat,
+        sketches=(sketch_of(r),))
 
 
-def _keys(values: np.ndarray) -> np.ndarray:
-    """Each float64's bit pattern as an int64 that sorts as the floats do (-0.0 just below +0.0)."""
-    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
-    return np.where(bits < 0, bits ^ _SIGN_OFF, bits)
+def combine_residuals(parts: list[ResidualPart]) -> ResidualPart:
+    """The residual sums of partitions (or of a partition's pieces) as one.
+
+    Parameters
+    ----------
+    parts : list of ResidualPart
+
+    Returns
+    -------
+    ResidualPart
+    """
+    return ResidualPart(
+        rss=float(sum(r.rss for r in parts)), mss=float(sum(r.mss for r in parts)),
+        ss_fitted=float(sum(r.ss_fitted for r in parts)), r_min=min(r.r_min for r in parts),
+        r_max=max(r.r_max for r in parts), meat=np.sum([r.meat for r in parts], axis=0),
+        sketches=tuple(s for r in parts for s in r.sketches))
 
 
-def _floats(keys: np.ndarray) -> np.ndarray:
-    bits = np.where(keys < 0, keys ^ _SIGN_OFF, keys).astype(np.int64)
-    return bits.view(np.float64)
-
-
+@by_pieces(combine_range_answers)
 def residual_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate,
-                    ranges: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
+                    ranges: tuple[tuple[int, int, int], ...]) -> list[RangeAnswer]:
     """For each range (lo, hi, width) of keys: the residuals' counts in bins of ``width`` keys, or (width 0) their keys.
 
     Parameters
@@ -237,96 +251,11 @@ def residual_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estima
 
     Returns
     -------
-    list of numpy.ndarray
-        Per range: int64 counts per bin (SELECTION_BINS of them), or the sorted keys in the range.
+    list of RangeAnswer
+        Per range (see dask_selection.range_counts): the count below it, and counts per bin or the sorted keys.
     """
     rows = partition_rows(part, number, plan)
     return range_counts(_pearson(rows, partition_fit(rows, est)[2]), ranges)
-
-
-def range_counts(values: np.ndarray, ranges: tuple[tuple[int, int, int], ...]) -> list[np.ndarray]:
-    """Counts of ``values`` in bins of each key range (lo, hi, width), or (width 0) their sorted keys.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        float64 values (their bit patterns are the keys).
-    ranges : tuple of (lo, hi, width)
-
-    Returns
-    -------
-    list of numpy.ndarray
-    """
-    keys = _keys(values)
-    out = []
-    for lo, hi, width in ranges:
-        inside = keys[(keys >= lo) & (keys <= hi)]
-        if width == 0:
-            out.append(np.sort(inside))
-            continue
-        # key - lo fits an unsigned 64-bit integer for any two int64 keys
-        offset = inside.astype(np.uint64) - np.uint64(lo % 2**64)
-        out.append(np.bincount((offset // np.uint64(width)).astype(np.int64), minlength=SELECTION_BINS))
-    return out
-
-
-def order_statistics(ddf: Any, plan: Any, est: Any, n: int, ranks: list[int],
-                     collect: int = SELECTION_COLLECT, counts: Any = None) -> dict[int, float]:
-    """The exact order statistics of the pearson residuals (0-based ranks), by passes of counts over the partitions.
-
-    Each pass narrows the range of keys (the residuals' bit patterns) that holds each wanted rank by
-    SELECTION_BINS; a range with at most ``collect`` residuals is collected and read. Memory per pass
-    is O(bins) per partition, whatever n; about 64 / log2(bins) passes at worst, usually two or three.
-
-    Parameters
-    ----------
-    ddf : dask.dataframe.DataFrame
-    plan : DaskPlan
-        (or what ``counts`` takes as its plan)
-    est : Estimate
-        (or what ``counts`` takes)
-    n : int
-        The number of residuals (rows used).
-    ranks : list of int
-        The wanted ranks, 0 .. n - 1.
-    collect : int
-        Largest count of residuals a range may hold to be collected.
-    counts : callable, optional
-        ``counts(part, number, plan, est, ranges)`` of other per-row values (default the pearson residuals').
-
-    Returns
-    -------
-    dict
-        rank -> value.
-    """
-    task = counts or residual_counts
-    state = {k: (-(2**63), 2**63 - 1, 0, n) for k in set(ranks)}  # lo, hi, residuals below lo, inside
-    found: dict[int, float] = {}
-    while len(found) < len(state):
-        open_ranges = sorted({(lo, hi, cnt) for k, (lo, hi, _, cnt) in state.items() if k not in found})
-        asks = tuple((lo, hi, 0 if cnt <= collect else -(-(hi - lo + 1) // SELECTION_BINS))
-                     for lo, hi, cnt in open_ranges)
-        answers = map_partitions_computed(ddf, task, plan, est, asks)
-        for j, (lo, hi, width) in enumerate(asks):
-            parts = [a[j] for a in answers]
-            ks = [k for k, s in state.items() if k not in found and (s[0], s[1]) == (lo, hi)]
-            if width == 0:
-                keys = np.sort(np.concatenate(parts))
-                for k in ks:
-                    found[k] = float(_floats(keys[k - state[k][2]: k - state[k][2] + 1])[0])
-                continue
-            counts = np.sum(parts, axis=0)
-            cum = np.cumsum(counts)
-            for k in ks:
-                below = state[k][2]
-                b = int(np.searchsorted(cum, k - below, side="right"))
-                nlo = lo + b * width
-                nhi = min(hi, nlo + width - 1)
-                before = below + (int(cum[b - 1]) if b else 0)
-                if nlo == nhi:
-                    found[k] = float(_floats(np.array([nlo], dtype=np.int64))[0])
-                state[k] = (nlo, nhi, before, int(counts[b]))
-    return found
 
 
 def partition_values(part: pd.DataFrame, plan: DaskPlan, est: Estimate, kind: str,
