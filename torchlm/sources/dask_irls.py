@@ -461,7 +461,7 @@ def residual_values(g: GLMRows, spec: FinalSpec, family: Family, kind: str) -> t
 @by_pieces(combine_range_answers)
 def deviance_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec],
                     ranges: tuple[tuple[int, int, int], ...]) -> list[RangeAnswer]:
-    """The deviance residuals' counts in the ranges of an exact selection (see dask_source.order_statistics).
+    """The deviance residuals' counts in the ranges of an exact selection (see dask_selection.order_statistics).
 
     Parameters
     ----------

@@ -102,9 +102,10 @@ def _steps(sketches: list[Sketch], side: str) -> tuple[np.ndarray, np.ndarray]:
     for s in sketches:
         if not s.size:
             continue
-        nxt = np.append(s.ranks[1:], s.size) if side == "less" else s.ranks + 1
+        # the bound just past each key; before the first key both bounds are 0 (a sketch starts at rank 0)
+        after = np.append(s.ranks[1:], s.size) if side == "less" else s.ranks + 1
         keys.append(s.keys)
-        steps.append(np.diff(nxt, prepend=0) if side == "leq" else np.diff(nxt, prepend=s.ranks[0]))
+        steps.append(np.diff(after, prepend=0))
     if not keys:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     k, d = np.concatenate(keys), np.concatenate(steps)
