@@ -9,9 +9,10 @@ approx are reproduced exactly, so the intervals are R's, not a finer root of the
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,42 @@ def profile(fit: GeneralizedFit, which: list[str] | None = None, alpha: float = 
     dict of str to pandas.DataFrame
         {name: DataFrame with columns "z" (or "tau") and "value", sorted by the statistic}.
     """
+    source = DesignSource(fit.design)
 
+    def refit(i: int, others: list[int], bi: float, lp: Any) -> tuple[float, Any]:
+        # the profiled coefficient held at bi (its column enters the offset), the others refitted
+        passes = GLMPasses(source, fit._y, fit._w, fit._offset, fit.family, columns=others, fixed={i: bi})
+        with silenced():  # R's glm.fit warnings at the far grid points
+            sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=fit.control, tol=fit.tol)
+        return sub.deviance, sub.eta
+
+    return profile_walks(fit, which, alpha, maxsteps, len(fit._y), refit, fit._fit.eta)
+
+
+def profile_walks(fit: Any, which: list[str] | None, alpha: float, maxsteps: int, n: int,
+                  refit: Callable[[int, list[int], float, Any], tuple[float, Any]], start: Any,
+                  run: Callable[[list[Callable[[], Any]]], list[Any]] | None = None) -> dict[str, pd.DataFrame]:
+    """MASS's profile.glm's walk along each coefficient's grid, given how to refit with one coefficient fixed.
+
+    Parameters
+    ----------
+    fit : a fitted glm (in memory or on Dask): its names, estimates, standard errors, deviance, dispersion.
+    which, alpha, maxsteps : as :func:`profile`'s.
+    n : int
+        The rows of the model (the tau statistic's residual degrees of freedom are n - p).
+    refit : callable
+        ``refit(i, others, bi, previous)``: glm.fit on columns ``others`` with coefficient ``i`` held at ``bi``,
+        started where the previous refit (``previous``) ended; gives (deviance, where it ended).
+    start : where the first refit of each side starts (the fit's own linear predictor).
+    run : callable
+        Runs the walks (one per coefficient and side, independent) and gives their results in order (None:
+        one by one); a Dask fit's share their passes over the partitions.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        As :func:`profile`'s.
+    """
     names = list(fit.names)
     which = list(fit.estimable) if which is None else list(which)
     unknown = [w for w in which if w not in names]
@@ -55,45 +91,47 @@ def profile(fit: GeneralizedFit, which: list[str] | None = None, alpha: float = 
     b0 = fit.coef()
     se = fit.std_errors()
     est = [j for j, nm in enumerate(names) if not np.isnan(b0.iloc[j])]
-    n, p = len(fit._y), len(names)
+    p = len(names)
     if fit.family.profile_statistic == "z":
         zmax, stat = math.sqrt(stats.chi2.ppf(1 - alpha, 1)), "z"
     else:
         zmax, stat = math.sqrt(stats.f.ppf(1 - alpha, 1, n - p)), "tau"
     delta = zmax / 5
-    source = DesignSource(fit.design)
     dev0, disp = fit.deviance, fit.dispersion
-    out = {}
-    for name in which:
-        i = names.index(name)
-        if i not in est:
-            continue  # aliased: R skips it
+
+    def walk(i: int, sgn: int) -> tuple[list[float], list[float]]:
         others = [j for j in est if j != i]
-        zs, values = [0.0], [float(b0.iloc[i])]
-        for sgn in (-1, 1):
-            step, z = 0, 0.0
-            lp = fit._fit.eta
-            while (step := step + 1) < maxsteps and abs(z) < zmax:
-                bi = float(b0.iloc[i]) + sgn * step * delta * float(se.iloc[i])
-                # the profiled coefficient held at bi (its column enters the offset), the others refitted
-                passes = GLMPasses(source, fit._y, fit._w, fit._offset, fit.family, columns=others, fixed={i: bi})
-                with silenced():  # R's glm.fit warnings at the far grid points
-                    sub = irls(passes, mustart=fit.family.link.linkinv(lp), control=fit.control,
-                               tol=fit.tol)
-                lp = sub.eta
-                zz = (sub.deviance - dev0) / disp
-                if zz < -1e-3:
-                    raise FitError(f"profiling {name!r} found a better fit than the estimate: "
-                                   f"the fit had not converged")
-                z = sgn * math.sqrt(max(zz, 0.0))
-                zs.append(z)
-                values.append(bi)
+        zs: list[float] = []
+        values: list[float] = []
+        step, z = 0, 0.0
+        previous = start
+        while (step := step + 1) < maxsteps and abs(z) < zmax:
+            bi = float(b0.iloc[i]) + sgn * step * delta * float(se.iloc[i])
+            deviance, previous = refit(i, others, bi, previous)
+            zz = (deviance - dev0) / disp
+            if zz < -1e-3:
+                raise FitError(f"profiling {names[i]!r} found a better fit than the estimate: "
+                               f"the fit had not converged")
+            z = sgn * math.sqrt(max(zz, 0.0))
+            zs.append(z)
+            values.append(bi)
+        return zs, values
+
+    profiled = [names.index(name) for name in which if names.index(name) in est]  # aliased: R skips them
+    sides = [(i, sgn) for i in profiled for sgn in (-1, 1)]
+    walks: list[Callable[[], Any]] = [functools.partial(walk, i, sgn) for i, sgn in sides]
+    walked = [w() for w in walks] if run is None else run(walks)
+    out = {}
+    for k, i in enumerate(profiled):
+        (zl, vl), (zu, vu) = walked[2 * k], walked[2 * k + 1]
+        zs, values = [0.0, *zl, *zu], [float(b0.iloc[i]), *vl, *vu]
         order = np.argsort(zs, kind="stable")
-        out[name] = pd.DataFrame({stat: np.asarray(zs)[order], "value": np.asarray(values)[order]})
+        out[names[i]] = pd.DataFrame({stat: np.asarray(zs)[order], "value": np.asarray(values)[order]})
     return out
 
 
-def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
+def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | None = None,
+                    profiler: Callable[..., dict[str, pd.DataFrame]] = profile) -> pd.DataFrame:
     """R's confint(glm) (MASS's confint.glm): profile-likelihood intervals; aliased coefficients NaN.
 
     Parameters
@@ -104,6 +142,8 @@ def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | 
         Confidence level.
     parm : list of str or None
         Coefficient names (default all).
+    profiler : callable
+        ``profiler(fit, which, alpha=)``: the profiles (:func:`profile`; a Dask fit's refits over its partitions).
 
     Returns
     -------
@@ -115,7 +155,7 @@ def confint_profile(fit: GeneralizedFit, level: float = 0.95, parm: list[str] | 
     names = list(fit.names)
     parm = names if parm is None else list(parm)
     fit._quantile(level)  # the level checked before any refit
-    prof = profile(fit, [p for p in parm if p in fit.estimable], alpha=(1 - level) / 4)
+    prof = profiler(fit, [p for p in parm if p in fit.estimable], alpha=(1 - level) / 4)
     curves = {name: (pro["value"].to_numpy(), pro.iloc[:, 0].to_numpy()) for name, pro in prof.items()}
     return spline_intervals(curves, parm, level)
 

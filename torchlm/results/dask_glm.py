@@ -25,6 +25,7 @@ from torchlm.inference.dask_anova import DaskTableMethods
 from torchlm.inference.dask_glm_meat import glm_meat_reduction, glm_scores
 from torchlm.inference.dask_hac import dask_hac_covariance
 from torchlm.inference.dask_influence import DaskInfluenceMethods
+from torchlm.inference.dask_profile import dask_confint_profile
 from torchlm.inference.dask_sandwich import LEVERAGE_TYPES, MeatSpec, _cluster_meat, _clusters, leverage_spec
 from torchlm.inference.sandwich import check_type, describe
 from torchlm.models.families import Family
@@ -140,17 +141,9 @@ class DaskGeneralizedLinearModelResult(DaskTableMethods, DaskInfluenceMethods, G
         V = (C @ M @ C) * (self.nobs / n) ** 2
         return pd.DataFrame((V + V.T) / 2, index=names, columns=names), describe(type, list(clusters) or None)
 
-    def confint(self, level: float = 0.95, parm: Any = None, vcov: Any = None, *, cluster: Any = None,
-                method: str = "wald") -> pd.DataFrame:
-        """Wald intervals as the in-memory fit's (profile intervals refit per coefficient: not supported yet).
-
-        Returns
-        -------
-        pandas.DataFrame
-        """
-        if method == "profile":
-            raise not_supported("confint(method='profile') (a refit per grid point); the Wald intervals are")
-        return super().confint(level, parm, vcov, cluster=cluster, method=method)
+    def _profile_intervals(self, level: float, parm: list[str] | None) -> pd.DataFrame:
+        # MASS's grid walk, each grid point's glm.fit by IRLS passes over the partitions
+        return dask_confint_profile(self, level, parm)
 
     def bic(self) -> float:
         """R's BIC: -2 logLik + log(n) df, n every row used (zero weights included).
@@ -262,7 +255,7 @@ def _inverse_link(eta: pd.Series, family: Family) -> pd.Series:
     return pd.Series(mu, index=eta.index, name="fit")
 
 
-for _name in ROW_METHODS + ("profile",):
+for _name in ROW_METHODS:
     setattr(DaskGeneralizedLinearModelResult, _name, _refusal(_name))
 
 

@@ -257,10 +257,14 @@ class GeneralizedLinearModelResult(ModelResult, DesignMethods, StepwiseMethods, 
         if method == "profile":
             if vcov is not None or cluster is not None:
                 raise OptionError("profile intervals come from the likelihood: vcov= applies to method='wald' only")
-            return confint_profile(self, level, None if parm is None else self._parm(parm))
+            return self._profile_intervals(level, None if parm is None else self._parm(parm))
         if method != "wald":
             raise OptionError(f"method must be 'wald' or 'profile', not {method!r}")
         return super().confint(level, parm, vcov, cluster=cluster)
+
+    def _profile_intervals(self, level: float, parm: list[str] | None) -> pd.DataFrame:
+        """MASS's profile intervals (a Dask fit refits over its partitions instead)."""
+        return confint_profile(self, level, parm)
 
     def _quantile(self, level: float, statistic: str | None = None, df: float | None = None) -> float:
         # R's confint.default: normal quantiles even where summary.glm's tests use t

@@ -64,12 +64,14 @@ class IRLSPasses:
         The design columns (None: all).
     names : list of str
         Their names.
+    fixed : ((column, value), ...)
+        Coefficients held fixed (their columns in the offset): a profile's refits.
     """
 
     def __init__(self, ddf: Any, plan: Any, family: Family, tol: float, columns: tuple[int, ...] | None,
-                 names: list[str]) -> None:
+                 names: list[str], fixed: tuple[tuple[int, float], ...] = ()) -> None:
         self.ddf, self.plan, self.family, self.tol = ddf, plan, family, tol
-        self.columns, self.names = columns, names
+        self.columns, self.names, self.fixed = columns, names, fixed
         self.warned = False
 
     def at(self, point: Point, final: Any = None) -> IRLSPart:
@@ -85,8 +87,7 @@ class IRLSPasses:
         -------
         IRLSPart
         """
-        parts = map_partitions_computed(self.ddf, irls_reduction, self.plan, self.family, point, self.columns, final)
-        total = combine_irls(parts, combine_qr)
+        total = self.reduce(point, final)
         if not self.warned:  # the family's initialize warns once, as in memory (every pass repeats it)
             self.warned = True
             for message in total.warnings:
@@ -97,6 +98,22 @@ class IRLSPasses:
             if total.n_good == 0:
                 raise DataError("no observations informative at iteration (all weights or d mu / d eta are zero)")
         return total
+
+    def reduce(self, point: Point, final: Any = None) -> IRLSPart:
+        """The pass itself: every partition's IRLSPart at the point, combined (no checks).
+
+        Parameters
+        ----------
+        point : Point
+        final : FinalSpec, optional
+
+        Returns
+        -------
+        IRLSPart
+        """
+        parts = map_partitions_computed(self.ddf, irls_reduction, self.plan, self.family, point, self.columns, final,
+                                        self.fixed)
+        return combine_irls(parts, combine_qr)
 
     def solve_step(self, P: IRLSPart) -> QRFit:
         """The working least squares at a pass's point: one QR of the stacked partition factors (R's dqrdc2).
@@ -120,7 +137,7 @@ class IRLSPasses:
         -------
         Point
         """
-        return Point(coef.cpu().double().numpy().copy(), self.columns)
+        return Point(coef.cpu().double().numpy().copy(), self.columns, fixed=self.fixed)
 
 
 class IRLSProblem:

@@ -41,11 +41,13 @@ class Point:
     beta : coefficients of ``columns`` (aliased ones 0), or None for R's start: eta = linkfun(mustart) with the
     family's initialize. columns : the design columns beta multiplies (None: all). through_mu : eta =
     linkfun(linkinv(X beta + offset)), the means of a fit taken as another fit's mustart (the null model's).
+    fixed : ((column, value), ...) coefficients held fixed, in the linear predictor as an offset (a profile's).
     """
 
     beta: np.ndarray | None
     columns: tuple[int, ...] | None = None
     through_mu: bool = False
+    fixed: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -184,15 +186,34 @@ def eta_mu(g: GLMRows, point: Point, family: Family) -> tuple[torch.Tensor, torc
         eta = link.linkfun(g.mustart)
     else:
         X = g.X if point.columns is None else g.X[:, list(point.columns)]
-        eta = X @ torch.from_numpy(np.asarray(point.beta, dtype=np.float64)) + g.off
+        eta = X @ torch.from_numpy(np.asarray(point.beta, dtype=np.float64)) + fixed_offset(g, point.fixed)
         if point.through_mu:
             eta = link.linkfun(link.linkinv(eta))
     return eta, link.linkinv(eta)
 
 
+def fixed_offset(g: GLMRows, fixed: tuple[tuple[int, float], ...]) -> torch.Tensor:
+    """The offset with the fixed coefficients' columns in it (R's glm.fit offset of a profile's refit).
+
+    Parameters
+    ----------
+    g : GLMRows
+    fixed : ((column, value), ...)
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    if not fixed:
+        return g.off
+    cols = [j for j, _ in fixed]
+    return g.off + g.X[:, cols] @ torch.tensor([v for _, v in fixed], dtype=torch.float64)
+
+
 @by_pieces(lambda parts: combine_irls(parts, combine_qr))
 def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Family, point: Point,
-                   columns: tuple[int, ...] | None, final: FinalSpec | None = None) -> IRLSPart:
+                   columns: tuple[int, ...] | None, final: FinalSpec | None = None,
+                   fixed: tuple[tuple[int, float], ...] = ()) -> IRLSPart:
     """One partition's IRLS pass at a point: deviance, validity and the factor of its working least squares.
 
     Parameters
@@ -208,38 +229,55 @@ def irls_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, family: Fami
     final : FinalSpec, optional
         Also the final pass's sums (:func:`final_sums`), at ``final.final`` (the point): the pass that finds
         IRLS converged then serves as the final pass.
+    fixed : ((column, value), ...)
+        The refit's coefficients held fixed: its working response leaves them out, as the offset (a profile's).
 
     Returns
     -------
     IRLSPart
     """
     with threads.limit(1):
-        g = rows_of(part, number, plan, family)
-        eta, mu = eta_mu(g, point, family)
-        d = family.dev_resids(g.y, mu, g.w)
-        dev = float(d.sum())
-        valid = bool(family.link.valideta(eta) and family.validmu(mu))
-        sw = torch.zeros_like(eta)
-        z = torch.zeros_like(eta)
-        error = None
-        if valid and math.isfinite(dev):
-            try:
-                with in_partition(number):
-                    # not slice(None): "no informative rows" is the whole data's test, not the partition's
-                    sw, rw = g.passes.working(eta, mu, slice(0, None))
-                z = (eta - g.off) + rw
-            except DataError as e:  # R's error only if the whole point turns out valid (as GLMPasses.at)
-                error = str(e)
-                sw = torch.zeros_like(eta)
-        wy = g.w * g.y
-        qr = qr_part(g.rows, g.X, z, sw, None if columns is None else list(columns))
-        sums = None
-        if final is not None and valid and math.isfinite(dev):
-            sums = final_sums(g, number, family, final, (eta, mu, d))
-        return IRLSPart(qr=qr, deviance=dev if math.isfinite(dev) else math.inf, valid=valid,
-                        error=error, n_good=int((sw != 0).sum()), sum_wy=float(wy.sum()), sum_w=float(g.w.sum()),
-                        at_boundary=bool(len(mu)) and valid and family.at_boundary(mu), warnings=g.warnings,
-                        final=sums, final_spec=final)
+        return irls_at(rows_of(part, number, plan, family), number, family, point, columns, final, fixed)
+
+
+def irls_at(g: GLMRows, number: int, family: Family, point: Point, columns: tuple[int, ...] | None,
+            final: FinalSpec | None = None, fixed: tuple[tuple[int, float], ...] = ()) -> IRLSPart:
+    """A partition's IRLS pass at a point from its rows (:func:`irls_reduction` after building them).
+
+    Parameters
+    ----------
+    g : GLMRows
+    number, family, point, columns, final, fixed : as :func:`irls_reduction`'s.
+
+    Returns
+    -------
+    IRLSPart
+    """
+    eta, mu = eta_mu(g, point, family)
+    d = family.dev_resids(g.y, mu, g.w)
+    dev = float(d.sum())
+    valid = bool(family.link.valideta(eta) and family.validmu(mu))
+    sw = torch.zeros_like(eta)
+    z = torch.zeros_like(eta)
+    error = None
+    if valid and math.isfinite(dev):
+        try:
+            with in_partition(number):
+                # not slice(None): "no informative rows" is the whole data's test, not the partition's
+                sw, rw = g.passes.working(eta, mu, slice(0, None))
+            z = (eta - fixed_offset(g, fixed)) + rw
+        except DataError as e:  # R's error only if the whole point turns out valid (as GLMPasses.at)
+            error = str(e)
+            sw = torch.zeros_like(eta)
+    wy = g.w * g.y
+    qr = qr_part(g.rows, g.X, z, sw, None if columns is None else list(columns))
+    sums = None
+    if final is not None and valid and math.isfinite(dev):
+        sums = final_sums(g, number, family, final, (eta, mu, d))
+    return IRLSPart(qr=qr, deviance=dev if math.isfinite(dev) else math.inf, valid=valid,
+                    error=error, n_good=int((sw != 0).sum()), sum_wy=float(wy.sum()), sum_w=float(g.w.sum()),
+                    at_boundary=bool(len(mu)) and valid and family.at_boundary(mu), warnings=g.warnings,
+                    final=sums, final_spec=final)
 
 
 def combine_irls(parts: list[IRLSPart], combine: Any) -> IRLSPart:
