@@ -283,8 +283,11 @@ def test_a_comparison_with_a_missing_value_is_missing_in_the_partitions_too():
     _close(d.coef(), m.coef())
 
 
-def test_a_fit_and_its_summary_read_the_partitions_three_times(monkeypatch):
-    """QR factors, residual sums with their sketch, one pass collecting the quantiles' brackets (was five)."""
+@pytest.mark.parametrize("guess", [True, False])
+def test_a_fit_and_its_summary_read_the_partitions_twice(guess, monkeypatch):
+    """QR factors with a sample of rows, residual sums collecting the quantiles in windows the sample guessed
+    (was five passes); a guess that fails (here: every window over its limit) costs one pass collecting the
+    sketches' brackets, and the same quantiles."""
     import dask
 
     import torchlm.frame.dask_frame as dask_frame
@@ -292,13 +295,18 @@ def test_a_fit_and_its_summary_read_the_partitions_three_times(monkeypatch):
     passes: list[str] = []
     real = dask_frame.compute
     monkeypatch.setattr(dask_frame, "compute", lambda tasks: passes.append("pass") or real(tasks))
+    if not guess:
+        import torchlm.sources.dask_windows as dask_windows
+
+        monkeypatch.setattr(dask_windows, "WINDOW_SLACK", 0.0)
+        monkeypatch.setattr(dask_windows, "WINDOW_MIN_KEYS", 0)
     rng = np.random.default_rng(8)
     d = pd.DataFrame({"x": rng.normal(size=4000), "z": rng.normal(size=4000)})
     d["y"] = 1 + d.x + rng.standard_t(3, size=4000)
     with dask.config.set(scheduler="sync"):
         fit = tl.lm("y ~ x + z", dd.from_pandas(d, npartitions=5))
         text = str(fit.summary())
-    assert len(passes) == 3
+    assert len(passes) == (2 if guess else 3)
     assert text.split("Residual standard")[0] == str(tl.lm("y ~ x + z", d).summary()).split("Residual standard")[0]
 
 

@@ -1,5 +1,6 @@
-"""Exact order statistics over partitions from sketches (sources/dask_selection.py) and the blocked R factor
-(solvers/tall_qr.py), checked against numpy on the same values, with ties, signed zeros and empty partitions."""
+"""Exact order statistics over partitions from sketches (sources/dask_selection.py) and from windows guessed on
+a sample (sources/dask_windows.py), and the blocked R factor (solvers/tall_qr.py), checked against numpy on the
+same values, with ties, signed zeros and empty partitions."""
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,13 @@ from torchlm.sources.dask_selection import (
     order_statistics,
     range_counts,
     sketch_of,
+)
+from torchlm.sources.dask_windows import (
+    combine_windows,
+    guess_windows,
+    sample_positions,
+    window_answers,
+    windowed_statistics,
 )
 
 dd = pytest.importorskip("dask.dataframe")
@@ -98,6 +106,40 @@ def test_order_statistics_over_dask_partitions_equal_numpy(use_sketch, monkeypat
         assert len(passes) == 1  # the sketches' brackets (about 2 n / 64 values, and the ties) are collected at once
     else:
         assert len(passes) >= 2
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "zeros"])
+def test_guessed_windows_give_exact_order_statistics_or_none(kind):
+    """Whatever the sample, a rank read from a window is numpy's; a sample spread over the rows finds them all."""
+    rng = np.random.default_rng({"normal": 11, "ties": 12, "zeros": 13}[kind])
+    found_all = 0
+    for trial in range(40):
+        parts = _partitions(rng, kind)
+        values = np.concatenate(parts)
+        if not len(values):
+            continue
+        want = values[np.argsort(keys_of(values), kind="stable")]
+        n = len(values)
+        ranks = sorted({0, n - 1, n // 4, n // 2, (3 * n) // 4, *rng.integers(0, n, 2).tolist()})
+        # every 1024th row of each piece, as the QR pass samples; half the trials a sample of one partition only
+        sample = np.concatenate([p[sample_positions(len(p))] for p in parts]) if trial % 2 else parts[0][:50]
+        windows = guess_windows(sample, n, ranks)
+        answers = combine_windows([window_answers(p, windows) for p in parts])
+        got = windowed_statistics(answers, ranks)
+        assert all(got[k] == want[k] and np.signbit(got[k]) == np.signbit(want[k]) for k in got)
+        found_all += trial % 2 and len(got) == len(ranks)
+    assert found_all >= 15
+
+
+def test_a_window_over_its_limit_is_not_read():
+    """Values ordered across the partitions put a window's keys in one piece: more than its share, dropped."""
+    values = np.arange(2_000_000.0)
+    windows = guess_windows(values[::1024], len(values), [1_000_000])
+    ordered = combine_windows([window_answers(values[i:i + 200_000], windows) for i in range(0, 2_000_000, 200_000)])
+    assert ordered[0].keys is None and windowed_statistics(ordered, [1_000_000]) == {}
+    shuffled = np.random.default_rng(3).permutation(values)
+    spread = combine_windows([window_answers(shuffled[i:i + 200_000], windows) for i in range(0, 2_000_000, 200_000)])
+    assert windowed_statistics(spread, [1_000_000]) == {1_000_000: 1_000_000.0}
 
 
 def test_weighted_r_factor_matches_the_normal_equations():

@@ -459,7 +459,7 @@ def scan_partition(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
         frame, _ = _frame(part, plan)
         if frame is None:
             return PartitionScan(part.iloc[:0], 0)
-        work = _prepared(part.iloc[frame.rows].reset_index(drop=True), plan)
+        work = _prepared(frame.kept_rows(), plan)
         if not len(complete := _complete(work, plan)):
             return PartitionScan(part.iloc[:0], 0)
         coding = Coding.make(plan.contrasts, plan.names_style, plan.formula)
@@ -467,7 +467,7 @@ def scan_partition(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
         with warnings_guard():
             warnings.simplefilter("ignore", DataMismatchWarning)
             mm = materialize(plan.formula, complete, fa, _spec_options(coding, plan))
-        kept = np.intersect1d(np.asarray(mm.rhs.index, dtype=np.int64), np.asarray(mm.lhs.index, dtype=np.int64))
+        kept = np.flatnonzero(_in_every(len(work), mm.rhs.index, mm.lhs.index))
         _check_weights(frame.weights, kept, plan)
         chosen = set(kept[:SAMPLE_ROWS].tolist())
         for expr in _categorical_factors(mm.model_spec.rhs):
@@ -509,19 +509,14 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
         part = as_frame(part)
         _check_schema(part, plan)
         frame, dropped = _frame(part, plan)
-        work = None if frame is None else _prepared(part.iloc[frame.rows].reset_index(drop=True), plan)
+        work = None if frame is None else _prepared(frame.kept_rows(), plan)
         complete = None if work is None else _complete(work, plan)
         if frame is None or work is None or complete is None or not len(complete):
             dropped += 0 if frame is None or work is None else frame.n_dropped + len(work)
             return PartitionRows(np.zeros((0, p)), np.zeros(0), None, None, part.index[:0], dropped,
                                  np.zeros(0, dtype=np.int64))
-        keep = ~_outside_levels(work, plan)
         rhs, lhs = _spec_matrix(plan.rhs, complete, plan), _spec_matrix(plan.lhs, complete, plan)
-        for side in (rhs.index, lhs.index):
-            inside = np.zeros(len(work), dtype=bool)
-            inside[np.asarray(side, dtype=np.int64)] = True
-            keep &= inside
-        pos = np.flatnonzero(keep)
+        pos = np.flatnonzero(~_outside_levels(work, plan) & _in_every(len(work), rhs.index, lhs.index))
         if [str(c) for c in rhs.columns] != list(plan.names):
             raise DataError(f"the design's columns are {[str(c) for c in rhs.columns]}, the fit's {list(plan.names)}")
         X = np.asarray(_at(rhs, pos).to_numpy(dtype=np.float64))
@@ -534,6 +529,16 @@ def partition_rows(part: pd.DataFrame, number: int, plan: DaskPlan) -> Partition
             raise DataError("non-finite values (Inf) in the response")
         off = None if frame.offset is None else frame.offset[pos]
         return PartitionRows(X, y, w, off, frame.index[pos], frame.n_dropped + len(work) - len(pos), frame.rows[pos])
+
+
+def _in_every(n: int, *labels: Any) -> np.ndarray:
+    """Which of ``n`` positions every one of the row labels holds (a mask: no sort, unlike np.intersect1d)."""
+    inside = np.ones(n, dtype=bool)
+    for index in labels:
+        held = np.zeros(n, dtype=bool)
+        held[np.asarray(index, dtype=np.int64)] = True
+        inside &= held
+    return inside
 
 
 def _at(matrix: pd.DataFrame, pos: np.ndarray) -> pd.DataFrame:

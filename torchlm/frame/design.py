@@ -299,8 +299,7 @@ def _materialized_rows(formula: str, frame: ModelFrame,
     variable is missing go, and, as R, rows where an evaluated term is missing (``log(x)``, x < 0) or a
     factor's value is outside its ``levels=`` (R's factor() makes it NA); unused categories are dropped
     (R's drop.unused.levels)."""
-    work = frame.data if frame.n == len(frame.data) else frame.data.iloc[frame.rows]
-    work = work.reset_index(drop=True)  # positions, so formulaic's kept index maps back
+    work = frame.kept_rows()  # labelled by position, so formulaic's kept index maps back
     try:
         parsed: Formula | None = formulaic_formula(formula, work.columns)
     except Exception:  # materialize reports a formula it cannot read

@@ -115,6 +115,17 @@ class ModelFrame:
         """
         return self.column(name).to_numpy()
 
+    def kept_rows(self) -> pd.DataFrame:
+        """The data's rows used, labelled 0, 1, ... (the data itself relabelled, not copied, when they are all).
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        # rows are increasing positions: as many as the data's are all of them (copy-on-write: no copy)
+        taken = self.data if len(self.rows) == len(self.data) else self.data.iloc[self.rows]
+        return taken.reset_index(drop=True)
+
     def restrict(self, keep: np.ndarray | Sequence[int], *, variables: Iterable[str] = ()) -> ModelFrame:
         """A frame of some of these rows: the others count as dropped for missing values.
 

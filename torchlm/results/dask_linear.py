@@ -11,6 +11,7 @@ anova, drop1, rstudent, dfbeta, HAC, plots) raises NotSupportedForDask for now.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Any, NoReturn
@@ -38,9 +39,11 @@ from torchlm.sources.dask_source import (
     combine_residuals,
     partition_predict,
     partition_values,
+    pearson_residuals,
     residual_counts,
     residual_reduction,
 )
+from torchlm.sources.dask_windows import Window, guess_windows, windowed_statistics
 
 
 class _RowsInPartitions:
@@ -119,6 +122,11 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
         self.nobs = total.nobs
         self.df_residual = self.nobs - self.rank
         self._estimate = self._make_estimate()
+        # the summary's quantiles, guessed from the QR pass's sample: collected by the residual pass
+        sample = total.sample
+        self._total = dataclasses.replace(total, sample=None)
+        self._windows = () if sample is None else guess_windows(
+            pearson_residuals(sample, self._estimate), total.n, quantile_ranks(total.n))
         res = self._residual_pass()
         self._residual_sums = res
         self.deviance = 0.0 if self.df_residual == 0 and self.nobs else res.rss
@@ -146,7 +154,8 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
         return float(t.wcolsum[j])
 
     def _residual_pass(self) -> ResidualPart:
-        return combine_residuals(map_partitions_computed(self._ddf, residual_reduction, self._plan, self._estimate))
+        return combine_residuals(map_partitions_computed(self._ddf, residual_reduction, self._plan, self._estimate,
+                                                         self._windows))
 
     def __getattr__(self, name: str) -> Any:
         # only names not found otherwise: the parent's per-row arrays are refused by name
@@ -313,13 +322,36 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
             return cached
         r = self._residual_sums
         q = exact_quantiles(self._ddf, self._plan, self._estimate, self._total.n, r.r_min, r.r_max,
-                            sketches=list(r.sketches))
+                            sketches=list(r.sketches), windows=r.windows)
         self.__dict__["_quantiles"] = q
         return q
 
 
+def quantile_ranks(n: int) -> list[int]:
+    """The ranks (0-based) of n values that R's quantile (type 7) reads for the quartiles.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> from torchlm.results.dask_linear import quantile_ranks
+    >>> quantile_ranks(32)
+    [7, 8, 15, 16, 23, 24]
+    """
+    lo = np.floor((n - 1) * np.array([0.25, 0.5, 0.75])).astype(np.int64)
+    return sorted({int(k) for k in lo} | {min(int(k) + 1, n - 1) for k in lo})
+
+
 def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, highest: float,
-                    counts: Any = residual_counts, sketches: list[Sketch] | None = None) -> np.ndarray:
+                    counts: Any = residual_counts, sketches: list[Sketch] | None = None,
+                    windows: tuple[Window, ...] = ()) -> np.ndarray:
     """R's quantile(values) (type 7) at 0, 1/4, 1/2, 3/4, 1 of per-row values, from exact order statistics.
 
     Parameters
@@ -336,6 +368,9 @@ def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, h
         The per-partition counts (see dask_selection.order_statistics; default the pearson residuals').
     sketches : list of Sketch, optional
         The partitions' sketches of the values (from an earlier pass): the ranks' starting brackets.
+    windows : tuple of Window, optional
+        Keys collected by an earlier pass in guessed windows (torchlm.sources.dask_windows): the ranks they hold
+        need no further pass.
 
     Returns
     -------
@@ -344,8 +379,10 @@ def exact_quantiles(ddf: Any, plan: DaskPlan, est: Any, n: int, lowest: float, h
     """
     h = (n - 1) * np.array([0.25, 0.5, 0.75])
     lo = np.floor(h).astype(np.int64)
-    ranks = sorted({int(k) for k in lo} | {min(int(k) + 1, n - 1) for k in lo})
-    stats = order_statistics(ddf, plan, est, n, ranks, counts, sketches=sketches)
+    ranks = quantile_ranks(n)
+    stats = windowed_statistics(windows, ranks)
+    if missing := [k for k in ranks if k not in stats]:
+        stats.update(order_statistics(ddf, plan, est, n, missing, counts, sketches=sketches))
     inner = [float(np.quantile(np.array([stats[int(k)], stats[min(int(k) + 1, n - 1)]]), g - k))
              for g, k in zip(h, lo)]
     return np.array([lowest] + inner + [highest])

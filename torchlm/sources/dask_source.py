@@ -10,7 +10,7 @@ threads are the parallelism: torch's own would multiply them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from torchlm.frame.dask_compute import by_pieces
 from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, partition_rows
 from torchlm.solvers.tall_qr import weighted_r_factor
 from torchlm.sources.dask_selection import RangeAnswer, Sketch, combine_range_answers, range_counts, sketch_of
+from torchlm.sources.dask_windows import Window, combine_windows, sample_positions, window_answers
 
 
 @dataclass
@@ -33,6 +34,8 @@ class QRPart:
     n : rows used; nobs : rows of non-zero weight; n_dropped : rows dropped for missing values.
     sum_log_w : sum of log(w) over the rows of non-zero weight (logLik); w_min, w_max : range of the weights.
     colsum : column sums of X; wcolsum : column sums of w X; offset_sum : sum of the offset.
+    sample : a few of the rows (lm: every SAMPLE_STRIDE-th of each piece), whose residuals at the estimate guess
+    the windows of the summary's quantiles (see torchlm.sources.dask_windows); None in a glm's passes.
     """
 
     R: np.ndarray
@@ -45,6 +48,7 @@ class QRPart:
     colsum: np.ndarray
     wcolsum: np.ndarray
     offset_sum: float
+    sample: PartitionRows | None = None
 
 
 @dataclass
@@ -54,7 +58,7 @@ class ResidualPart:
     rss : sum w e^2; mss : sum over w > 0 of w (f - m)^2 (f = X b, m the weighted mean; f^2 without intercept);
     ss_fitted : sum of (fitted - mean fitted)^2; r_min, r_max : range of sqrt(w) e; meat : sum of the
     score outer products over the estimable columns (HC0's meat); sketches : of sqrt(w) e, one per partition
-    (the summary's quantiles).
+    (the summary's quantiles); windows : the answers for the quantiles' guessed windows.
     """
 
     rss: float
@@ -64,6 +68,7 @@ class ResidualPart:
     r_max: float
     meat: np.ndarray
     sketches: tuple[Sketch, ...] = ()
+    windows: tuple[Window, ...] = ()
 
 
 @by_pieces(lambda parts: combine_qr(parts))
@@ -85,7 +90,47 @@ def qr_reduction(part: pd.DataFrame, number: int, plan: DaskPlan) -> QRPart:
     """
     rows = partition_rows(part, number, plan)
     t = rows.y if rows.offset is None else rows.y - rows.offset
-    return qr_part(rows, rows.X, t, None if rows.weights is None else np.sqrt(rows.weights))
+    q = qr_part(rows, rows.X, t, None if rows.weights is None else np.sqrt(rows.weights))
+    return replace(q, sample=rows_at(rows, sample_positions(len(rows.y))))
+
+
+def rows_at(rows: PartitionRows, pos: np.ndarray) -> PartitionRows:
+    """The rows at positions ``pos`` of a partition's rows (copies: the partition's arrays are not held).
+
+    Parameters
+    ----------
+    rows : PartitionRows
+    pos : numpy.ndarray
+
+    Returns
+    -------
+    PartitionRows
+    """
+    return PartitionRows(rows.X[pos], rows.y[pos], None if rows.weights is None else rows.weights[pos],
+                         None if rows.offset is None else rows.offset[pos], rows.index[pos], 0, rows.positions[pos])
+
+
+def stack_rows(parts: list[PartitionRows]) -> PartitionRows:
+    """Partitions' rows one after the other (a sample's: the rows dropped are not counted).
+
+    Parameters
+    ----------
+    parts : list of PartitionRows
+        At least one.
+
+    Returns
+    -------
+    PartitionRows
+    """
+    parts = [r for r in parts if len(r.y)] or parts[:1]  # an empty partition's rows have no weights array
+
+    def joined(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)  # type: ignore[arg-type]
+
+    return PartitionRows(np.concatenate([r.X for r in parts]), np.concatenate([r.y for r in parts]),
+                         joined([r.weights for r in parts]), joined([r.offset for r in parts]),
+                         parts[0].index.append([r.index for r in parts[1:]]), 0,
+                         np.concatenate([r.positions for r in parts]))
 
 
 def qr_part(rows: PartitionRows, X: Any, target: Any, sw: Any = None, columns: list[int] | None = None) -> QRPart:
@@ -137,7 +182,8 @@ def combine_qr(parts: list[QRPart]) -> QRPart:
         nobs=sum(q.nobs for q in parts), n_dropped=sum(q.n_dropped for q in parts),
         sum_log_w=float(sum(q.sum_log_w for q in parts)), w_min=min(q.w_min for q in parts),
         w_max=max(q.w_max for q in parts), colsum=np.sum([q.colsum for q in parts], axis=0),
-        wcolsum=np.sum([q.wcolsum for q in parts], axis=0), offset_sum=float(sum(q.offset_sum for q in parts)))
+        wcolsum=np.sum([q.wcolsum for q in parts], axis=0), offset_sum=float(sum(q.offset_sum for q in parts)),
+        sample=None if any(q.sample is None for q in parts) else stack_rows([q.sample for q in parts]))  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -184,8 +230,24 @@ def _pearson(rows: PartitionRows, e: np.ndarray) -> np.ndarray:
     return e if rows.weights is None else np.sqrt(rows.weights) * e
 
 
+def pearson_residuals(rows: PartitionRows, est: Estimate) -> np.ndarray:
+    """The pearson residuals sqrt(w) e of rows at the estimate (the values of the summary's quantiles).
+
+    Parameters
+    ----------
+    rows : PartitionRows
+    est : Estimate
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    return _pearson(rows, partition_fit(rows, est)[2])
+
+
 @by_pieces(lambda parts: combine_residuals(parts))
-def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate) -> ResidualPart:
+def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate,
+                       windows: tuple[tuple[int, int, float], ...] = ()) -> ResidualPart:
     """The residual pass of one partition: the sums of squares at the estimate and HC0's meat.
 
     Parameters
@@ -194,6 +256,8 @@ def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Est
     number : int
     plan : DaskPlan
     est : Estimate
+    windows : tuple of (lo, hi, share), optional
+        Guessed key windows of the pearson residuals' quantiles (torchlm.sources.dask_windows).
 
     Returns
     -------
@@ -214,7 +278,7 @@ def residual_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, est: Est
         rss=float(np.sum(w * e**2)), mss=float(np.sum(w[used] * c**2)),
         ss_fitted=float(np.sum((fitted - est.fitted_mean) ** 2)),
         r_min=float(r.min()) if len(r) else np.inf, r_max=float(r.max()) if len(r) else -np.inf, meat=meat,
-        sketches=(sketch_of(r),))
+        sketches=(sketch_of(r),), windows=window_answers(r, windows))
 
 
 def combine_residuals(parts: list[ResidualPart]) -> ResidualPart:
@@ -232,7 +296,7 @@ def combine_residuals(parts: list[ResidualPart]) -> ResidualPart:
         rss=float(sum(r.rss for r in parts)), mss=float(sum(r.mss for r in parts)),
         ss_fitted=float(sum(r.ss_fitted for r in parts)), r_min=min(r.r_min for r in parts),
         r_max=max(r.r_max for r in parts), meat=np.sum([r.meat for r in parts], axis=0),
-        sketches=tuple(s for r in parts for s in r.sketches))
+        sketches=tuple(s for r in parts for s in r.sketches), windows=combine_windows([r.windows for r in parts]))
 
 
 @by_pieces(combine_range_answers)
@@ -254,8 +318,7 @@ def residual_counts(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estima
     list of RangeAnswer
         Per range (see dask_selection.range_counts): the count below it, and counts per bin or the sorted keys.
     """
-    rows = partition_rows(part, number, plan)
-    return range_counts(_pearson(rows, partition_fit(rows, est)[2]), ranges)
+    return range_counts(pearson_residuals(partition_rows(part, number, plan), est), ranges)
 
 
 def partition_values(part: pd.DataFrame, plan: DaskPlan, est: Estimate, kind: str,
