@@ -250,6 +250,28 @@ def test_warnings_are_the_in_memory_fits(client):
     _close(d.coef(), m.coef())
 
 
+def test_another_threads_library_warnings_are_not_the_fits(monkeypatch):
+    """The partitions' warning record is process-global: a library's warning in it (dask's parquet reader's
+    pandas deprecations, in another thread) is not re-raised as the fit's; R's warnings are."""
+    import warnings
+
+    from torchlm.models.families import Binomial
+
+    real = Binomial.initialize
+
+    def noisy(self, y, w):
+        warnings.warn("a library's deprecation", FutureWarning, stacklevel=2)
+        return real(self, y, w)
+
+    monkeypatch.setattr(Binomial, "initialize", noisy)
+    data = DF.assign(yq=(DF.yb + DF.x.abs().clip(upper=1)) / 2.5)
+    with dask.config.set(scheduler="sync"), pytest.warns(UserWarning) as dsk:
+        tl.glm("yq ~ x + g", dd.from_pandas(data, npartitions=3), family="binomial", weights="w")
+    fits = [str(w.message) for w in dsk if issubclass(w.category, UserWarning)]
+    assert "non-integer #successes in a binomial glm!" in fits
+    assert not any("deprecation" in m for m in fits)
+
+
 def test_a_factor_response_is_refused_clearly(client):
     data = dd.from_pandas(DF.assign(f=pd.Categorical(np.where(DF.yb == 1, "yes", "no"))), npartitions=3)
     with pytest.raises(NotSupportedForDask, match="a factor response"):

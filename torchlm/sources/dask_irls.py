@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from torchlm import threads
-from torchlm.errors import _WARNINGS_LOCK, DataError
+from torchlm.errors import _WARNINGS_LOCK, DataError, TorchlmWarning
 from torchlm.frame.dask_compute import by_pieces
 from torchlm.frame.dask_frame import DaskPlan, PartitionRows, in_partition, partition_rows
 from torchlm.models.families import Family
@@ -115,7 +115,13 @@ def glm_rows(part: pd.DataFrame, number: int, plan: DaskPlan, family: Family) ->
         y, _, mustart = family.initialize(y, w)
     source = ArraySource(rows.X, y.numpy(), weights=rows.weights, offset=rows.offset, names=list(plan.names))
     passes = GLMPasses(source, y, w, off, family)
-    return GLMRows(rows, X, y, w, off, mustart, passes, tuple(str(c.message) for c in caught))
+    return GLMRows(rows, X, y, w, off, mustart, passes, _ours(caught))
+
+
+def _ours(caught: list) -> tuple[str, ...]:
+    """The recorded warnings that the family's code gave (R's): the record is process-global, so that another
+    thread's library warnings (pandas deprecations inside dask's parquet reader) are in it too."""
+    return tuple(str(c.message) for c in caught if issubclass(c.category, TorchlmWarning))
 
 
 def rows_of(part: Any, number: int, plan: DaskPlan, family: Family) -> GLMRows:
@@ -425,7 +431,7 @@ def final_sums(g: GLMRows, number: int, family: Family, spec: FinalSpec, at: tup
     r = deviance_residuals(g, mu, family, None if at is None else at[2])
     return FinalPart(pearson=pearson, aic=aic, aic_terms=terms, null_deviance=float(null.sum()),
                      dev_min=float(r.min()) if len(r) else math.inf, dev_max=float(r.max()) if len(r) else -math.inf,
-                     warnings=g.warnings + tuple(str(c.message) for c in caught), sketches=(sketch_of(r.numpy()),))
+                     warnings=g.warnings + _ours(caught), sketches=(sketch_of(r.numpy()),))
 
 
 def combine_final(parts: list[FinalPart]) -> FinalPart:
