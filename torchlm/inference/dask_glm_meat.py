@@ -68,7 +68,8 @@ def _score_rows(g: GLMRows, W: torch.Tensor, wres: torch.Tensor, cols: list[int]
     return g.X[:, cols] * torch.where(W > 0, W * wres, torch.zeros_like(W))[:, None]
 
 
-def glm_scores(part: Any, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec, list[int]]) -> np.ndarray:
+def glm_scores(part: Any, number: int, plan: DaskPlan, est: tuple[Family, FinalSpec, list[int]],
+               design: bool = False) -> Any:
     """One partition's scores W x (y - mu) / mu'(eta) over the estimable columns ``est[2]``: HAC's rows.
 
     Parameters
@@ -77,17 +78,20 @@ def glm_scores(part: Any, number: int, plan: DaskPlan, est: tuple[Family, FinalS
     number : int
     plan : DaskPlan
     est : (Family, FinalSpec, columns)
+    design : bool
+        Also return the rows' design over the same columns.
 
     Returns
     -------
-    numpy.ndarray
-        (rows used, k).
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        (rows used, k), and the design rows (rows used, k) with ``design``.
     """
     family, final, cols = est
     with threads.limit(1):
         g = rows_of(part, number, plan, family)
         W, wres, _ = working_at(g, final, family)
-        return _score_rows(g, W, wres, cols).numpy()
+        S = _score_rows(g, W, wres, cols).numpy()
+    return (S, g.rows.X[:, cols]) if design else S
 
 
 def _cluster_sums(part: pd.DataFrame, number: int, rows: PartitionRows, S: np.ndarray, spec: MeatSpec) -> list:

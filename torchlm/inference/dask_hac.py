@@ -7,7 +7,8 @@ within it, and its first and last m values of u); a second, at the lag L it give
 autocovariances of the scores (each partition's within sums, and its first and last L + 1 rows of scores).
 The client adds the products of the pairs that straddle partitions, carrying the last rows of the partitions
 before, so a partition shorter than the lag is no special case. Memory per task: a (k, k) sum and 2 (L + 1)
-rows of scores.
+rows of scores. A fit without an intercept takes one more pass first: the per-column sums of R's test for a
+column of ones under another name, whose weight in u is then 0.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from torchlm.errors import DataError
 from torchlm.frame.dask_frame import DaskPlan, map_partitions_computed, not_supported
-from torchlm.inference.hac import _bandwidth_vector, newey_west_weights
+from torchlm.inference.hac import _bandwidth_vector, newey_west_weights, ones_column_sums
 from torchlm.inference.sandwich import describe, hac_bandwidth_weights, intercept_name
 
 
@@ -44,8 +45,9 @@ def _last(X: np.ndarray, K: int) -> np.ndarray:
     return X[max(0, len(X) - K):] if K else X[:0]
 
 
-def hac_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, scores: Any, est: Any, spec: tuple) -> tuple:
-    """One partition's lagged sums: ("bandwidth", w, m) of u = S w, or ("meat", weights) of the scores S.
+def hac_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, scores: Any, est: Any, spec: tuple) -> Any:
+    """One partition's lagged sums: ("bandwidth", w, m) of u = S w, or ("meat", weights) of the scores S; or
+    ("ones",) its sums of bwNeweyWest's test for columns of ones (a fit without an intercept).
 
     Parameters
     ----------
@@ -53,18 +55,24 @@ def hac_reduction(part: pd.DataFrame, number: int, plan: DaskPlan, scores: Any, 
     number : int
     plan : DaskPlan
     scores : callable
-        ``scores(part, number, plan, est)``: the partition's (rows, k) scores over the estimable columns.
+        ``scores(part, number, plan, est, design=False)``: the partition's (rows, k) scores over the estimable
+        columns (with ``design=True`` also its design rows over them).
     est : Any
         What ``scores`` reads.
     spec : tuple
-        ("bandwidth", w, m): u = S w and lags 0..m; ("meat", weights): Bartlett weights w_0 .. w_{L+1}.
+        ("bandwidth", w, m): u = S w and lags 0..m; ("meat", weights): Bartlett weights w_0 .. w_{L+1};
+        ("ones",): the scores with their design rows.
 
     Returns
     -------
-    tuple
+    tuple or numpy.ndarray
         (within sums per lag (bandwidth) or the weighted (k, k) sum 0.5 w_0 G_0 + sum_j w_j G_j (meat), the
-        first and the last K rows (K = m, or L + 1)).
+        first and the last K rows (K = m, or L + 1)); for "ones" the (k,) sums of
+        :func:`torchlm.inference.hac.ones_column_sums`.
     """
+    if spec[0] == "ones":
+        S, X = scores(part, number, plan, est, design=True)
+        return ones_column_sums(np.asarray(S, dtype=np.float64), np.asarray(X, dtype=np.float64))
     S = np.asarray(scores(part, number, plan, est), dtype=np.float64)
     if not np.isfinite(S).all():
         raise DataError(f"partition {number} of the Dask DataFrame: the scores have non-finite values (NaN or Inf)")
@@ -106,7 +114,8 @@ def dask_hac_covariance(fit: Any, source: Any, scores: Any, est: Any) -> tuple[p
     fit : DaskLinearModelResult or DaskGeneralizedLinearModelResult
     source : what the passes map over (the Dask DataFrame, or the persisted rows of a glm).
     scores : callable
-        ``scores(part, number, plan, est)``: a partition's scores over the estimable columns (formula order).
+        ``scores(part, number, plan, est, design=False)``: a partition's scores over the estimable columns
+        (formula order), with ``design=True`` also its design rows over them (a fit without an intercept).
     est : Any
         What ``scores`` reads.
 
@@ -127,12 +136,14 @@ def dask_hac_covariance(fit: Any, source: Any, scores: Any, est: Any) -> tuple[p
     if not fit._ddf.known_divisions:
         raise not_supported("HAC on a Dask DataFrame whose divisions are unknown (the partitions' order is the "
                             "rows' time order: set a sorted index, e.g. ddf.set_index or from_pandas(sort=True))")
-    if intercept_name(fit) is None:
-        raise not_supported("HAC of a fit without an intercept (R's bandwidth then reads every row's scores)")
     n, k, names = fit._total.n, fit.rank, list(fit.estimable)
     if n <= k:
         return pd.DataFrame(np.nan, index=names, columns=names), describe("HAC")
-    w = _bandwidth_vector(k, hac_bandwidth_weights(fit, None))
+    if intercept_name(fit) is None:  # R's bwNeweyWest zeroes the columns of ones: one pass of per-row sums
+        sums = sum(map_partitions_computed(source, hac_reduction, fit._plan, scores, est, ("ones",)))
+        w = _bandwidth_vector(k, np.where(sums < 1e-16, 0.0, 1.0))
+    else:
+        w = _bandwidth_vector(k, hac_bandwidth_weights(fit, None))
     m = math.floor(4 * (n / 100) ** (2 / 9))
     parts = map_partitions_computed(source, hac_reduction, fit._plan, scores, est, ("bandwidth", w, m))
     sigma = _combine(parts, list(range(m + 1)), None) / n

@@ -55,7 +55,8 @@ def _scores(rows: Any, est: Estimate) -> tuple[np.ndarray, np.ndarray]:
     return rows.X[:, list(est.estimable)] * (sw * sw * e)[:, None], sw
 
 
-def partition_scores(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate) -> np.ndarray:
+def partition_scores(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estimate,
+                     design: bool = False) -> Any:
     """One partition's scores w x_i e_i over the estimable columns (formula order): HAC's rows.
 
     Parameters
@@ -64,13 +65,17 @@ def partition_scores(part: pd.DataFrame, number: int, plan: DaskPlan, est: Estim
     number : int
     plan : DaskPlan
     est : Estimate
+    design : bool
+        Also return the rows' design over the same columns.
 
     Returns
     -------
-    numpy.ndarray
-        (rows used, k).
+    numpy.ndarray or (numpy.ndarray, numpy.ndarray)
+        (rows used, k), and the design rows (rows used, k) with ``design``.
     """
-    return _scores(partition_rows(part, number, plan), est)[0]
+    rows = partition_rows(part, number, plan)
+    S = _scores(rows, est)[0]
+    return (S, rows.X[:, list(est.estimable)]) if design else S
 
 
 def _leverages(rows: Any, sw: np.ndarray, spec: MeatSpec) -> np.ndarray:

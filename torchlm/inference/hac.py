@@ -144,3 +144,36 @@ def chunked_hac_meat(chunks: _ScoreChunks, n: int, k: int, lag: int,
                 G += float(w[j]) * (T[lo:t + m - j].T @ T[lo + j:t + m])
         tail = T[max(0, T.shape[0] - (len(w) - 1)):]
     return G + G.T
+
+
+def ones_column_sums(U: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """bwNeweyWest's test of a column of ones without the intercept's name, on some rows: per column, the sum of
+    (U_ij - r_i)^2, r_i the row mean of U_ij / X_ij where X_ij is non-zero (NaN for a row of zeros, as R's).
+
+    A column's weight is 0 where the sum over all the rows is below 1e-16. The sums of row blocks add up.
+
+    Parameters
+    ----------
+    U : numpy.ndarray
+        (m, k) the rows' scores.
+    X : numpy.ndarray
+        (m, k) their design rows (the same columns).
+
+    Returns
+    -------
+    numpy.ndarray
+        (k,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torchlm.inference.hac import ones_column_sums
+    >>> X = np.array([[1.0, 2.0], [1.0, -1.0]])
+    >>> bool(ones_column_sums(X * np.array([[0.5], [2.0]]), X)[0] < 1e-16)
+    True
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nz = X != 0
+        ratios = np.where(nz, U / np.where(nz, X, 1), 0.0)
+        res = ratios.sum(axis=1) / np.where(nz.any(axis=1), nz.sum(axis=1), np.nan)
+    return np.sum((U - res[:, None]) ** 2, axis=0)

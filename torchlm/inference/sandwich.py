@@ -39,6 +39,7 @@ from torchlm.inference.hac import (  # noqa: F401
     newey_west_bandwidth,
     newey_west_lag,
     newey_west_weights,
+    ones_column_sums,
 )
 from torchlm.inference.leverages import forced_leverages, is_scaled
 from torchlm.solvers.autograd import quiet
@@ -546,17 +547,10 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
         raise RuntimeError("hac_bandwidth_weights needs the scores without an intercept name")  # internal
     X = WorkingRows(fit.design, [list(fit.design.names).index(nm) for nm in names], None)
     U = S.cpu().numpy()
-    res = np.empty(U.shape[0])
     step = chunk_rows(*U.shape)
-    for s in range(0, U.shape[0], step):
-        Xb, Ub = X[s:s + step], U[s:s + step]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # the row means of the ratios where X is non-zero; rows of zeros give NaN, as R's
-            nz = Xb != 0
-            ratios = np.where(nz, Ub / np.where(nz, Xb, 1), 0.0)
-            res[s:s + step] = ratios.sum(axis=1) / np.where(nz.any(axis=1), nz.sum(axis=1), np.nan)
-    w[np.sum((U - res[:, None]) ** 2, axis=0) < 1e-16] = 0
-    return w
+    sums = sum((ones_column_sums(U[s:s + step], X[s:s + step]) for s in range(0, U.shape[0], step)),
+               np.zeros(len(names)))
+    return np.where(sums < 1e-16, 0.0, w)
 
 
 def describe(type: str, cluster_labels: list[str] | None = None, lag: int | None = None) -> str:

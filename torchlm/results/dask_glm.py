@@ -111,8 +111,8 @@ class DaskGeneralizedLinearModelResult(DaskTableMethods, DaskInfluenceMethods, G
         """sandwich's vcovHC / vcovCL from passes: the leverages' sum and maximum, then the meat (or cluster sums)."""
         check_type(type, cluster)
         if type == "HAC":
-            return dask_hac_covariance(self, self._source, glm_scores, (self.family, self._spec,
-                                                                         sorted(self._qr.pivot[: self.rank])))
+            est = (self.family, self._spec, sorted(self._qr.pivot[: self.rank]))
+            return dask_hac_covariance(self, self._source, glm_scores, est)
         clusters = () if cluster is None else _clusters(cluster)
         if missing := [c for c in clusters if c not in self._ddf.columns]:
             raise OptionError(f"cluster {missing[0]!r} is not a column of the data")
