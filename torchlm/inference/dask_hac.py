@@ -21,7 +21,7 @@ import pandas as pd
 
 from torchlm.errors import DataError
 from torchlm.frame.dask_frame import DaskPlan, map_partitions_computed, not_supported
-from torchlm.inference.hac import _bandwidth_vector, newey_west_weights, ones_column_sums
+from torchlm.inference.hac import _bandwidth_vector, newey_west_weights, ones_column_sums, ones_weights
 from torchlm.inference.sandwich import describe, hac_bandwidth_weights, intercept_name
 
 
@@ -141,7 +141,7 @@ def dask_hac_covariance(fit: Any, source: Any, scores: Any, est: Any) -> tuple[p
         return pd.DataFrame(np.nan, index=names, columns=names), describe("HAC")
     if intercept_name(fit) is None:  # R's bwNeweyWest zeroes the columns of ones: one pass of per-row sums
         sums = sum(map_partitions_computed(source, hac_reduction, fit._plan, scores, est, ("ones",)))
-        w = _bandwidth_vector(k, np.where(sums < 1e-16, 0.0, 1.0))
+        w = _bandwidth_vector(k, ones_weights(sums))
     else:
         w = _bandwidth_vector(k, hac_bandwidth_weights(fit, None))
     m = math.floor(4 * (n / 100) ** (2 / 9))

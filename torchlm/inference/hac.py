@@ -150,7 +150,8 @@ def ones_column_sums(U: np.ndarray, X: np.ndarray) -> np.ndarray:
     """bwNeweyWest's test of a column of ones without the intercept's name, on some rows: per column, the sum of
     (U_ij - r_i)^2, r_i the row mean of U_ij / X_ij where X_ij is non-zero (NaN for a row of zeros, as R's).
 
-    A column's weight is 0 where the sum over all the rows is below 1e-16. The sums of row blocks add up.
+    A column's weight is 0 where the sum over all the rows is below 1e-16 (:func:`ones_weights`). The sums of row
+    blocks add up.
 
     Parameters
     ----------
@@ -177,3 +178,26 @@ def ones_column_sums(U: np.ndarray, X: np.ndarray) -> np.ndarray:
         ratios = np.where(nz, U / np.where(nz, X, 1), 0.0)
         res = ratios.sum(axis=1) / np.where(nz.any(axis=1), nz.sum(axis=1), np.nan)
     return np.sum((U - res[:, None]) ** 2, axis=0)
+
+
+def ones_weights(sums: np.ndarray) -> np.ndarray:
+    """bwNeweyWest's coefficient weights from the :func:`ones_column_sums` of all the rows: 0 for a column of ones.
+
+    Parameters
+    ----------
+    sums : numpy.ndarray
+        (k,)
+
+    Returns
+    -------
+    numpy.ndarray
+        (k,) 0 or 1 (a NaN sum, from a row of zeros, keeps 1 as R's comparison does).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torchlm.inference.hac import ones_weights
+    >>> ones_weights(np.array([0.0, 2.0, np.nan])).tolist()
+    [0.0, 1.0, 1.0]
+    """
+    return np.where(sums < 1e-16, 0.0, 1.0)

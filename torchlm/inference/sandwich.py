@@ -40,6 +40,7 @@ from torchlm.inference.hac import (  # noqa: F401
     newey_west_lag,
     newey_west_weights,
     ones_column_sums,
+    ones_weights,
 )
 from torchlm.inference.leverages import forced_leverages, is_scaled
 from torchlm.solvers.autograd import quiet
@@ -550,7 +551,7 @@ def hac_bandwidth_weights(fit: DesignFit, S: torch.Tensor | None) -> np.ndarray:
     step = chunk_rows(*U.shape)
     sums = sum((ones_column_sums(U[s:s + step], X[s:s + step]) for s in range(0, U.shape[0], step)),
                np.zeros(len(names)))
-    return np.where(sums < 1e-16, 0.0, w)
+    return ones_weights(sums)
 
 
 def describe(type: str, cluster_labels: list[str] | None = None, lag: int | None = None) -> str:

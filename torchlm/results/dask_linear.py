@@ -111,6 +111,7 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
                  call: str) -> None:
         if qr.scaling is not None:
             raise not_supported("data whose squares leave float64's range (values near 1e150 and beyond)")
+        sample, total = total.sample, dataclasses.replace(total, sample=None)  # the sample serves the windows only
         self._ddf, self._plan, self._prototype, self._total = ddf, plan, prototype, total
         self.design = DaskDesign(prototype, total, plan, as_frame(ddf._meta))  # type: ignore[assignment]
         self.call, self.tol = call, tol
@@ -123,8 +124,6 @@ class DaskLinearModelResult(DaskTableMethods, DaskInfluenceMethods, LinearModelR
         self.df_residual = self.nobs - self.rank
         self._estimate = self._make_estimate()
         # the summary's quantiles, guessed from the QR pass's sample: collected by the residual pass
-        sample = total.sample
-        self._total = dataclasses.replace(total, sample=None)
         self._windows = () if sample is None else guess_windows(
             pearson_residuals(sample, self._estimate), total.n, quantile_ranks(total.n))
         res = self._residual_pass()

@@ -110,6 +110,8 @@ def window_answers(values: np.ndarray, windows: tuple[tuple[int, int, float], ..
     -------
     tuple of Window
     """
+    if not windows:  # the residual pass of a fit without a sample: nothing to collect
+        return ()
     keys = keys_of(values)
     out = []
     for lo, hi, share in windows:
